@@ -1,0 +1,1 @@
+"""dapr-workflows component: the engine, its store and its servers."""

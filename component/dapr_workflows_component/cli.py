@@ -1,0 +1,169 @@
+"""`dapr-workflows serve`: the whole component in one process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from .engine.core import Engine, EngineSettings
+from .engine.grpc_server import add_to_server, dialect_server
+from .store import open_store
+
+log = logging.getLogger("dapr_workflows")
+
+ENV_PREFIX = "DAPR_WORKFLOWS_"
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    default: str
+    help: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.flag.upper().replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return self.flag.replace("-", "_")
+
+
+SERVE_OPTIONS = (
+    Option("store", "sqlite:///dapr-workflows.db",
+           "where state is kept: sqlite:///RELATIVE/PATH.db or sqlite:////ABSOLUTE/PATH.db "
+           "(add ?sync=full to survive power loss, not only a killed process)"),
+    Option("engine-address", "127.0.0.1:4100",
+           "HOST:PORT of the Durable Task protocol in Dapr's dialect, for dapr.ext.workflow workers "
+           "and clients; empty to disable"),
+    Option("durabletask-address", "127.0.0.1:4001",
+           "HOST:PORT of the Durable Task protocol in Microsoft's dialect, for durabletask workers and "
+           "clients (4001 is that SDK's own default); empty to disable"),
+    Option("max-payload-bytes", str(4 * 1024 * 1024),
+           "largest input, output, event payload or activity result accepted, in bytes"),
+    Option("orchestration-lease-seconds", "60",
+           "how long a worker may hold a workflow turn before it is offered to another worker"),
+    Option("activity-lease-seconds", "300",
+           "how long a worker may run an activity before it is offered to another worker "
+           "(a worker that disconnects gives its work back at once)"),
+    Option("log-level", "info", "debug, info, warning or error"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dapr-workflows",
+        description="A durable workflow engine for Dapr: Dapr's and durabletask's workflow SDKs run on it unchanged.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the engine with its store",
+        description="Run the workflow engine. Every option can also be set with the environment "
+        f"variable shown; a flag wins over the variable. Variables start with {ENV_PREFIX}.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for opt in SERVE_OPTIONS:
+        serve.add_argument(
+            f"--{opt.flag}",
+            dest=opt.dest,
+            default=os.environ.get(opt.env, opt.default),
+            help=f"{opt.help} (env {opt.env}; default: {opt.default!r})",
+        )
+    return parser
+
+
+def _int(value: str, flag: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise SystemExit(f"dapr-workflows: --{flag} must be a whole number, not {value!r}") from None
+    if number <= 0:
+        raise SystemExit(f"dapr-workflows: --{flag} must be positive, not {value!r}")
+    return number
+
+
+def _seconds(value: str, flag: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise SystemExit(f"dapr-workflows: --{flag} must be a number of seconds, not {value!r}") from None
+    if number <= 0:
+        raise SystemExit(f"dapr-workflows: --{flag} must be positive, not {value!r}")
+    return number
+
+
+async def serve(args: argparse.Namespace) -> None:
+    max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
+    settings = EngineSettings(
+        orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
+        activity_lease_seconds=_seconds(args.activity_lease_seconds, "activity-lease-seconds"),
+        max_payload_bytes=max_payload,
+    )
+    try:
+        store = open_store(args.store)
+    except (ValueError, RuntimeError, OSError) as err:
+        raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
+    log.info("store: %s", store.description)
+    engine = Engine(store, settings)
+    await engine.start()
+
+    options = [
+        # Leave room for the message around a payload; a payload over the limit gets the engine's own
+        # RESOURCE_EXHAUSTED that names the limit, a grossly larger message gRPC's.
+        ("grpc.max_receive_message_length", max_payload + 1024 * 1024),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.so_reuseport", 0),
+    ]
+    servers: list[grpc.aio.Server] = []
+    for dialect, address, sdk in (
+        ("dapr", args.engine_address, "dapr.ext.workflow"),
+        ("durabletask", args.durabletask_address, "durabletask"),
+    ):
+        if not address:
+            continue
+        server = grpc.aio.server(options=options)
+        add_to_server(server, dialect_server(engine, dialect).handlers())
+        try:
+            server.add_insecure_port(address)
+        except RuntimeError as err:
+            raise SystemExit(f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}") from None
+        await server.start()
+        servers.append(server)
+        log.info("listening on %s: Durable Task protocol, %s dialect (for %s)", address, dialect, sdk)
+    if not servers:
+        raise SystemExit("dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: finishing calls in flight (up to 5s)")
+    await asyncio.gather(*(s.stop(grace=5) for s in servers))
+    await engine.stop()
+    await store.close()
+    log.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "serve":
+        asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

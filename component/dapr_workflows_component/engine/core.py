@@ -1,0 +1,1085 @@
+"""The engine: instances, orchestration turns, activities, timers and leases.
+
+State lives in the store; every change is one store transaction. What is in memory can be rebuilt
+from the store at start-up: the queues of ready work, the leases given to connected workers (a lease
+dies with the engine, so after a restart all work is offered again) and the timer heap.
+
+An orchestration turn: the instance's visible inbox events are leased to one worker together with
+the instance's history; the worker answers with actions; one transaction appends the turn to the
+history, removes the consumed inbox rows and writes what the actions cause (activities, timers,
+child instances, events to other instances, completion). A completion whose token is not the current
+lease's is stale (the lease expired, the worker was replaced, the instance was terminated) and is
+ignored, so no result is ever applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protos import dapr_dialect_pb2 as pb
+from ..store import Store, StoreTx
+from ..workflows import (
+    ErrorCode,
+    Instance,
+    InstanceQuery,
+    RuntimeStatus,
+    StartRequest,
+    WorkflowError,
+    check_event_allowed,
+    check_payload_size,
+    check_purge_allowed,
+    check_resume_allowed,
+    check_start_allowed,
+    check_suspend_allowed,
+    not_found,
+    require_instance_id,
+    require_workflow_name,
+    validate_new_instance_id,
+)
+from . import wire
+from .wire import history_event, now_us
+
+log = logging.getLogger("dapr_workflows.engine")
+
+DIALECTS = ("dapr", "durabletask")
+
+# While suspended, an instance's worker sees only these events; the rest wait in the inbox.
+_DELIVERED_WHILE_SUSPENDED = frozenset({"executionSuspended", "executionResumed", "executionTerminated"})
+# On continue-as-new, inbox events of these kinds belong to the ended execution and are dropped.
+_EXECUTION_BOUND_EVENTS = frozenset(
+    {"timerFired", "taskCompleted", "taskFailed", "childWorkflowInstanceCompleted", "childWorkflowInstanceFailed"}
+)
+
+
+@dataclass
+class EngineSettings:
+    orchestration_lease_seconds: float = 60.0
+    activity_lease_seconds: float = 300.0
+    max_payload_bytes: int = 4 * 1024 * 1024
+    health_ping_seconds: float = 15.0
+    history_cache_size: int = 10_000
+
+
+@dataclass
+class _OrchestrationLease:
+    instance_id: str
+    execution_id: str
+    token: str
+    worker_id: int
+    inbox_ids: list[int]
+    new_events: list[bytes]
+    expiry: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _ActivityLease:
+    activity_id: int
+    dialect: str
+    token: str
+    worker_id: int
+    expiry: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Effects:
+    """What a committed transaction asks of the in-memory side, applied only after the commit."""
+
+    ready: dict[str, str] = field(default_factory=dict)  # instance_id -> dialect
+    activities: list[tuple[int, str]] = field(default_factory=list)
+    timers: list[tuple[int, str, str]] = field(default_factory=list)  # (visible_at, instance, dialect)
+    changed: set[str] = field(default_factory=set)  # instances whose status may have changed
+    dropped: set[str] = field(default_factory=set)  # instances whose lease and cache are void
+    cancelled_activities: list[int] = field(default_factory=list)
+    history: dict[str, list[bytes]] = field(default_factory=dict)  # new full history per instance
+
+
+Key = tuple[str, Any]  # ("o", instance_id) or ("a", activity_id)
+
+
+class Engine:
+    def __init__(self, store: Store, settings: EngineSettings | None = None) -> None:
+        self.store = store
+        self.settings = settings or EngineSettings()
+        self._queues: dict[str, asyncio.Queue[Key]] = {}
+        self._queued: set[str] = set()
+        self._orch_leases: dict[str, _OrchestrationLease] = {}
+        self._act_leases: dict[int, _ActivityLease] = {}
+        self._tokens: dict[str, Key] = {}
+        self._dirty: set[str] = set()
+        self._dialect_of: dict[str, str] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._history: dict[str, list[bytes]] = {}
+        self._timer_heap: list[tuple[int, str, str]] = []
+        self._timer_wakeup = asyncio.Event()
+        self._timer_task: asyncio.Task[None] | None = None
+        self._boot = uuid.uuid4().hex[:8]
+        self._counter = itertools.count(1)
+        self._worker_ids = itertools.count(1)
+        self.workers: dict[int, str] = {}
+        self._closed = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        for dialect in DIALECTS:
+            self._queues[dialect] = asyncio.Queue()
+        now = now_us()
+
+        def recover(tx: StoreTx) -> tuple[list[tuple[str, str]], list[tuple[int, str]], list[tuple[int, str]]]:
+            return tx.ready_instances(now), tx.all_activities(), tx.future_timers(now)
+
+        ready, activities, timers = await self.store.run(recover)
+        for instance_id, dialect in ready:
+            self._mark_ready(instance_id, dialect)
+        for activity_id, dialect in activities:
+            self._queues[dialect].put_nowait(("a", activity_id))
+        dialects = await self.store.run(lambda tx: {i: self._dialect(tx, i) for _, i in timers})
+        for visible_at, instance_id in timers:
+            heapq.heappush(self._timer_heap, (visible_at, instance_id, dialects[instance_id]))
+        self._timer_task = asyncio.get_running_loop().create_task(self._run_timers())
+        log.info(
+            "engine ready: %d instances with pending events, %d pending activities, %d future timers",
+            len(ready), len(activities), len(timers),
+        )
+
+    async def stop(self) -> None:
+        self._closed = True
+        if self._timer_task:
+            self._timer_task.cancel()
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.cancel()
+
+    def _dialect(self, tx: StoreTx, instance_id: str) -> str:
+        dialect = self._dialect_of.get(instance_id)
+        if dialect is None:
+            inst = tx.get_instance(instance_id)
+            dialect = inst.dialect if inst else "dapr"
+            self._dialect_of[instance_id] = dialect
+        return dialect
+
+    # ---------------------------------------------------------------- in-memory scheduling
+
+    def _mark_ready(self, instance_id: str, dialect: str) -> None:
+        self._dialect_of[instance_id] = dialect
+        if instance_id in self._orch_leases:
+            self._dirty.add(instance_id)
+            return
+        if instance_id in self._queued:
+            return
+        self._queued.add(instance_id)
+        self._queues[dialect].put_nowait(("o", instance_id))
+
+    def _apply(self, fx: _Effects) -> None:
+        for instance_id in fx.dropped:
+            self._history.pop(instance_id, None)
+            lease = self._orch_leases.pop(instance_id, None)
+            if lease:
+                self._forget_lease(lease.token, lease.expiry)
+            self._dirty.discard(instance_id)
+        for activity_id in fx.cancelled_activities:
+            act = self._act_leases.pop(activity_id, None)
+            if act:
+                self._forget_lease(act.token, act.expiry)
+        for instance_id, events in fx.history.items():
+            if instance_id not in fx.dropped:
+                self._remember_history(instance_id, events)
+        for instance_id, dialect in fx.ready.items():
+            self._mark_ready(instance_id, dialect)
+        for activity_id, dialect in fx.activities:
+            self._queues[dialect].put_nowait(("a", activity_id))
+        if fx.timers:
+            for entry in fx.timers:
+                heapq.heappush(self._timer_heap, entry)
+            self._timer_wakeup.set()
+        for instance_id in fx.changed:
+            for fut in self._waiters.pop(instance_id, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _remember_history(self, instance_id: str, events: list[bytes]) -> None:
+        cache = self._history
+        cache.pop(instance_id, None)
+        cache[instance_id] = events
+        if len(cache) > self.settings.history_cache_size:
+            del cache[next(iter(cache))]
+
+    def _forget_lease(self, token: str, expiry: asyncio.TimerHandle | None) -> None:
+        self._tokens.pop(token, None)
+        if expiry:
+            expiry.cancel()
+
+    def _new_token(self, key: Key) -> str:
+        token = f"{self._boot}-{next(self._counter)}"
+        self._tokens[token] = key
+        return token
+
+    async def _run_timers(self) -> None:
+        while True:
+            self._timer_wakeup.clear()
+            now = now_us()
+            while self._timer_heap and self._timer_heap[0][0] <= now:
+                _, instance_id, dialect = heapq.heappop(self._timer_heap)
+                self._mark_ready(instance_id, dialect)
+            delay = (self._timer_heap[0][0] - now) / 1e6 if self._timer_heap else 3600.0
+            try:
+                await asyncio.wait_for(self._timer_wakeup.wait(), timeout=max(delay, 0.0) + 0.001)
+            except asyncio.TimeoutError:
+                pass
+
+    # ---------------------------------------------------------------- workers
+
+    def connect_worker(self, dialect: str) -> int:
+        worker_id = next(self._worker_ids)
+        self.workers[worker_id] = dialect
+        log.info("worker %d connected (%s dialect); %d workers connected", worker_id, dialect, len(self.workers))
+        return worker_id
+
+    def disconnect_worker(self, worker_id: int) -> None:
+        """Returns everything leased to the worker to the queues at once."""
+        self.workers.pop(worker_id, None)
+        returned = 0
+        for lease in [lease for lease in self._orch_leases.values() if lease.worker_id == worker_id]:
+            self._release_orchestration(lease)
+            returned += 1
+        for act in [a for a in self._act_leases.values() if a.worker_id == worker_id]:
+            self._release_activity(act)
+            returned += 1
+        log.info("worker %d disconnected; %d leased work items returned to the queue", worker_id, returned)
+
+    async def next_work_item(self, dialect: str, worker_id: int) -> bytes | None:
+        """Waits for the next work item for a worker of `dialect`; None when the wait timed out."""
+        queue = self._queues[dialect]
+        try:
+            key = await asyncio.wait_for(queue.get(), timeout=self.settings.health_ping_seconds)
+        except asyncio.TimeoutError:
+            return None
+        try:
+            if key[0] == "o":
+                self._queued.discard(key[1])
+                return await self._lease_orchestration(key[1], worker_id)
+            return await self._lease_activity(key[1], dialect, worker_id)
+        except asyncio.CancelledError:
+            # The stream went away between taking the key and leasing it: offer it again.
+            if key[0] == "o":
+                self._mark_ready(key[1], dialect)
+            elif key[1] not in self._act_leases:
+                queue.put_nowait(key)
+            raise
+
+    async def _lease_orchestration(self, instance_id: str, worker_id: int) -> bytes | None:
+        if instance_id in self._orch_leases:
+            self._dirty.add(instance_id)
+            return None
+        now = now_us()
+        cached = self._history.get(instance_id)
+
+        def read(tx: StoreTx) -> tuple[Instance | None, list[Any], list[bytes]]:
+            inst = tx.get_instance(instance_id)
+            if inst is None or inst.status.is_terminal:
+                return inst, [], []
+            rows = tx.inbox(instance_id, now)
+            history = cached if cached is not None else tx.history(instance_id)
+            return inst, rows, history
+
+        inst, rows, history = await self.store.run(read)
+        if inst is None or not rows:
+            return None
+        if inst.status == RuntimeStatus.SUSPENDED:
+            rows = [r for r in rows if wire.event_type(r.event) in _DELIVERED_WHILE_SUSPENDED]
+            if not rows:
+                return None
+        if cached is None:
+            self._remember_history(instance_id, history)
+        started = history_event(now, workflowStarted=pb.WorkflowStartedEvent()).SerializeToString()
+        new_events = [started] + [r.event for r in rows]
+        token = self._new_token(("o", instance_id))
+        lease = _OrchestrationLease(
+            instance_id, inst.execution_id, token, worker_id, [r.id for r in rows], new_events
+        )
+        lease.expiry = asyncio.get_running_loop().call_later(
+            self.settings.orchestration_lease_seconds, self._expire_orchestration, lease
+        )
+        self._orch_leases[instance_id] = lease
+        return wire.encode_workflow_work_item(instance_id, inst.execution_id, history, new_events, token)
+
+    async def _lease_activity(self, activity_id: int, dialect: str, worker_id: int) -> bytes | None:
+        if activity_id in self._act_leases:
+            return None
+        row = await self.store.run(lambda tx: tx.get_activity(activity_id))
+        if row is None:
+            return None
+        token = self._new_token(("a", activity_id))
+        lease = _ActivityLease(activity_id, dialect, token, worker_id)
+        lease.expiry = asyncio.get_running_loop().call_later(
+            self.settings.activity_lease_seconds, self._expire_activity, lease
+        )
+        self._act_leases[activity_id] = lease
+        return wire.encode_activity_work_item(row.request, token)
+
+    def _expire_orchestration(self, lease: _OrchestrationLease) -> None:
+        if self._orch_leases.get(lease.instance_id) is lease:
+            log.warning(
+                "orchestration lease of %r expired after %.0fs; offering it again",
+                lease.instance_id, self.settings.orchestration_lease_seconds,
+            )
+            lease.expiry = None
+            self._release_orchestration(lease)
+
+    def _expire_activity(self, lease: _ActivityLease) -> None:
+        if self._act_leases.get(lease.activity_id) is lease:
+            log.warning(
+                "activity lease %d expired after %.0fs; offering it again",
+                lease.activity_id, self.settings.activity_lease_seconds,
+            )
+            lease.expiry = None
+            self._release_activity(lease)
+
+    def _release_orchestration(self, lease: _OrchestrationLease) -> None:
+        self._orch_leases.pop(lease.instance_id, None)
+        self._forget_lease(lease.token, lease.expiry)
+        self._dirty.discard(lease.instance_id)
+        self._mark_ready(lease.instance_id, self._dialect_of.get(lease.instance_id, "dapr"))
+
+    def _release_activity(self, lease: _ActivityLease) -> None:
+        self._act_leases.pop(lease.activity_id, None)
+        self._forget_lease(lease.token, lease.expiry)
+        self._queues[lease.dialect].put_nowait(("a", lease.activity_id))
+
+    def abandon(self, token: str) -> None:
+        """A worker gives a work item back (durabletask's Abandon* calls)."""
+        key = self._tokens.get(token)
+        if key is None:
+            return
+        if key[0] == "o":
+            lease = self._orch_leases.get(key[1])
+            if lease and lease.token == token:
+                self._release_orchestration(lease)
+        else:
+            act = self._act_leases.get(key[1])
+            if act and act.token == token:
+                self._release_activity(act)
+
+    # ---------------------------------------------------------------- completions
+
+    async def complete_activity(self, response: pb.ActivityResponse) -> None:
+        key = self._tokens.get(response.completionToken)
+        act = self._act_leases.get(key[1]) if key and key[0] == "a" else None
+        if act is None or act.token != response.completionToken:
+            log.info(
+                "ignored a stale activity result for %r task %d (its lease is gone)",
+                response.instanceId, response.taskId,
+            )
+            return
+        if response.HasField("result"):
+            check_payload_size("activity result", response.result.value, self.settings.max_payload_bytes)
+        fx = _Effects()
+
+        def tx(t: StoreTx) -> None:
+            row = t.get_activity(act.activity_id)
+            if row is None:
+                return
+            t.delete_activity(act.activity_id)
+            inst = t.get_instance(row.instance_id)
+            if inst is None or inst.status.is_terminal or inst.execution_id != row.execution_id:
+                return
+            now = now_us()
+            if response.HasField("failureDetails"):
+                event = history_event(
+                    now,
+                    taskFailed=pb.TaskFailedEvent(
+                        taskScheduledId=row.task_id, failureDetails=response.failureDetails
+                    ),
+                )
+            else:
+                done = pb.TaskCompletedEvent(taskScheduledId=row.task_id)
+                if response.HasField("result"):
+                    done.result.CopyFrom(response.result)
+                event = history_event(now, taskCompleted=done)
+            t.add_inbox(row.instance_id, event.SerializeToString(), now)
+            fx.ready[row.instance_id] = inst.dialect
+
+        self._act_leases.pop(act.activity_id, None)
+        self._forget_lease(act.token, act.expiry)
+        try:
+            await self.store.run(tx)
+        except BaseException:
+            self._queues[act.dialect].put_nowait(("a", act.activity_id))
+            raise
+        self._apply(fx)
+
+    async def complete_orchestration(self, response: pb.WorkflowResponse) -> None:
+        lease = self._orch_leases.get(response.instanceId)
+        if lease is None or lease.token != response.completionToken:
+            log.info("ignored a stale orchestration result for %r (its lease is gone)", response.instanceId)
+            return
+        fx = _Effects()
+        try:
+            await self.store.run(lambda t: self._apply_turn(t, lease, response, fx))
+        except WorkflowError as err:
+            # The turn cannot be recorded as asked (e.g. an oversized output): fail the instance instead.
+            log.warning("workflow %r: %s; failing the instance", response.instanceId, err.message)
+            fx = _Effects()
+            await self.store.run(lambda t: self._fail_turn(t, lease, err, fx))
+        finally:
+            if self._orch_leases.get(lease.instance_id) is lease:
+                self._orch_leases.pop(lease.instance_id)
+                self._forget_lease(lease.token, lease.expiry)
+        self._apply(fx)
+        if lease.instance_id in self._dirty:
+            self._dirty.discard(lease.instance_id)
+            self._mark_ready(lease.instance_id, self._dialect_of.get(lease.instance_id, "dapr"))
+
+    def _fail_turn(self, t: StoreTx, lease: _OrchestrationLease, err: WorkflowError, fx: _Effects) -> None:
+        inst = t.get_instance(lease.instance_id)
+        if inst is None or inst.status.is_terminal or inst.execution_id != lease.execution_id:
+            return
+        t.delete_inbox(lease.inbox_ids)
+        failure = wire.failure_details("WorkflowResultTooLarge", err.message)
+        self._finish(t, inst, RuntimeStatus.FAILED, None, failure, now_us(), fx)
+
+    def _apply_turn(
+        self, t: StoreTx, lease: _OrchestrationLease, resp: pb.WorkflowResponse, fx: _Effects
+    ) -> None:
+        inst = t.get_instance(lease.instance_id)
+        if inst is None or inst.status.is_terminal or inst.execution_id != lease.execution_id:
+            return
+        limit = self.settings.max_payload_bytes
+        now = now_us()
+        started = pb.HistoryEvent.FromString(lease.new_events[0])
+        if resp.HasField("version"):
+            started.workflowStarted.version.CopyFrom(resp.version)
+        turn = [started.SerializeToString(), *lease.new_events[1:]]
+        t.delete_inbox(lease.inbox_ids)
+        if inst.status == RuntimeStatus.PENDING:
+            inst.status = RuntimeStatus.RUNNING
+            fx.changed.add(inst.instance_id)
+        if resp.HasField("customStatus"):
+            check_payload_size("custom status", resp.customStatus.value, limit)
+            inst.custom_status = resp.customStatus.value
+        history = self._history.get(inst.instance_id)
+        if history is None:
+            history = t.history(inst.instance_id)
+        for action in resp.actions:
+            kind = action.WhichOneof("workflowActionType")
+            if kind == "scheduleTask":
+                turn.append(self._schedule_activity(t, inst, action, now, fx))
+            elif kind == "createTimer":
+                a = action.createTimer
+                created = pb.TimerCreatedEvent(fireAt=a.fireAt)
+                if a.HasField("name"):
+                    created.name = a.name
+                origin = a.WhichOneof("origin")
+                if origin:
+                    getattr(created, origin).CopyFrom(getattr(a, origin))
+                turn.append(history_event(now, action.id, timerCreated=created).SerializeToString())
+                fire_at = wire.micros(a.fireAt)
+                fired = history_event(now, timerFired=pb.TimerFiredEvent(fireAt=a.fireAt, timerId=action.id))
+                t.add_inbox(inst.instance_id, fired.SerializeToString(), fire_at)
+                if fire_at <= now:
+                    fx.ready[inst.instance_id] = inst.dialect
+                else:
+                    fx.timers.append((fire_at, inst.instance_id, inst.dialect))
+            elif kind == "createChildWorkflow":
+                turn.append(self._create_child(t, inst, action, now, fx))
+            elif kind == "sendEvent":
+                a = action.sendEvent
+                sent = pb.EventSentEvent(instanceId=a.instance.instanceId, name=a.name)
+                if a.HasField("data"):
+                    sent.input.CopyFrom(a.data)
+                turn.append(history_event(now, action.id, eventSent=sent).SerializeToString())
+                self._deliver_event(t, a.instance.instanceId, a.name, a.data.value if a.HasField("data") else None, now, fx)
+            elif kind == "terminateWorkflow":
+                a = action.terminateWorkflow
+                target = t.get_instance(a.instanceId)
+                if target is not None:
+                    reason = a.reason.value if a.HasField("reason") else None
+                    self._terminate(t, target, reason, a.recurse, now, fx)
+            elif kind == "createDetachedWorkflow":
+                a = action.createDetachedWorkflow
+                if t.get_instance(a.instanceId) is None:
+                    self._create_instance(
+                        t, a.instanceId, a.name, inst.dialect,
+                        a.input.value if a.HasField("input") else None,
+                        a.version.value if a.HasField("version") else None, now, fx,
+                        tags=dict(a.tags),
+                    )
+            elif kind == "workflowVersionNotAvailable":
+                inst.status = RuntimeStatus.STALLED
+                fx.changed.add(inst.instance_id)
+                stalled = pb.ExecutionStalledEvent(
+                    reason=pb.VERSION_NOT_AVAILABLE, description="no worker has this workflow version"
+                )
+                turn.append(history_event(now, action.id, executionStalled=stalled).SerializeToString())
+            elif kind == "completeWorkflow":
+                a = action.completeWorkflow
+                result = a.result.value if a.HasField("result") else None
+                check_payload_size("workflow output", result, limit)
+                if a.workflowStatus == pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
+                    self._continue_as_new(t, inst, a, now, fx)
+                    return
+                completed = pb.ExecutionCompletedEvent(workflowStatus=a.workflowStatus)
+                if a.HasField("result"):
+                    completed.result.CopyFrom(a.result)
+                if a.HasField("failureDetails"):
+                    completed.failureDetails.CopyFrom(a.failureDetails)
+                turn.append(history_event(now, action.id, executionCompleted=completed).SerializeToString())
+                t.append_history(inst.instance_id, len(history), turn)
+                fx.history[inst.instance_id] = history + turn
+                self._finish(
+                    t, inst, RuntimeStatus(a.workflowStatus), result,
+                    a.failureDetails if a.HasField("failureDetails") else None, now, fx,
+                )
+                return
+            else:
+                raise WorkflowError(
+                    ErrorCode.UNIMPLEMENTED, f"the workflow asked for an unsupported action {kind!r}"
+                )
+        t.append_history(inst.instance_id, len(history), turn)
+        fx.history[inst.instance_id] = history + turn
+        inst.updated_at = now
+        t.put_instance(inst)
+
+    def _schedule_activity(
+        self, t: StoreTx, inst: Instance, action: pb.WorkflowAction, now: int, fx: _Effects
+    ) -> bytes:
+        a = action.scheduleTask
+        check_payload_size("activity input", a.input.value, self.settings.max_payload_bytes)
+        scheduled = pb.TaskScheduledEvent(name=a.name, taskExecutionId=a.taskExecutionId)
+        if a.HasField("version"):
+            scheduled.version.CopyFrom(a.version)
+        if a.HasField("input"):
+            scheduled.input.CopyFrom(a.input)
+        if inst.rerun and inst.rerun.get("task_id") == action.id:
+            # A rerun from this activity with a new input: the new input replaces the recorded one.
+            if inst.rerun.get("input") is not None:
+                scheduled.input.value = inst.rerun["input"]
+            inst.rerun = None
+        request = pb.ActivityRequest(
+            name=a.name,
+            workflowInstance=pb.WorkflowInstance(
+                instanceId=inst.instance_id, executionId=wire.string_value(inst.execution_id)
+            ),
+            taskId=action.id,
+            taskExecutionId=a.taskExecutionId,
+        )
+        if scheduled.HasField("version"):
+            request.version.CopyFrom(scheduled.version)
+        if scheduled.HasField("input"):
+            request.input.CopyFrom(scheduled.input)
+        activity_id = t.add_activity(
+            inst.instance_id, inst.execution_id, inst.dialect, action.id, request.SerializeToString()
+        )
+        fx.activities.append((activity_id, inst.dialect))
+        return history_event(now, action.id, taskScheduled=scheduled).SerializeToString()
+
+    def _create_child(
+        self, t: StoreTx, inst: Instance, action: pb.WorkflowAction, now: int, fx: _Effects
+    ) -> bytes:
+        a = action.createChildWorkflow
+        child_id = a.instanceId or f"{inst.instance_id}:{action.id:04x}"
+        created = pb.ChildWorkflowInstanceCreatedEvent(instanceId=child_id, name=a.name)
+        if a.HasField("version"):
+            created.version.CopyFrom(a.version)
+        if a.HasField("input"):
+            created.input.CopyFrom(a.input)
+        existing = t.get_instance(child_id)
+        if existing is not None and not existing.status.is_terminal:
+            failed = pb.ChildWorkflowInstanceFailedEvent(
+                taskScheduledId=action.id,
+                failureDetails=wire.failure_details(
+                    "InstanceAlreadyExists",
+                    f"child workflow instance {child_id!r} already exists and is {existing.status.name}",
+                ),
+            )
+            t.add_inbox(inst.instance_id, history_event(now, childWorkflowInstanceFailed=failed).SerializeToString(), now)
+            fx.ready[inst.instance_id] = inst.dialect
+        else:
+            if existing is not None:
+                # A retried child reuses its instance ID: the failed attempt makes way.
+                self._delete(t, existing, fx)
+            parent = pb.ParentInstanceInfo(
+                taskScheduledId=action.id,
+                name=wire.string_value(inst.name),
+                workflowInstance=pb.WorkflowInstance(
+                    instanceId=inst.instance_id, executionId=wire.string_value(inst.execution_id)
+                ),
+            )
+            self._create_instance(
+                t, child_id, a.name, inst.dialect,
+                a.input.value if a.HasField("input") else None,
+                a.version.value if a.HasField("version") else None, now, fx,
+                parent=parent, parent_execution_id=inst.execution_id,
+            )
+        return history_event(now, action.id, childWorkflowInstanceCreated=created).SerializeToString()
+
+    def _continue_as_new(
+        self, t: StoreTx, inst: Instance, a: pb.CompleteWorkflowAction, now: int, fx: _Effects
+    ) -> None:
+        # Events raised during the ended execution's last turn carry over; its timers and results don't.
+        kept = [r for r in t.inbox(inst.instance_id, 2**62) if wire.event_type(r.event) not in _EXECUTION_BOUND_EVENTS]
+        t.clear_inbox(inst.instance_id)
+        t.clear_history(inst.instance_id)
+        fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
+        inst.execution_id = wire.new_execution_id()
+        inst.input = a.result.value if a.HasField("result") else None
+        if a.HasField("newVersion"):
+            inst.version = a.newVersion.value
+        inst.output = None
+        inst.status = RuntimeStatus.RUNNING
+        inst.updated_at = now
+        started = self._execution_started(inst, now)
+        t.add_inbox(inst.instance_id, started, now)
+        for event in a.carryoverEvents:
+            t.add_inbox(inst.instance_id, event.SerializeToString(), now)
+        for row in kept:
+            t.add_inbox(inst.instance_id, row.event, row.visible_at)
+        t.put_instance(inst)
+        fx.history[inst.instance_id] = []
+        fx.ready[inst.instance_id] = inst.dialect
+        fx.changed.add(inst.instance_id)
+
+    def _execution_started(self, inst: Instance, now: int, parent: pb.ParentInstanceInfo | None = None) -> bytes:
+        started = pb.ExecutionStartedEvent(
+            name=inst.name,
+            workflowInstance=pb.WorkflowInstance(
+                instanceId=inst.instance_id, executionId=wire.string_value(inst.execution_id)
+            ),
+            tags=inst.tags,
+        )
+        if inst.input is not None:
+            started.input.value = inst.input
+        if inst.version is not None:
+            started.version.value = inst.version
+        if inst.scheduled_start_at is not None:
+            started.scheduledStartTimestamp.CopyFrom(wire.timestamp(inst.scheduled_start_at))
+        if parent is None and inst.parent_instance_id:
+            parent = pb.ParentInstanceInfo(
+                taskScheduledId=inst.parent_task_id or 0,
+                workflowInstance=pb.WorkflowInstance(
+                    instanceId=inst.parent_instance_id,
+                    executionId=wire.string_value(inst.parent_execution_id),
+                ),
+            )
+        if parent is not None:
+            started.parentInstance.CopyFrom(parent)
+        return history_event(now, executionStarted=started).SerializeToString()
+
+    def _create_instance(
+        self,
+        t: StoreTx,
+        instance_id: str,
+        name: str,
+        dialect: str,
+        input: str | None,
+        version: str | None,
+        now: int,
+        fx: _Effects,
+        *,
+        parent: pb.ParentInstanceInfo | None = None,
+        parent_execution_id: str | None = None,
+        scheduled_start_at: int | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Instance:
+        inst = Instance(
+            instance_id=instance_id,
+            name=name,
+            dialect=dialect,
+            status=RuntimeStatus.PENDING,
+            execution_id=wire.new_execution_id(),
+            created_at=now,
+            updated_at=now,
+            version=version,
+            input=input,
+            parent_instance_id=parent.workflowInstance.instanceId if parent else None,
+            parent_task_id=parent.taskScheduledId if parent else None,
+            parent_execution_id=parent_execution_id,
+            tags=tags or {},
+            scheduled_start_at=scheduled_start_at,
+        )
+        t.put_instance(inst)
+        visible_at = scheduled_start_at if scheduled_start_at and scheduled_start_at > now else now
+        t.add_inbox(instance_id, self._execution_started(inst, now, parent), visible_at)
+        fx.history[instance_id] = []
+        fx.changed.add(instance_id)
+        fx.dropped.discard(instance_id)
+        if visible_at > now:
+            fx.timers.append((visible_at, instance_id, dialect))
+        else:
+            fx.ready[instance_id] = dialect
+        return inst
+
+    def _deliver_event(
+        self, t: StoreTx, instance_id: str, name: str, data: str | None, now: int, fx: _Effects
+    ) -> None:
+        target = t.get_instance(instance_id)
+        if target is None or target.status.is_terminal:
+            log.info("dropped event %r sent to %r: no running instance has that ID", name, instance_id)
+            return
+        raised = pb.EventRaisedEvent(name=name)
+        if data is not None:
+            raised.input.value = data
+        t.add_inbox(instance_id, history_event(now, eventRaised=raised).SerializeToString(), now)
+        fx.ready[instance_id] = target.dialect
+
+    def _finish(
+        self,
+        t: StoreTx,
+        inst: Instance,
+        status: RuntimeStatus,
+        output: str | None,
+        failure: pb.TaskFailureDetails | None,
+        now: int,
+        fx: _Effects,
+    ) -> None:
+        """Records a terminal status, drops pending work and tells the parent."""
+        inst.status = status
+        inst.output = output
+        inst.failure = failure.SerializeToString() if failure is not None else None
+        inst.completed_at = now
+        inst.updated_at = now
+        t.put_instance(inst)
+        t.clear_inbox(inst.instance_id)
+        fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
+        fx.changed.add(inst.instance_id)
+        log.info("workflow %r (%s) %s", inst.instance_id, inst.name, status.name)
+        if not inst.parent_instance_id:
+            return
+        parent = t.get_instance(inst.parent_instance_id)
+        if parent is None or parent.status.is_terminal or (
+            inst.parent_execution_id and parent.execution_id != inst.parent_execution_id
+        ):
+            return
+        task_id = inst.parent_task_id or 0
+        if status == RuntimeStatus.COMPLETED:
+            done = pb.ChildWorkflowInstanceCompletedEvent(taskScheduledId=task_id)
+            if output is not None:
+                done.result.value = output
+            event = history_event(now, childWorkflowInstanceCompleted=done)
+        else:
+            details = failure if failure is not None else wire.failure_details(
+                f"Workflow{status.name.capitalize()}",
+                f"child workflow {inst.instance_id!r} was {status.name.lower()}",
+            )
+            event = history_event(
+                now,
+                childWorkflowInstanceFailed=pb.ChildWorkflowInstanceFailedEvent(
+                    taskScheduledId=task_id, failureDetails=details
+                ),
+            )
+        t.add_inbox(parent.instance_id, event.SerializeToString(), now)
+        fx.ready[parent.instance_id] = parent.dialect
+
+    def _terminate(
+        self, t: StoreTx, inst: Instance, output: str | None, recursive: bool, now: int, fx: _Effects
+    ) -> None:
+        if inst.status.is_terminal:
+            return
+        terminated = pb.ExecutionTerminatedEvent(recurse=recursive)
+        completed = pb.ExecutionCompletedEvent(workflowStatus=pb.ORCHESTRATION_STATUS_TERMINATED)
+        if output is not None:
+            terminated.input.value = output
+            completed.result.value = output
+        history = t.history(inst.instance_id)
+        events = [
+            history_event(now, executionTerminated=terminated).SerializeToString(),
+            history_event(now, executionCompleted=completed).SerializeToString(),
+        ]
+        t.append_history(inst.instance_id, len(history), events)
+        # A turn in flight is void: its completion will find no lease.
+        fx.dropped.add(inst.instance_id)
+        self._finish(t, inst, RuntimeStatus.TERMINATED, output, None, now, fx)
+        if recursive:
+            for child_id in t.child_ids(inst.instance_id):
+                child = t.get_instance(child_id)
+                if child is not None:
+                    self._terminate(t, child, output, True, now, fx)
+
+    def _delete(self, t: StoreTx, inst: Instance, fx: _Effects) -> None:
+        fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
+        t.delete_instance(inst.instance_id)
+        fx.dropped.add(inst.instance_id)
+        fx.changed.add(inst.instance_id)
+
+    # ---------------------------------------------------------------- management (the workflows interface)
+
+    async def start_workflow(self, req: StartRequest) -> str:
+        validate_new_instance_id(req.instance_id)
+        require_workflow_name(req.name)
+        check_payload_size("workflow input", req.input, self.settings.max_payload_bytes)
+        fx = _Effects()
+
+        def tx(t: StoreTx) -> None:
+            existing = t.get_instance(req.instance_id)
+            check_start_allowed(req.instance_id, existing, req.reuse.replaceable)
+            if existing is not None:
+                self._delete(t, existing, fx)
+            self._create_instance(
+                t, req.instance_id, req.name, req.dialect, req.input, req.version, now_us(), fx,
+                scheduled_start_at=req.scheduled_start_at, tags=req.tags,
+            )
+
+        await self.store.run(tx)
+        self._apply(fx)
+        log.info("started workflow %r (%s)", req.instance_id, req.name)
+        return req.instance_id
+
+    async def get_instance(self, instance_id: str) -> Instance | None:
+        return await self.store.run(lambda t: t.get_instance(instance_id))
+
+    async def require_instance(self, instance_id: str) -> Instance:
+        require_instance_id(instance_id)
+        inst = await self.get_instance(instance_id)
+        if inst is None:
+            raise not_found(instance_id)
+        return inst
+
+    async def _change(self, instance_id: str, change: Callable[[StoreTx, Instance, int, _Effects], None]) -> None:
+        """Runs a management change on an existing instance in one transaction."""
+        require_instance_id(instance_id)
+        fx = _Effects()
+
+        def tx(t: StoreTx) -> None:
+            inst = t.get_instance(instance_id)
+            if inst is None:
+                raise not_found(instance_id)
+            change(t, inst, now_us(), fx)
+
+        await self.store.run(tx)
+        self._apply(fx)
+
+    async def raise_event(self, instance_id: str, name: str, data: str | None) -> None:
+        if not name:
+            raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the event name is empty")
+        check_payload_size("event payload", data, self.settings.max_payload_bytes)
+
+        def change(t: StoreTx, inst: Instance, now: int, fx: _Effects) -> None:
+            check_event_allowed(inst)
+            self._deliver_event(t, inst.instance_id, name, data, now, fx)
+
+        await self._change(instance_id, change)
+
+    async def suspend(self, instance_id: str, reason: str | None = None) -> None:
+        def change(t: StoreTx, inst: Instance, now: int, fx: _Effects) -> None:
+            if not check_suspend_allowed(inst):
+                return
+            inst.status = RuntimeStatus.SUSPENDED
+            inst.updated_at = now
+            t.put_instance(inst)
+            event = pb.ExecutionSuspendedEvent(input=wire.string_value(reason))
+            t.add_inbox(inst.instance_id, history_event(now, executionSuspended=event).SerializeToString(), now)
+            fx.ready[inst.instance_id] = inst.dialect
+            fx.changed.add(inst.instance_id)
+
+        await self._change(instance_id, change)
+        log.info("suspended workflow %r", instance_id)
+
+    async def resume(self, instance_id: str, reason: str | None = None) -> None:
+        def change(t: StoreTx, inst: Instance, now: int, fx: _Effects) -> None:
+            if not check_resume_allowed(inst):
+                return
+            inst.status = RuntimeStatus.RUNNING
+            inst.updated_at = now
+            t.put_instance(inst)
+            event = pb.ExecutionResumedEvent(input=wire.string_value(reason))
+            t.add_inbox(inst.instance_id, history_event(now, executionResumed=event).SerializeToString(), now)
+            fx.ready[inst.instance_id] = inst.dialect
+            fx.changed.add(inst.instance_id)
+
+        await self._change(instance_id, change)
+        log.info("resumed workflow %r", instance_id)
+
+    async def terminate(self, instance_id: str, output: str | None = None, recursive: bool = True) -> None:
+        check_payload_size("terminate output", output, self.settings.max_payload_bytes)
+
+        def change(t: StoreTx, inst: Instance, now: int, fx: _Effects) -> None:
+            self._terminate(t, inst, output, recursive, now, fx)
+
+        await self._change(instance_id, change)
+
+    async def purge(self, instance_id: str, recursive: bool = True, force: bool = False) -> int:
+        """Deletes a terminal instance (and, recursively, its children); returns how many were deleted."""
+        require_instance_id(instance_id)
+        fx = _Effects()
+
+        def purge_tree(t: StoreTx, inst: Instance) -> int:
+            check_purge_allowed(inst, force)
+            count = 1
+            if recursive:
+                for child_id in t.child_ids(inst.instance_id):
+                    child = t.get_instance(child_id)
+                    if child is not None:
+                        count += purge_tree(t, child)
+            self._delete(t, inst, fx)
+            return count
+
+        def tx(t: StoreTx) -> int:
+            inst = t.get_instance(instance_id)
+            if inst is None:
+                raise not_found(instance_id)
+            return purge_tree(t, inst)
+
+        count = await self.store.run(tx)
+        self._apply(fx)
+        log.info("purged workflow %r (%d instances)", instance_id, count)
+        return count
+
+    async def purge_where(self, query: InstanceQuery, recursive: bool = True) -> int:
+        """Purges every terminal instance that matches the query."""
+        query.statuses = frozenset(s for s in (query.statuses or RuntimeStatus) if s.is_terminal)
+        query.limit = 2**31
+        total = 0
+        for inst in await self.query(query):
+            try:
+                total += await self.purge(inst.instance_id, recursive)
+            except WorkflowError as err:
+                if err.code != ErrorCode.NOT_FOUND:  # a child purged with its parent
+                    raise
+        return total
+
+    async def query(self, query: InstanceQuery) -> list[Instance]:
+        return await self.store.run(lambda t: t.query(query))
+
+    async def history(self, instance_id: str) -> list[bytes]:
+        require_instance_id(instance_id)
+
+        def tx(t: StoreTx) -> list[bytes]:
+            if t.get_instance(instance_id) is None:
+                raise not_found(instance_id)
+            return t.history(instance_id)
+
+        return await self.store.run(tx)
+
+    async def wait_for(self, instance_id: str, done: Callable[[Instance], bool]) -> Instance | None:
+        """Waits until `done(instance)` holds; None if the instance does not exist (or is purged)."""
+        while True:
+            inst = await self.get_instance(instance_id)
+            if inst is None or done(inst):
+                return inst
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(instance_id, []).append(fut)
+            try:
+                await fut
+            finally:
+                waiters = self._waiters.get(instance_id)
+                if waiters and fut in waiters:
+                    waiters.remove(fut)
+                    if not waiters:
+                        del self._waiters[instance_id]
+
+    async def restart(self, instance_id: str, new_instance_id: bool) -> str:
+        """Starts a finished instance again with its name and input (durabletask's RestartInstance)."""
+        inst = await self.require_instance(instance_id)
+        if not inst.status.is_terminal:
+            raise WorkflowError(
+                ErrorCode.FAILED_PRECONDITION,
+                f"workflow instance {instance_id!r} is {inst.status.name}; only finished instances can be restarted",
+            )
+        from ..workflows import ReusePolicy, TERMINAL_STATUSES
+
+        return await self.start_workflow(
+            StartRequest(
+                name=inst.name,
+                instance_id=uuid.uuid4().hex if new_instance_id else instance_id,
+                input=inst.input,
+                version=inst.version,
+                tags=inst.tags,
+                reuse=ReusePolicy(TERMINAL_STATUSES),
+                dialect=inst.dialect,
+            )
+        )
+
+    async def rerun_from_event(
+        self, source_id: str, event_id: int, new_id: str | None, new_input: str | None, overwrite_input: bool
+    ) -> str:
+        """Runs a finished instance again from one of its activities, under a new instance ID.
+
+        The new instance replays the source's history up to the activity's scheduling; the activity
+        and everything after it run again (with `new_input` as the activity's input if asked).
+        Results of earlier work that arrived after that point are carried over.
+        """
+        target_id = new_id or uuid.uuid4().hex
+        validate_new_instance_id(target_id)
+        check_payload_size("activity input", new_input, self.settings.max_payload_bytes)
+        fx = _Effects()
+
+        def tx(t: StoreTx) -> None:
+            src = t.get_instance(source_id)
+            if src is None:
+                raise not_found(source_id)
+            if not src.status.is_terminal:
+                raise WorkflowError(
+                    ErrorCode.FAILED_PRECONDITION,
+                    f"workflow instance {source_id!r} is {src.status.name}; only finished instances can be rerun",
+                )
+            check_start_allowed(target_id, t.get_instance(target_id), frozenset())
+            events = [pb.HistoryEvent.FromString(e) for e in t.history(source_id)]
+            cut = next(
+                (n for n, e in enumerate(events) if e.HasField("taskScheduled") and e.eventId == event_id), None
+            )
+            if cut is None:
+                raise WorkflowError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"event {event_id} of workflow instance {source_id!r} is not a scheduled activity",
+                )
+            now = now_us()
+            inst = Instance(
+                instance_id=target_id, name=src.name, dialect=src.dialect, status=RuntimeStatus.RUNNING,
+                execution_id=wire.new_execution_id(), created_at=now, updated_at=now, version=src.version,
+                input=src.input, tags=src.tags,
+                rerun={"task_id": event_id, "input": new_input if overwrite_input else None},
+            )
+            # The new instance's history ends before the turn that scheduled the activity; that
+            # turn's events up to the activity become its first new events, so it replays from there.
+            turn_start = max(
+                (n for n, e in enumerate(events[:cut]) if e.HasField("workflowStarted")), default=0
+            )
+            prefix = events[:turn_start]
+            replayed = events[turn_start + 1 : cut]
+            if not replayed:
+                raise WorkflowError(
+                    ErrorCode.FAILED_PRECONDITION,
+                    f"workflow instance {source_id!r} cannot be rerun from event {event_id}",
+                )
+            scheduled = {e.eventId for e in events[:cut] if e.WhichOneof("eventType") in (
+                "taskScheduled", "childWorkflowInstanceCreated", "timerCreated")}
+            carried: list[bytes] = []
+            for e in events[cut:]:
+                kind = e.WhichOneof("eventType")
+                ref = {
+                    "taskCompleted": e.taskCompleted.taskScheduledId,
+                    "taskFailed": e.taskFailed.taskScheduledId,
+                    "childWorkflowInstanceCompleted": e.childWorkflowInstanceCompleted.taskScheduledId,
+                    "childWorkflowInstanceFailed": e.childWorkflowInstanceFailed.taskScheduledId,
+                    "timerFired": e.timerFired.timerId,
+                }.get(kind or "")
+                if kind == "eventRaised" or (ref is not None and ref in scheduled and ref != event_id):
+                    carried.append(e.SerializeToString())
+
+            def renamed(e: pb.HistoryEvent) -> bytes:
+                if e.HasField("executionStarted"):
+                    e.executionStarted.workflowInstance.instanceId = target_id
+                    e.executionStarted.workflowInstance.executionId.value = inst.execution_id
+                return e.SerializeToString()
+
+            stored = [renamed(e) for e in prefix]
+            t.put_instance(inst)
+            t.append_history(target_id, 0, stored)
+            for event in [renamed(e) for e in replayed] + carried:
+                t.add_inbox(target_id, event, now)
+            fx.history[target_id] = stored
+            fx.ready[target_id] = inst.dialect
+            fx.changed.add(target_id)
+
+        await self.store.run(tx)
+        self._apply(fx)
+        log.info("rerunning workflow %r from event %d as %r", source_id, event_id, target_id)
+        return target_id

@@ -1,0 +1,460 @@
+"""`TaskHubSidecarService` in both wire dialects, over the one engine.
+
+The two SDKs' generated code cannot share a process, so the handlers are registered by hand on the
+path `/TaskHubSidecarService/<Method>` and parse requests themselves: a malformed message becomes a
+clear INVALID_ARGUMENT, not a generic deserialisation failure. Where both dialects number a message's
+fields alike, the Dapr dialect's class parses it for both.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from ..protos import dapr_dialect_pb2 as pb
+from ..protos import durabletask_dialect_pb2 as mpb
+from ..workflows import (
+    ErrorCode,
+    Instance,
+    InstanceQuery,
+    ReusePolicy,
+    RuntimeStatus,
+    StartRequest,
+    WorkflowError,
+    require_instance_id,
+    statuses,
+)
+from . import wire
+from .core import Engine
+
+log = logging.getLogger("dapr_workflows.grpc")
+
+SERVICE = "TaskHubSidecarService"
+
+Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+Streaming = Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[bytes]]
+
+
+def parse(cls: type[Any], raw: bytes) -> Any:
+    try:
+        return cls.FromString(raw)
+    except DecodeError as err:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT, f"malformed {cls.DESCRIPTOR.name} message: {err}"
+        ) from None
+
+
+async def _abort(context: grpc.aio.ServicerContext, err: WorkflowError) -> None:
+    await context.abort(err.code.grpc_status, err.message)
+
+
+def _unary(method: str, fn: Unary) -> grpc.RpcMethodHandler:
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            return await fn(raw, context)
+        except WorkflowError as err:
+            await _abort(context, err)
+        except Exception:
+            log.exception("%s failed", method)
+            await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the engine; see its log")
+        raise AssertionError("unreachable")
+
+    return grpc.unary_unary_rpc_method_handler(handler)
+
+
+def _streaming(method: str, fn: Streaming) -> grpc.RpcMethodHandler:
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        try:
+            async for item in fn(raw, context):
+                yield item
+        except WorkflowError as err:
+            await _abort(context, err)
+        except Exception:
+            log.exception("%s failed", method)
+            await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the engine; see its log")
+
+    return grpc.unary_stream_rpc_method_handler(handler)
+
+
+def _unimplemented(what: str) -> Unary:
+    async def fn(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        raise WorkflowError(ErrorCode.UNIMPLEMENTED, f"{what} are not supported by dapr-workflows yet")
+
+    return fn
+
+
+def _ts_or_none(msg: Message, name: str) -> int | None:
+    return wire.micros(getattr(msg, name)) if msg.HasField(name) else None
+
+
+def _value_or_none(msg: Message, name: str) -> str | None:
+    return getattr(msg, name).value if msg.HasField(name) else None
+
+
+def workflow_state(inst: Instance, include_io: bool) -> pb.WorkflowState:
+    """The instance as a WorkflowState (numbered alike in Microsoft's OrchestrationState)."""
+    state = pb.WorkflowState(
+        instanceId=inst.instance_id,
+        name=inst.name,
+        workflowStatus=int(inst.status),  # type: ignore[arg-type]
+        createdTimestamp=wire.timestamp(inst.created_at),
+        lastUpdatedTimestamp=wire.timestamp(inst.updated_at),
+        executionId=wire.string_value(inst.execution_id),
+        tags=inst.tags,
+    )
+    if inst.version is not None:
+        state.version.value = inst.version
+    if inst.scheduled_start_at is not None:
+        state.scheduledStartTimestamp.CopyFrom(wire.timestamp(inst.scheduled_start_at))
+    if inst.completed_at is not None:
+        state.completedTimestamp.CopyFrom(wire.timestamp(inst.completed_at))
+    if inst.parent_instance_id:
+        state.parentInstanceId.value = inst.parent_instance_id
+    if inst.failure:
+        state.failureDetails.ParseFromString(inst.failure)
+    if inst.custom_status is not None:
+        state.customStatus.value = inst.custom_status
+    if include_io:
+        if inst.input is not None:
+            state.input.value = inst.input
+        if inst.output is not None:
+            state.output.value = inst.output
+    return state
+
+
+def _instance_response(inst: Instance | None, include_io: bool) -> bytes:
+    if inst is None:
+        return pb.GetInstanceResponse(exists=False).SerializeToString()
+    return pb.GetInstanceResponse(exists=True, workflowState=workflow_state(inst, include_io)).SerializeToString()
+
+
+def _not_pending(inst: Instance) -> bool:
+    return inst.status != RuntimeStatus.PENDING
+
+
+def _finished(inst: Instance) -> bool:
+    return inst.status.is_terminal
+
+
+class DialectServer:
+    """The handlers shared by both dialects; subclasses add what differs."""
+
+    dialect = ""
+    health_ping_field = 0
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        unary: dict[str, Unary] = {
+            "Hello": self.hello,
+            "StartInstance": self.start_instance,
+            "GetInstance": self.get_instance,
+            "WaitForInstanceStart": self.wait_for_start,
+            "WaitForInstanceCompletion": self.wait_for_completion,
+            "RaiseEvent": self.raise_event,
+            "TerminateInstance": self.terminate,
+            "SuspendInstance": self.suspend,
+            "ResumeInstance": self.resume,
+            "PurgeInstances": self.purge,
+            "CompleteActivityTask": self.complete_activity,
+            "CompleteOrchestratorTask": self.complete_orchestration,
+        }
+        unary.update(self.extra_unary())
+        out = {name: _unary(name, fn) for name, fn in unary.items()}
+        out["GetWorkItems"] = _streaming("GetWorkItems", self.get_work_items)
+        for name, fn in self.extra_streaming().items():
+            out[name] = _streaming(name, fn)
+        return out
+
+    def extra_unary(self) -> dict[str, Unary]:
+        return {}
+
+    def extra_streaming(self) -> dict[str, Streaming]:
+        return {}
+
+    # -- shared handlers
+
+    async def hello(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return b""
+
+    def start_request(self, raw: bytes) -> StartRequest:
+        req = parse(pb.CreateInstanceRequest, raw)
+        return StartRequest(
+            name=req.name,
+            instance_id=req.instanceId or uuid.uuid4().hex,
+            input=_value_or_none(req, "input"),
+            version=_value_or_none(req, "version"),
+            scheduled_start_at=_ts_or_none(req, "scheduledStartTimestamp"),
+            tags=dict(req.tags),
+            dialect=self.dialect,
+        )
+
+    async def start_instance(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        instance_id = await self.engine.start_workflow(self.start_request(raw))
+        return pb.CreateInstanceResponse(instanceId=instance_id).SerializeToString()
+
+    async def get_instance(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(pb.GetInstanceRequest, raw)
+        require_instance_id(req.instanceId)
+        return _instance_response(await self.engine.get_instance(req.instanceId), req.getInputsAndOutputs)
+
+    async def _wait(self, raw: bytes, done: Callable[[Instance], bool]) -> bytes:
+        # No deadline from the client means wait as long as the call lives: the engine never computes
+        # a timeout from the deadline, which a client without one makes astronomically large.
+        req = parse(pb.GetInstanceRequest, raw)
+        require_instance_id(req.instanceId)
+        inst = await self.engine.wait_for(req.instanceId, done)
+        return _instance_response(inst, req.getInputsAndOutputs)
+
+    async def wait_for_start(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return await self._wait(raw, _not_pending)
+
+    async def wait_for_completion(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return await self._wait(raw, _finished)
+
+    async def raise_event(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(pb.RaiseEventRequest, raw)
+        await self.engine.raise_event(req.instanceId, req.name, _value_or_none(req, "input"))
+        return b""
+
+    async def terminate(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(pb.TerminateRequest, raw)
+        await self.engine.terminate(req.instanceId, _value_or_none(req, "output"), req.recursive)
+        return b""
+
+    async def suspend(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(pb.SuspendRequest, raw)
+        await self.engine.suspend(req.instanceId, _value_or_none(req, "reason"))
+        return b""
+
+    async def resume(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(pb.ResumeRequest, raw)
+        await self.engine.resume(req.instanceId, _value_or_none(req, "reason"))
+        return b""
+
+    async def purge_one(self, instance_id: str, recursive: bool, force: bool = False) -> int:
+        try:
+            return await self.engine.purge(instance_id, recursive, force)
+        except WorkflowError as err:
+            if err.code == ErrorCode.NOT_FOUND:  # the SDKs expect a count of 0, not an error
+                return 0
+            raise
+
+    @staticmethod
+    def filter_query(flt: Any) -> InstanceQuery:
+        return InstanceQuery(
+            statuses=statuses(flt.runtimeStatus),
+            created_from=_ts_or_none(flt, "createdTimeFrom"),
+            created_to=_ts_or_none(flt, "createdTimeTo"),
+        )
+
+    async def purge(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(pb.PurgeInstancesRequest, raw)
+        if req.WhichOneof("request") == "purgeInstanceFilter":
+            count = await self.engine.purge_where(self.filter_query(req.purgeInstanceFilter), req.recursive)
+        else:
+            count = await self.purge_one(req.instanceId, req.recursive, req.force)
+        return pb.PurgeInstancesResponse(deletedInstanceCount=count, isComplete=True).SerializeToString()  # type: ignore[arg-type]
+
+    async def complete_activity(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await self.engine.complete_activity(parse(pb.ActivityResponse, raw))
+        return b""
+
+    def workflow_response(self, raw: bytes) -> pb.WorkflowResponse:
+        return parse(pb.WorkflowResponse, raw)  # type: ignore[no-any-return]
+
+    async def complete_orchestration(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await self.engine.complete_orchestration(self.workflow_response(raw))
+        return b""
+
+    async def get_work_items(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        worker_id = self.engine.connect_worker(self.dialect)
+        try:
+            while True:
+                item = await self.engine.next_work_item(self.dialect, worker_id)
+                yield item if item is not None else wire.encode_health_ping(self.health_ping_field)
+        finally:
+            self.engine.disconnect_worker(worker_id)
+
+    async def history_events(self, instance_id: str) -> list[bytes]:
+        return await self.engine.history(instance_id)
+
+
+class DaprDialectServer(DialectServer):
+    """The dialect of Dapr's workflow SDK (`dapr.ext.workflow`)."""
+
+    dialect = "dapr"
+    health_ping_field = 6
+
+    def extra_unary(self) -> dict[str, Unary]:
+        return {
+            "CompleteWorkflowTask": self.complete_orchestration,
+            "RerunWorkflowFromEvent": self.rerun,
+            "ListInstanceIDs": self.list_instance_ids,
+            "GetInstanceHistory": self.get_history,
+        }
+
+    async def rerun(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(pb.RerunWorkflowFromEventRequest, raw)
+        require_instance_id(req.sourceInstanceID)
+        new_id = await self.engine.rerun_from_event(
+            req.sourceInstanceID,
+            req.eventID,
+            req.newInstanceID if req.HasField("newInstanceID") else None,
+            _value_or_none(req, "input"),
+            req.overwriteInput,
+        )
+        return pb.RerunWorkflowFromEventResponse(newInstanceID=new_id).SerializeToString()
+
+    async def list_instance_ids(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(pb.ListInstanceIDsRequest, raw)
+        page = req.pageSize if req.HasField("pageSize") and req.pageSize > 0 else 1024
+        after = req.continuationToken if req.HasField("continuationToken") and req.continuationToken else None
+        found = await self.engine.query(InstanceQuery(after_id=after, limit=page + 1))
+        resp = pb.ListInstanceIDsResponse(instanceIds=[i.instance_id for i in found[:page]])
+        if len(found) > page:
+            resp.continuationToken = found[page - 1].instance_id
+        return resp.SerializeToString()
+
+    async def get_history(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(pb.GetInstanceHistoryRequest, raw)
+        return wire.encode_history_events(1, await self.history_events(req.instanceId))
+
+
+# Fields of Microsoft's messages numbered like a different field of Dapr's: cleared before transcoding.
+_MS_ACTION_CONFLICTS = {
+    "scheduleTask": ("tags", "parentTraceContext"),
+    "createSubOrchestration": ("parentTraceContext", "tags"),
+    "completeOrchestration": ("tags",),
+}
+
+
+class DurableTaskDialectServer(DialectServer):
+    """The dialect of Microsoft's `durabletask` SDK."""
+
+    dialect = "durabletask"
+    health_ping_field = 4
+
+    def extra_unary(self) -> dict[str, Unary]:
+        return {
+            "QueryInstances": self.query_instances,
+            "ListInstanceIds": self.list_instance_ids,
+            "RestartInstance": self.restart,
+            "RewindInstance": _unimplemented("rewinds of instances"),
+            "AbandonTaskActivityWorkItem": self.abandon,
+            "AbandonTaskOrchestratorWorkItem": self.abandon,
+            "AbandonTaskEntityWorkItem": _unimplemented("durable entities"),
+            "CompleteEntityTask": _unimplemented("durable entities"),
+            "SignalEntity": _unimplemented("durable entities"),
+            "GetEntity": _unimplemented("durable entities"),
+            "QueryEntities": _unimplemented("durable entities"),
+            "CleanEntityStorage": _unimplemented("durable entities"),
+            "CreateTaskHub": self.hello,
+            "DeleteTaskHub": self.hello,
+            "SkipGracefulOrchestrationTerminations": _unimplemented("graceful-termination skips"),
+        }
+
+    def extra_streaming(self) -> dict[str, Streaming]:
+        return {"StreamInstanceHistory": self.stream_history}
+
+    def start_request(self, raw: bytes) -> StartRequest:
+        start = super().start_request(raw)
+        req = parse(mpb.CreateInstanceRequest, raw)
+        if req.HasField("orchestrationIdReusePolicy"):
+            start.reuse = ReusePolicy(statuses(req.orchestrationIdReusePolicy.replaceableStatus))
+        return start
+
+    async def purge(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(mpb.PurgeInstancesRequest, raw)
+        which = req.WhichOneof("request")
+        if which == "purgeInstanceFilter":
+            count = await self.engine.purge_where(self.filter_query(req.purgeInstanceFilter), req.recursive)
+        elif which == "instanceBatch":
+            count = 0
+            for instance_id in req.instanceBatch.instanceIds:
+                count += await self.purge_one(instance_id, req.recursive)
+        else:
+            count = await self.purge_one(req.instanceId, req.recursive)
+        return pb.PurgeInstancesResponse(deletedInstanceCount=count, isComplete=True).SerializeToString()  # type: ignore[arg-type]
+
+    def workflow_response(self, raw: bytes) -> pb.WorkflowResponse:
+        resp = parse(mpb.OrchestratorResponse, raw)
+        for action in resp.actions:
+            kind = action.WhichOneof("orchestratorActionType")
+            if kind in ("sendEntityMessage", "rewindOrchestration"):
+                raise WorkflowError(
+                    ErrorCode.UNIMPLEMENTED,
+                    f"the workflow asked for {kind}, which dapr-workflows does not support yet",
+                )
+            for name in _MS_ACTION_CONFLICTS.get(kind or "", ()):
+                getattr(action, kind or "").ClearField(name)
+        resp.ClearField("orchestrationTraceContext")
+        return pb.WorkflowResponse.FromString(resp.SerializeToString())
+
+    async def query_instances(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        q = parse(mpb.QueryInstancesRequest, raw).query
+        limit = q.maxInstanceCount if q.maxInstanceCount > 0 else 100
+        found = await self.engine.query(
+            InstanceQuery(
+                statuses=statuses(q.runtimeStatus),
+                created_from=_ts_or_none(q, "createdTimeFrom"),
+                created_to=_ts_or_none(q, "createdTimeTo"),
+                id_prefix=_value_or_none(q, "instanceIdPrefix"),
+                after_id=_value_or_none(q, "continuationToken") or None,
+                limit=limit + 1,
+            )
+        )
+        resp = mpb.QueryInstancesResponse()
+        for inst in found[:limit]:
+            resp.orchestrationState.add().ParseFromString(
+                workflow_state(inst, q.fetchInputsAndOutputs).SerializeToString()
+            )
+        if len(found) > limit:
+            resp.continuationToken.value = found[limit - 1].instance_id
+        return resp.SerializeToString()
+
+    async def list_instance_ids(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(mpb.ListInstanceIdsRequest, raw)
+        page = req.pageSize if req.pageSize > 0 else 100
+        found = await self.engine.query(
+            InstanceQuery(
+                statuses=statuses(req.runtimeStatus),
+                completed_from=_ts_or_none(req, "completedTimeFrom"),
+                completed_to=_ts_or_none(req, "completedTimeTo"),
+                after_id=_value_or_none(req, "lastInstanceKey") or None,
+                limit=page + 1,
+            )
+        )
+        resp = mpb.ListInstanceIdsResponse(instanceIds=[i.instance_id for i in found[:page]])
+        if len(found) > page:
+            resp.lastInstanceKey.value = found[page - 1].instance_id
+        return resp.SerializeToString()
+
+    async def restart(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(mpb.RestartInstanceRequest, raw)
+        new_id = await self.engine.restart(req.instanceId, req.restartWithNewInstanceId)
+        return mpb.RestartInstanceResponse(instanceId=new_id).SerializeToString()
+
+    async def abandon(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        self.engine.abandon(parse(mpb.AbandonActivityTaskRequest, raw).completionToken)
+        return b""
+
+    async def stream_history(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        req = parse(mpb.StreamInstanceHistoryRequest, raw)
+        events = await self.history_events(req.instanceId)
+        for start in range(0, len(events), 200):
+            yield wire.encode_history_events(1, events[start : start + 200])
+
+
+def dialect_server(engine: Engine, dialect: str) -> DialectServer:
+    return DaprDialectServer(engine) if dialect == "dapr" else DurableTaskDialectServer(engine)
+
+
+def add_to_server(server: grpc.aio.Server, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

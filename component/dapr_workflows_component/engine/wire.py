@@ -1,0 +1,93 @@
+"""Building history events and encoding work items.
+
+The engine keeps history in the Dapr dialect's message types. Both dialects number the fields of
+work items, requests and history events alike wherever the engine writes them (the differences lie in
+fields only the other dialect sets, which the adapters strip on the way in), so one encoding serves
+both. Work items are assembled from stored event bytes without parsing them again.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from google.protobuf import timestamp_pb2, wrappers_pb2
+
+from ..protos import dapr_dialect_pb2 as pb
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def new_execution_id() -> str:
+    return uuid.uuid4().hex
+
+
+def timestamp(micros: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1000)
+
+
+def micros(ts: timestamp_pb2.Timestamp) -> int:
+    return ts.seconds * 1_000_000 + ts.nanos // 1000
+
+
+def string_value(value: str | None) -> wrappers_pb2.StringValue | None:
+    return None if value is None else wrappers_pb2.StringValue(value=value)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _string_value_bytes(value: str) -> bytes:
+    return _field(1, value.encode())
+
+
+def encode_workflow_work_item(
+    instance_id: str, execution_id: str, past: list[bytes], new: list[bytes], token: str
+) -> bytes:
+    """WorkItem{workflowRequest = 1: {instanceId=1, executionId=2, pastEvents=3, newEvents=4}, completionToken=10}."""
+    parts = [_field(1, instance_id.encode()), _field(2, _string_value_bytes(execution_id))]
+    parts.extend(_field(3, e) for e in past)
+    parts.extend(_field(4, e) for e in new)
+    return _field(1, b"".join(parts)) + _field(10, token.encode())
+
+
+def encode_activity_work_item(request: bytes, token: str) -> bytes:
+    """WorkItem{activityRequest = 2, completionToken = 10}."""
+    return _field(2, request) + _field(10, token.encode())
+
+
+def encode_health_ping(field_number: int) -> bytes:
+    return _field(field_number, b"")
+
+
+def encode_history_events(field_number: int, events: list[bytes]) -> bytes:
+    """A message whose only field is `repeated HistoryEvent` at `field_number`."""
+    return b"".join(_field(field_number, e) for e in events)
+
+
+def history_event(micros_now: int, event_id: int = -1, **event: object) -> pb.HistoryEvent:
+    return pb.HistoryEvent(eventId=event_id, timestamp=timestamp(micros_now), **event)  # type: ignore[arg-type]
+
+
+def failure_details(error_type: str, message: str) -> pb.TaskFailureDetails:
+    return pb.TaskFailureDetails(errorType=error_type, errorMessage=message)
+
+
+def event_type(event: bytes) -> str | None:
+    return pb.HistoryEvent.FromString(event).WhichOneof("eventType")

@@ -1,0 +1,327 @@
+"""SQLite store: one file, one engine process, one transaction per state change.
+
+Transactions run on the event loop's thread: each is a handful of indexed statements, far shorter
+than a hop to a worker thread. WAL mode with synchronous=NORMAL makes every commit survive a killed
+process; `synchronous=FULL` (the `sync=full` URL option) also survives a power cut, at a cost.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from ..workflows import Instance, InstanceQuery, RuntimeStatus, parse_tags
+from .base import ActivityRow, InboxRow, Store, StoreTx
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE instances (
+        instance_id TEXT PRIMARY KEY,
+        dialect TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version TEXT,
+        status INTEGER NOT NULL,
+        execution_id TEXT NOT NULL,
+        input TEXT,
+        output TEXT,
+        custom_status TEXT,
+        failure BLOB,
+        parent_instance_id TEXT,
+        parent_task_id INTEGER,
+        parent_execution_id TEXT,
+        tags TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        completed_at INTEGER,
+        scheduled_start_at INTEGER,
+        rerun TEXT
+    );
+    CREATE INDEX instances_parent ON instances (parent_instance_id);
+    CREATE INDEX instances_created ON instances (created_at);
+    CREATE TABLE history (
+        instance_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event BLOB NOT NULL,
+        PRIMARY KEY (instance_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance_id TEXT NOT NULL,
+        visible_at INTEGER NOT NULL,
+        event BLOB NOT NULL
+    );
+    CREATE INDEX inbox_instance ON inbox (instance_id, id);
+    CREATE INDEX inbox_visible ON inbox (visible_at);
+    CREATE TABLE activities (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance_id TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        dialect TEXT NOT NULL,
+        task_id INTEGER NOT NULL,
+        request BLOB NOT NULL
+    );
+    CREATE INDEX activities_instance ON activities (instance_id);
+    """,
+}
+
+_INSTANCE_COLUMNS = (
+    "instance_id, dialect, name, version, status, execution_id, input, output, custom_status, failure, "
+    "parent_instance_id, parent_task_id, parent_execution_id, tags, created_at, updated_at, completed_at, "
+    "scheduled_start_at, rerun"
+)
+
+
+def _row_to_instance(row: tuple[Any, ...]) -> Instance:
+    return Instance(
+        instance_id=row[0],
+        dialect=row[1],
+        name=row[2],
+        version=row[3],
+        status=RuntimeStatus(row[4]),
+        execution_id=row[5],
+        input=row[6],
+        output=row[7],
+        custom_status=row[8],
+        failure=row[9],
+        parent_instance_id=row[10],
+        parent_task_id=row[11],
+        parent_execution_id=row[12],
+        tags=parse_tags(row[13]),
+        created_at=row[14],
+        updated_at=row[15],
+        completed_at=row[16],
+        scheduled_start_at=row[17],
+        rerun=json.loads(row[18]) if row[18] else None,
+    )
+
+
+class _SQLiteTx(StoreTx):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+
+    def get_instance(self, instance_id: str) -> Instance | None:
+        row = self._c.execute(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        return _row_to_instance(row) if row else None
+
+    def put_instance(self, i: Instance) -> None:
+        self._c.execute(
+            f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                i.instance_id, i.dialect, i.name, i.version, int(i.status), i.execution_id, i.input,
+                i.output, i.custom_status, i.failure, i.parent_instance_id, i.parent_task_id,
+                i.parent_execution_id, json.dumps(i.tags) if i.tags else None, i.created_at,
+                i.updated_at, i.completed_at, i.scheduled_start_at,
+                json.dumps(i.rerun) if i.rerun else None,
+            ),
+        )
+
+    def delete_instance(self, instance_id: str) -> None:
+        for table in ("instances", "history", "inbox", "activities"):
+            self._c.execute(f"DELETE FROM {table} WHERE instance_id = ?", (instance_id,))
+
+    def child_ids(self, instance_id: str) -> list[str]:
+        rows = self._c.execute(
+            "SELECT instance_id FROM instances WHERE parent_instance_id = ?", (instance_id,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def query(self, q: InstanceQuery) -> list[Instance]:
+        where: list[str] = []
+        args: list[Any] = []
+        if q.statuses:
+            where.append(f"status IN ({', '.join('?' * len(q.statuses))})")
+            args.extend(int(s) for s in q.statuses)
+        for column, op, value in (
+            ("created_at", ">=", q.created_from),
+            ("created_at", "<", q.created_to),
+            ("completed_at", ">=", q.completed_from),
+            ("completed_at", "<", q.completed_to),
+            ("instance_id", ">", q.after_id),
+        ):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                args.append(value)
+        if q.id_prefix:
+            where.append("substr(instance_id, 1, ?) = ?")
+            args.extend([len(q.id_prefix), q.id_prefix])
+        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY instance_id LIMIT ?"
+        args.append(q.limit)
+        return [_row_to_instance(r) for r in self._c.execute(sql, args).fetchall()]
+
+    def history(self, instance_id: str) -> list[bytes]:
+        rows = self._c.execute(
+            "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def append_history(self, instance_id: str, first_seq: int, events: list[bytes]) -> None:
+        self._c.executemany(
+            "INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
+            [(instance_id, first_seq + n, e) for n, e in enumerate(events)],
+        )
+
+    def clear_history(self, instance_id: str) -> None:
+        self._c.execute("DELETE FROM history WHERE instance_id = ?", (instance_id,))
+
+    def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> int:
+        cur = self._c.execute(
+            "INSERT INTO inbox (instance_id, visible_at, event) VALUES (?, ?, ?)",
+            (instance_id, visible_at, event),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def inbox(self, instance_id: str, visible_before: int) -> list[InboxRow]:
+        rows = self._c.execute(
+            "SELECT id, instance_id, visible_at, event FROM inbox "
+            "WHERE instance_id = ? AND visible_at <= ? ORDER BY id",
+            (instance_id, visible_before),
+        ).fetchall()
+        return [InboxRow(*r) for r in rows]
+
+    def delete_inbox(self, row_ids: list[int]) -> None:
+        self._c.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in row_ids])
+
+    def clear_inbox(self, instance_id: str) -> None:
+        self._c.execute("DELETE FROM inbox WHERE instance_id = ?", (instance_id,))
+
+    def add_activity(
+        self, instance_id: str, execution_id: str, dialect: str, task_id: int, request: bytes
+    ) -> int:
+        cur = self._c.execute(
+            "INSERT INTO activities (instance_id, execution_id, dialect, task_id, request) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (instance_id, execution_id, dialect, task_id, request),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def get_activity(self, activity_id: int) -> ActivityRow | None:
+        row = self._c.execute(
+            "SELECT id, instance_id, execution_id, dialect, task_id, request FROM activities WHERE id = ?",
+            (activity_id,),
+        ).fetchone()
+        return ActivityRow(*row) if row else None
+
+    def delete_activity(self, activity_id: int) -> bool:
+        return self._c.execute("DELETE FROM activities WHERE id = ?", (activity_id,)).rowcount > 0
+
+    def clear_activities(self, instance_id: str) -> list[int]:
+        ids = [
+            r[0]
+            for r in self._c.execute("SELECT id FROM activities WHERE instance_id = ?", (instance_id,))
+        ]
+        self._c.execute("DELETE FROM activities WHERE instance_id = ?", (instance_id,))
+        return ids
+
+    def ready_instances(self, now: int) -> list[tuple[str, str]]:
+        rows = self._c.execute(
+            "SELECT DISTINCT i.instance_id, i.dialect FROM inbox b "
+            "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at <= ?",
+            (now,),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def future_timers(self, now: int) -> list[tuple[int, str]]:
+        rows = self._c.execute(
+            "SELECT MIN(visible_at), instance_id FROM inbox WHERE visible_at > ? GROUP BY instance_id",
+            (now,),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def all_activities(self) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self._c.execute("SELECT id, dialect FROM activities ORDER BY id")]
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self._lock_file: IO[str] | None = None
+        if path != ":memory:":
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, exist_ok=True)
+            self._lock_file = open(path + ".lock", "w")  # noqa: SIM115 - held for the store's lifetime
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lock_file.close()
+                raise RuntimeError(
+                    f"another dapr-workflows process already uses the SQLite store {path!r}; "
+                    "one engine owns a SQLite file (use PostgreSQL to share work between engines)"
+                ) from None
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn.execute("PRAGMA foreign_keys=OFF")
+        self._migrate()
+        self._tx = _SQLiteTx(self._conn)
+        self.description = f"SQLite {os.path.abspath(path) if path != ':memory:' else ':memory:'}"
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        parts = urlsplit(url)
+        if parts.netloc == ":memory:" or parts.path in ("/:memory:", ":memory:"):
+            path = ":memory:"
+        else:
+            # sqlite:///relative.db -> "relative.db"; sqlite:////abs/file.db -> "/abs/file.db"
+            path = parts.path[1:] if parts.path.startswith("/") else parts.path
+            if not path:
+                raise ValueError(f"the store URL {url!r} names no file: use sqlite:///PATH")
+        options = parse_qs(parts.query)
+        sync = options.get("sync", ["normal"])[0].upper()
+        if sync not in ("NORMAL", "FULL"):
+            raise ValueError(f"sync={sync.lower()} is not supported: use sync=normal or sync=full")
+        return cls(path, synchronous=sync)
+
+    def _migrate(self) -> None:
+        self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        for version in sorted(v for v in _MIGRATIONS if v > current):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the store has schema version {current}, newer than this engine's {SCHEMA_VERSION}: "
+                "upgrade dapr-workflows"
+            )
+
+    async def run(self, fn: Callable[[StoreTx], T]) -> T:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(self._tx)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def close(self) -> None:
+        self._conn.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None

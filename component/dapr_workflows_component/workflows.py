@@ -1,0 +1,275 @@
+"""The workflow component interface: the one place its rules live.
+
+Instance-ID validation, runtime-status names, error codes and the checks that decide whether a
+management call is allowed are written here once. The Durable Task servers, the output binding, the
+HTTP API and the proposed Workflow service all call into the engine, which applies these rules.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import grpc
+
+
+class RuntimeStatus(enum.IntEnum):
+    """Runtime status of an instance; the numbers are the wire enum of both protocol dialects."""
+
+    RUNNING = 0
+    COMPLETED = 1
+    CONTINUED_AS_NEW = 2
+    FAILED = 3
+    CANCELED = 4
+    TERMINATED = 5
+    PENDING = 6
+    SUSPENDED = 7
+    STALLED = 8
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @classmethod
+    def parse(cls, name: str) -> RuntimeStatus:
+        """Accepts `RUNNING`, `running` and the wire form `ORCHESTRATION_STATUS_RUNNING`."""
+        key = name.strip().upper().removeprefix("ORCHESTRATION_STATUS_")
+        try:
+            return cls[key]
+        except KeyError:
+            accepted = ", ".join(s.name for s in cls)
+            raise WorkflowError(
+                ErrorCode.INVALID_ARGUMENT, f"unknown runtime status {name!r}; accepted: {accepted}"
+            ) from None
+
+
+TERMINAL_STATUSES = frozenset(
+    {RuntimeStatus.COMPLETED, RuntimeStatus.FAILED, RuntimeStatus.TERMINATED, RuntimeStatus.CANCELED}
+)
+
+
+class ErrorCode(enum.Enum):
+    """Why a call failed. Each code maps to one gRPC status and one HTTP status."""
+
+    INVALID_ARGUMENT = ("ERR_INVALID_REQUEST", grpc.StatusCode.INVALID_ARGUMENT, 400)
+    ALREADY_EXISTS = ("ERR_INSTANCE_EXISTS", grpc.StatusCode.ALREADY_EXISTS, 409)
+    NOT_FOUND = ("ERR_INSTANCE_NOT_FOUND", grpc.StatusCode.NOT_FOUND, 404)
+    FAILED_PRECONDITION = ("ERR_INSTANCE_STATE", grpc.StatusCode.FAILED_PRECONDITION, 409)
+    RESOURCE_EXHAUSTED = ("ERR_PAYLOAD_TOO_LARGE", grpc.StatusCode.RESOURCE_EXHAUSTED, 413)
+    UNIMPLEMENTED = ("ERR_NOT_IMPLEMENTED", grpc.StatusCode.UNIMPLEMENTED, 501)
+    UNAVAILABLE = ("ERR_UNAVAILABLE", grpc.StatusCode.UNAVAILABLE, 503)
+    INTERNAL = ("ERR_INTERNAL", grpc.StatusCode.INTERNAL, 500)
+
+    @property
+    def api_code(self) -> str:
+        return self.value[0]
+
+    @property
+    def grpc_status(self) -> grpc.StatusCode:
+        return self.value[1]
+
+    @property
+    def http_status(self) -> int:
+        return self.value[2]
+
+
+class WorkflowError(Exception):
+    """A management call that cannot be carried out; `message` is one clear sentence."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# The rule of the Dapr docs for instance IDs chosen by callers.
+_INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_INSTANCE_ID_LENGTH = 256
+
+
+def validate_new_instance_id(instance_id: str) -> None:
+    """Checks an instance ID a caller chose for a new instance.
+
+    IDs the engine makes itself (child workflows get `parent:0001`) are not held to this rule, so
+    management calls on existing instances accept any non-empty ID and answer NOT_FOUND instead.
+    """
+    if not instance_id:
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the instance ID is empty")
+    if len(instance_id) > MAX_INSTANCE_ID_LENGTH:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"the instance ID is {len(instance_id)} characters long; the limit is {MAX_INSTANCE_ID_LENGTH}",
+        )
+    if not _INSTANCE_ID_RE.match(instance_id):
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"instance ID {instance_id!r} is malformed: use only letters, digits, '_' and '-'",
+        )
+
+
+def require_instance_id(instance_id: str) -> None:
+    """Checks the instance ID of a call on an existing instance."""
+    if not instance_id:
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the instance ID is empty")
+
+
+def require_workflow_name(name: str) -> None:
+    if not name:
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the workflow name is empty")
+
+
+def not_found(instance_id: str) -> WorkflowError:
+    return WorkflowError(ErrorCode.NOT_FOUND, f"no workflow instance with ID {instance_id!r}")
+
+
+def check_start_allowed(
+    instance_id: str, existing: Instance | None, replaceable: frozenset[RuntimeStatus]
+) -> None:
+    """An ID in use, in any state, is taken until purged, unless the caller's reuse policy allows it."""
+    if existing is None:
+        return
+    if existing.status in replaceable:
+        return
+    raise WorkflowError(
+        ErrorCode.ALREADY_EXISTS,
+        f"workflow instance {instance_id!r} already exists (status {existing.status.name}); "
+        "purge it first or choose another ID",
+    )
+
+
+def check_event_allowed(instance: Instance) -> None:
+    if instance.status.is_terminal:
+        raise WorkflowError(
+            ErrorCode.FAILED_PRECONDITION,
+            f"workflow instance {instance.instance_id!r} is {instance.status.name}; "
+            "events can only be raised to instances that have not finished",
+        )
+
+
+def check_suspend_allowed(instance: Instance) -> bool:
+    """True when a suspend must be recorded; False when it is a no-op (already suspended)."""
+    if instance.status.is_terminal:
+        raise WorkflowError(
+            ErrorCode.FAILED_PRECONDITION,
+            f"workflow instance {instance.instance_id!r} is {instance.status.name} and cannot be suspended",
+        )
+    return instance.status != RuntimeStatus.SUSPENDED
+
+
+def check_resume_allowed(instance: Instance) -> bool:
+    """True when a resume must be recorded; False when it is a no-op (not suspended)."""
+    if instance.status.is_terminal:
+        raise WorkflowError(
+            ErrorCode.FAILED_PRECONDITION,
+            f"workflow instance {instance.instance_id!r} is {instance.status.name} and cannot be resumed",
+        )
+    return instance.status == RuntimeStatus.SUSPENDED
+
+
+def check_purge_allowed(instance: Instance, force: bool) -> None:
+    if force or instance.status.is_terminal:
+        return
+    raise WorkflowError(
+        ErrorCode.FAILED_PRECONDITION,
+        f"workflow instance {instance.instance_id!r} is {instance.status.name}; only completed, failed, "
+        "terminated or canceled instances can be purged (terminate it first)",
+    )
+
+
+def check_payload_size(what: str, payload: str | bytes | None, limit: int) -> None:
+    if payload is not None and len(payload) > limit:
+        raise WorkflowError(
+            ErrorCode.RESOURCE_EXHAUSTED,
+            f"the {what} is {len(payload)} bytes; the limit is {limit} bytes",
+        )
+
+
+@dataclass
+class FailureDetails:
+    error_type: str
+    message: str
+    stack_trace: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"errorType": self.error_type, "errorMessage": self.message}
+        if self.stack_trace:
+            out["stackTrace"] = self.stack_trace
+        return out
+
+
+@dataclass
+class Instance:
+    """The state of one workflow instance, as stored."""
+
+    instance_id: str
+    name: str
+    dialect: str
+    status: RuntimeStatus
+    execution_id: str
+    created_at: int  # microseconds since the epoch, UTC
+    updated_at: int
+    version: str | None = None
+    input: str | None = None
+    output: str | None = None
+    custom_status: str | None = None
+    failure: bytes | None = None  # a serialized TaskFailureDetails
+    parent_instance_id: str | None = None
+    parent_task_id: int | None = None
+    parent_execution_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    completed_at: int | None = None
+    scheduled_start_at: int | None = None
+    rerun: dict[str, Any] | None = None  # overrides of a rerun: {"task_id": int, "input": str|None}
+
+
+@dataclass
+class ReusePolicy:
+    """Statuses whose instance a new start may replace. Empty (the default): an ID in use is taken."""
+
+    replaceable: frozenset[RuntimeStatus] = frozenset()
+
+
+@dataclass
+class StartRequest:
+    name: str
+    instance_id: str
+    input: str | None = None
+    version: str | None = None
+    scheduled_start_at: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    reuse: ReusePolicy = field(default_factory=ReusePolicy)
+    dialect: str = "dapr"
+
+
+@dataclass
+class InstanceQuery:
+    statuses: frozenset[RuntimeStatus] = frozenset()
+    created_from: int | None = None
+    created_to: int | None = None
+    completed_from: int | None = None
+    completed_to: int | None = None
+    id_prefix: str | None = None
+    after_id: str | None = None
+    limit: int = 100
+
+
+def timestamp_rfc3339(micros: int) -> str:
+    """RFC 3339 UTC with a `Z`, as the Dapr Workflow API shows times."""
+    dt = datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc)
+    return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_tags(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def statuses(names: Iterable[RuntimeStatus | int]) -> frozenset[RuntimeStatus]:
+    return frozenset(RuntimeStatus(int(n)) for n in names)
