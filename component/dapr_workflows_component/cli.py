@@ -38,22 +38,40 @@ class Option:
 
 
 SERVE_OPTIONS = (
-    Option("store", "sqlite:///dapr-workflows.db",
-           "where state is kept: sqlite:///RELATIVE/PATH.db or sqlite:////ABSOLUTE/PATH.db "
-           "(add ?sync=full to survive power loss, not only a killed process)"),
-    Option("engine-address", "127.0.0.1:4100",
-           "HOST:PORT of the Durable Task protocol in Dapr's dialect, for dapr.ext.workflow workers "
-           "and clients; empty to disable"),
-    Option("durabletask-address", "127.0.0.1:4001",
-           "HOST:PORT of the Durable Task protocol in Microsoft's dialect, for durabletask workers and "
-           "clients (4001 is that SDK's own default); empty to disable"),
-    Option("max-payload-bytes", str(4 * 1024 * 1024),
-           "largest input, output, event payload or activity result accepted, in bytes"),
-    Option("orchestration-lease-seconds", "60",
-           "how long a worker may hold a workflow turn before it is offered to another worker"),
-    Option("activity-lease-seconds", "300",
-           "how long a worker may run an activity before it is offered to another worker "
-           "(a worker that disconnects gives its work back at once)"),
+    Option(
+        "store",
+        "sqlite:///dapr-workflows.db",
+        "where state is kept: sqlite:///RELATIVE/PATH.db or sqlite:////ABSOLUTE/PATH.db "
+        "(add ?sync=full to survive power loss, not only a killed process)",
+    ),
+    Option(
+        "engine-address",
+        "127.0.0.1:4100",
+        "HOST:PORT of the Durable Task protocol in Dapr's dialect, for dapr.ext.workflow workers "
+        "and clients; empty to disable",
+    ),
+    Option(
+        "durabletask-address",
+        "127.0.0.1:4001",
+        "HOST:PORT of the Durable Task protocol in Microsoft's dialect, for durabletask workers and "
+        "clients (4001 is that SDK's own default); empty to disable",
+    ),
+    Option(
+        "max-payload-bytes",
+        str(4 * 1024 * 1024),
+        "largest input, output, event payload or activity result accepted, in bytes",
+    ),
+    Option(
+        "orchestration-lease-seconds",
+        "60",
+        "how long a worker may hold a workflow turn before it is offered to another worker",
+    ),
+    Option(
+        "activity-lease-seconds",
+        "300",
+        "how long a worker may run an activity before it is offered to another worker "
+        "(a worker that disconnects gives its work back at once)",
+    ),
     Option("log-level", "info", "debug, info, warning or error"),
 )
 
@@ -61,7 +79,7 @@ SERVE_OPTIONS = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dapr-workflows",
-        description="A durable workflow engine for Dapr: Dapr's and durabletask's workflow SDKs run on it unchanged.",
+        description="A durable workflow engine for Dapr; workflow SDKs of Dapr and durabletask run on it.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
@@ -135,12 +153,16 @@ async def serve(args: argparse.Namespace) -> None:
         try:
             server.add_insecure_port(address)
         except RuntimeError as err:
-            raise SystemExit(f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}") from None
+            raise SystemExit(
+                f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}"
+            ) from None
         await server.start()
         servers.append(server)
         log.info("listening on %s: Durable Task protocol, %s dialect (for %s)", address, dialect, sdk)
     if not servers:
-        raise SystemExit("dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty")
+        raise SystemExit(
+            "dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty"
+        )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -52,9 +52,17 @@ DIALECTS = ("dapr", "durabletask")
 
 # While suspended, an instance's worker sees only these events; the rest wait in the inbox.
 _DELIVERED_WHILE_SUSPENDED = frozenset({"executionSuspended", "executionResumed", "executionTerminated"})
+# A rerun can start again from the point where one of these was recorded.
+_RERUNNABLE_EVENTS = frozenset({"taskScheduled", "timerCreated", "childWorkflowInstanceCreated"})
 # On continue-as-new, inbox events of these kinds belong to the ended execution and are dropped.
 _EXECUTION_BOUND_EVENTS = frozenset(
-    {"timerFired", "taskCompleted", "taskFailed", "childWorkflowInstanceCompleted", "childWorkflowInstanceFailed"}
+    {
+        "timerFired",
+        "taskCompleted",
+        "taskFailed",
+        "childWorkflowInstanceCompleted",
+        "childWorkflowInstanceFailed",
+    }
 )
 
 
@@ -132,7 +140,9 @@ class Engine:
             self._queues[dialect] = asyncio.Queue()
         now = now_us()
 
-        def recover(tx: StoreTx) -> tuple[list[tuple[str, str]], list[tuple[int, str]], list[tuple[int, str]]]:
+        def recover(
+            tx: StoreTx,
+        ) -> tuple[list[tuple[str, str]], list[tuple[int, str]], list[tuple[int, str]]]:
             return tx.ready_instances(now), tx.all_activities(), tx.future_timers(now)
 
         ready, activities, timers = await self.store.run(recover)
@@ -146,7 +156,9 @@ class Engine:
         self._timer_task = asyncio.get_running_loop().create_task(self._run_timers())
         log.info(
             "engine ready: %d instances with pending events, %d pending activities, %d future timers",
-            len(ready), len(activities), len(timers),
+            len(ready),
+            len(activities),
+            len(timers),
         )
 
     async def stop(self) -> None:
@@ -240,7 +252,9 @@ class Engine:
     def connect_worker(self, dialect: str) -> int:
         worker_id = next(self._worker_ids)
         self.workers[worker_id] = dialect
-        log.info("worker %d connected (%s dialect); %d workers connected", worker_id, dialect, len(self.workers))
+        log.info(
+            "worker %d connected (%s dialect); %d workers connected", worker_id, dialect, len(self.workers)
+        )
         return worker_id
 
     def disconnect_worker(self, worker_id: int) -> None:
@@ -329,7 +343,8 @@ class Engine:
         if self._orch_leases.get(lease.instance_id) is lease:
             log.warning(
                 "orchestration lease of %r expired after %.0fs; offering it again",
-                lease.instance_id, self.settings.orchestration_lease_seconds,
+                lease.instance_id,
+                self.settings.orchestration_lease_seconds,
             )
             lease.expiry = None
             self._release_orchestration(lease)
@@ -338,7 +353,8 @@ class Engine:
         if self._act_leases.get(lease.activity_id) is lease:
             log.warning(
                 "activity lease %d expired after %.0fs; offering it again",
-                lease.activity_id, self.settings.activity_lease_seconds,
+                lease.activity_id,
+                self.settings.activity_lease_seconds,
             )
             lease.expiry = None
             self._release_activity(lease)
@@ -376,7 +392,8 @@ class Engine:
         if act is None or act.token != response.completionToken:
             log.info(
                 "ignored a stale activity result for %r task %d (its lease is gone)",
-                response.instanceId, response.taskId,
+                response.instanceId,
+                response.taskId,
             )
             return
         if response.HasField("result"):
@@ -428,7 +445,8 @@ class Engine:
             # The turn cannot be recorded as asked (e.g. an oversized output): fail the instance instead.
             log.warning("workflow %r: %s; failing the instance", response.instanceId, err.message)
             fx = _Effects()
-            await self.store.run(lambda t: self._fail_turn(t, lease, err, fx))
+            refused = err
+            await self.store.run(lambda t: self._fail_turn(t, lease, refused, fx))
         finally:
             if self._orch_leases.get(lease.instance_id) is lease:
                 self._orch_leases.pop(lease.instance_id)
@@ -473,16 +491,18 @@ class Engine:
             if kind == "scheduleTask":
                 turn.append(self._schedule_activity(t, inst, action, now, fx))
             elif kind == "createTimer":
-                a = action.createTimer
-                created = pb.TimerCreatedEvent(fireAt=a.fireAt)
-                if a.HasField("name"):
-                    created.name = a.name
-                origin = a.WhichOneof("origin")
+                timer = action.createTimer
+                created = pb.TimerCreatedEvent(fireAt=timer.fireAt)
+                if timer.HasField("name"):
+                    created.name = timer.name
+                origin = timer.WhichOneof("origin")
                 if origin:
-                    getattr(created, origin).CopyFrom(getattr(a, origin))
+                    getattr(created, origin).CopyFrom(getattr(timer, origin))
                 turn.append(history_event(now, action.id, timerCreated=created).SerializeToString())
-                fire_at = wire.micros(a.fireAt)
-                fired = history_event(now, timerFired=pb.TimerFiredEvent(fireAt=a.fireAt, timerId=action.id))
+                fire_at = wire.micros(timer.fireAt)
+                fired = history_event(
+                    now, timerFired=pb.TimerFiredEvent(fireAt=timer.fireAt, timerId=action.id)
+                )
                 t.add_inbox(inst.instance_id, fired.SerializeToString(), fire_at)
                 if fire_at <= now:
                     fx.ready[inst.instance_id] = inst.dialect
@@ -491,26 +511,38 @@ class Engine:
             elif kind == "createChildWorkflow":
                 turn.append(self._create_child(t, inst, action, now, fx))
             elif kind == "sendEvent":
-                a = action.sendEvent
-                sent = pb.EventSentEvent(instanceId=a.instance.instanceId, name=a.name)
-                if a.HasField("data"):
-                    sent.input.CopyFrom(a.data)
+                send = action.sendEvent
+                sent = pb.EventSentEvent(instanceId=send.instance.instanceId, name=send.name)
+                if send.HasField("data"):
+                    sent.input.CopyFrom(send.data)
                 turn.append(history_event(now, action.id, eventSent=sent).SerializeToString())
-                self._deliver_event(t, a.instance.instanceId, a.name, a.data.value if a.HasField("data") else None, now, fx)
+                self._deliver_event(
+                    t,
+                    send.instance.instanceId,
+                    send.name,
+                    send.data.value if send.HasField("data") else None,
+                    now,
+                    fx,
+                )
             elif kind == "terminateWorkflow":
-                a = action.terminateWorkflow
-                target = t.get_instance(a.instanceId)
+                term = action.terminateWorkflow
+                target = t.get_instance(term.instanceId)
                 if target is not None:
-                    reason = a.reason.value if a.HasField("reason") else None
-                    self._terminate(t, target, reason, a.recurse, now, fx)
+                    reason = term.reason.value if term.HasField("reason") else None
+                    self._terminate(t, target, reason, term.recurse, now, fx)
             elif kind == "createDetachedWorkflow":
-                a = action.createDetachedWorkflow
-                if t.get_instance(a.instanceId) is None:
+                detached = action.createDetachedWorkflow
+                if t.get_instance(detached.instanceId) is None:
                     self._create_instance(
-                        t, a.instanceId, a.name, inst.dialect,
-                        a.input.value if a.HasField("input") else None,
-                        a.version.value if a.HasField("version") else None, now, fx,
-                        tags=dict(a.tags),
+                        t,
+                        detached.instanceId,
+                        detached.name,
+                        inst.dialect,
+                        detached.input.value if detached.HasField("input") else None,
+                        detached.version.value if detached.HasField("version") else None,
+                        now,
+                        fx,
+                        tags=dict(detached.tags),
                     )
             elif kind == "workflowVersionNotAvailable":
                 inst.status = RuntimeStatus.STALLED
@@ -520,23 +552,28 @@ class Engine:
                 )
                 turn.append(history_event(now, action.id, executionStalled=stalled).SerializeToString())
             elif kind == "completeWorkflow":
-                a = action.completeWorkflow
-                result = a.result.value if a.HasField("result") else None
+                done = action.completeWorkflow
+                result = done.result.value if done.HasField("result") else None
                 check_payload_size("workflow output", result, limit)
-                if a.workflowStatus == pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
-                    self._continue_as_new(t, inst, a, now, fx)
+                if done.workflowStatus == pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
+                    self._continue_as_new(t, inst, done, now, fx)
                     return
-                completed = pb.ExecutionCompletedEvent(workflowStatus=a.workflowStatus)
-                if a.HasField("result"):
-                    completed.result.CopyFrom(a.result)
-                if a.HasField("failureDetails"):
-                    completed.failureDetails.CopyFrom(a.failureDetails)
+                completed = pb.ExecutionCompletedEvent(workflowStatus=done.workflowStatus)
+                if done.HasField("result"):
+                    completed.result.CopyFrom(done.result)
+                if done.HasField("failureDetails"):
+                    completed.failureDetails.CopyFrom(done.failureDetails)
                 turn.append(history_event(now, action.id, executionCompleted=completed).SerializeToString())
                 t.append_history(inst.instance_id, len(history), turn)
                 fx.history[inst.instance_id] = history + turn
                 self._finish(
-                    t, inst, RuntimeStatus(a.workflowStatus), result,
-                    a.failureDetails if a.HasField("failureDetails") else None, now, fx,
+                    t,
+                    inst,
+                    RuntimeStatus(done.workflowStatus),
+                    result,
+                    done.failureDetails if done.HasField("failureDetails") else None,
+                    now,
+                    fx,
                 )
                 return
             else:
@@ -600,7 +637,11 @@ class Engine:
                     f"child workflow instance {child_id!r} already exists and is {existing.status.name}",
                 ),
             )
-            t.add_inbox(inst.instance_id, history_event(now, childWorkflowInstanceFailed=failed).SerializeToString(), now)
+            t.add_inbox(
+                inst.instance_id,
+                history_event(now, childWorkflowInstanceFailed=failed).SerializeToString(),
+                now,
+            )
             fx.ready[inst.instance_id] = inst.dialect
         else:
             if existing is not None:
@@ -614,10 +655,16 @@ class Engine:
                 ),
             )
             self._create_instance(
-                t, child_id, a.name, inst.dialect,
+                t,
+                child_id,
+                a.name,
+                inst.dialect,
                 a.input.value if a.HasField("input") else None,
-                a.version.value if a.HasField("version") else None, now, fx,
-                parent=parent, parent_execution_id=inst.execution_id,
+                a.version.value if a.HasField("version") else None,
+                now,
+                fx,
+                parent=parent,
+                parent_execution_id=inst.execution_id,
             )
         return history_event(now, action.id, childWorkflowInstanceCreated=created).SerializeToString()
 
@@ -625,7 +672,11 @@ class Engine:
         self, t: StoreTx, inst: Instance, a: pb.CompleteWorkflowAction, now: int, fx: _Effects
     ) -> None:
         # Events raised during the ended execution's last turn carry over; its timers and results don't.
-        kept = [r for r in t.inbox(inst.instance_id, 2**62) if wire.event_type(r.event) not in _EXECUTION_BOUND_EVENTS]
+        kept = [
+            r
+            for r in t.inbox(inst.instance_id, 2**62)
+            if wire.event_type(r.event) not in _EXECUTION_BOUND_EVENTS
+        ]
         t.clear_inbox(inst.instance_id)
         t.clear_history(inst.instance_id)
         fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
@@ -647,7 +698,9 @@ class Engine:
         fx.ready[inst.instance_id] = inst.dialect
         fx.changed.add(inst.instance_id)
 
-    def _execution_started(self, inst: Instance, now: int, parent: pb.ParentInstanceInfo | None = None) -> bytes:
+    def _execution_started(
+        self, inst: Instance, now: int, parent: pb.ParentInstanceInfo | None = None
+    ) -> bytes:
         started = pb.ExecutionStartedEvent(
             name=inst.name,
             workflowInstance=pb.WorkflowInstance(
@@ -754,8 +807,10 @@ class Engine:
         if not inst.parent_instance_id:
             return
         parent = t.get_instance(inst.parent_instance_id)
-        if parent is None or parent.status.is_terminal or (
-            inst.parent_execution_id and parent.execution_id != inst.parent_execution_id
+        if (
+            parent is None
+            or parent.status.is_terminal
+            or (inst.parent_execution_id and parent.execution_id != inst.parent_execution_id)
         ):
             return
         task_id = inst.parent_task_id or 0
@@ -765,9 +820,13 @@ class Engine:
                 done.result.value = output
             event = history_event(now, childWorkflowInstanceCompleted=done)
         else:
-            details = failure if failure is not None else wire.failure_details(
-                f"Workflow{status.name.capitalize()}",
-                f"child workflow {inst.instance_id!r} was {status.name.lower()}",
+            details = (
+                failure
+                if failure is not None
+                else wire.failure_details(
+                    f"Workflow{status.name.capitalize()}",
+                    f"child workflow {inst.instance_id!r} was {status.name.lower()}",
+                )
             )
             event = history_event(
                 now,
@@ -823,8 +882,16 @@ class Engine:
             if existing is not None:
                 self._delete(t, existing, fx)
             self._create_instance(
-                t, req.instance_id, req.name, req.dialect, req.input, req.version, now_us(), fx,
-                scheduled_start_at=req.scheduled_start_at, tags=req.tags,
+                t,
+                req.instance_id,
+                req.name,
+                req.dialect,
+                req.input,
+                req.version,
+                now_us(),
+                fx,
+                scheduled_start_at=req.scheduled_start_at,
+                tags=req.tags,
             )
 
         await self.store.run(tx)
@@ -842,7 +909,9 @@ class Engine:
             raise not_found(instance_id)
         return inst
 
-    async def _change(self, instance_id: str, change: Callable[[StoreTx, Instance, int, _Effects], None]) -> None:
+    async def _change(
+        self, instance_id: str, change: Callable[[StoreTx, Instance, int, _Effects], None]
+    ) -> None:
         """Runs a management change on an existing instance in one transaction."""
         require_instance_id(instance_id)
         fx = _Effects()
@@ -875,7 +944,9 @@ class Engine:
             inst.updated_at = now
             t.put_instance(inst)
             event = pb.ExecutionSuspendedEvent(input=wire.string_value(reason))
-            t.add_inbox(inst.instance_id, history_event(now, executionSuspended=event).SerializeToString(), now)
+            t.add_inbox(
+                inst.instance_id, history_event(now, executionSuspended=event).SerializeToString(), now
+            )
             fx.ready[inst.instance_id] = inst.dialect
             fx.changed.add(inst.instance_id)
 
@@ -981,9 +1052,9 @@ class Engine:
         if not inst.status.is_terminal:
             raise WorkflowError(
                 ErrorCode.FAILED_PRECONDITION,
-                f"workflow instance {instance_id!r} is {inst.status.name}; only finished instances can be restarted",
+                f"workflow instance {instance_id!r} is {inst.status.name}; only finished instances restart",
             )
-        from ..workflows import ReusePolicy, TERMINAL_STATUSES
+        from ..workflows import TERMINAL_STATUSES, ReusePolicy
 
         return await self.start_workflow(
             StartRequest(
@@ -1018,23 +1089,41 @@ class Engine:
             if not src.status.is_terminal:
                 raise WorkflowError(
                     ErrorCode.FAILED_PRECONDITION,
-                    f"workflow instance {source_id!r} is {src.status.name}; only finished instances can be rerun",
+                    f"workflow instance {source_id!r} is {src.status.name}; only finished instances rerun",
+                )
+            if src.parent_instance_id:
+                raise WorkflowError(
+                    ErrorCode.FAILED_PRECONDITION,
+                    f"workflow instance {source_id!r} is a child workflow; rerun its parent instead",
                 )
             check_start_allowed(target_id, t.get_instance(target_id), frozenset())
             events = [pb.HistoryEvent.FromString(e) for e in t.history(source_id)]
             cut = next(
-                (n for n, e in enumerate(events) if e.HasField("taskScheduled") and e.eventId == event_id), None
+                (
+                    n
+                    for n, e in enumerate(events)
+                    if e.WhichOneof("eventType") in _RERUNNABLE_EVENTS and e.eventId == event_id
+                ),
+                None,
             )
             if cut is None:
                 raise WorkflowError(
                     ErrorCode.INVALID_ARGUMENT,
-                    f"event {event_id} of workflow instance {source_id!r} is not a scheduled activity",
+                    f"event {event_id} of workflow instance {source_id!r} is not a scheduled activity, "
+                    "a created timer or a created child workflow",
                 )
             now = now_us()
             inst = Instance(
-                instance_id=target_id, name=src.name, dialect=src.dialect, status=RuntimeStatus.RUNNING,
-                execution_id=wire.new_execution_id(), created_at=now, updated_at=now, version=src.version,
-                input=src.input, tags=src.tags,
+                instance_id=target_id,
+                name=src.name,
+                dialect=src.dialect,
+                status=RuntimeStatus.RUNNING,
+                execution_id=wire.new_execution_id(),
+                created_at=now,
+                updated_at=now,
+                version=src.version,
+                input=src.input,
+                tags=src.tags,
                 rerun={"task_id": event_id, "input": new_input if overwrite_input else None},
             )
             # The new instance's history ends before the turn that scheduled the activity; that
@@ -1049,8 +1138,7 @@ class Engine:
                     ErrorCode.FAILED_PRECONDITION,
                     f"workflow instance {source_id!r} cannot be rerun from event {event_id}",
                 )
-            scheduled = {e.eventId for e in events[:cut] if e.WhichOneof("eventType") in (
-                "taskScheduled", "childWorkflowInstanceCreated", "timerCreated")}
+            scheduled = {e.eventId for e in events[:cut] if e.WhichOneof("eventType") in _RERUNNABLE_EVENTS}
             carried: list[bytes] = []
             for e in events[cut:]:
                 kind = e.WhichOneof("eventType")

@@ -130,7 +130,9 @@ def workflow_state(inst: Instance, include_io: bool) -> pb.WorkflowState:
 def _instance_response(inst: Instance | None, include_io: bool) -> bytes:
     if inst is None:
         return pb.GetInstanceResponse(exists=False).SerializeToString()
-    return pb.GetInstanceResponse(exists=True, workflowState=workflow_state(inst, include_io)).SerializeToString()
+    return pb.GetInstanceResponse(
+        exists=True, workflowState=workflow_state(inst, include_io)
+    ).SerializeToString()
 
 
 def _not_pending(inst: Instance) -> bool:

@@ -60,7 +60,7 @@ def _string_value_bytes(value: str) -> bytes:
 def encode_workflow_work_item(
     instance_id: str, execution_id: str, past: list[bytes], new: list[bytes], token: str
 ) -> bytes:
-    """WorkItem{workflowRequest = 1: {instanceId=1, executionId=2, pastEvents=3, newEvents=4}, completionToken=10}."""
+    """WorkItem{workflowRequest=1: {instanceId=1, executionId=2, pastEvents=3, newEvents=4}, token=10}."""
     parts = [_field(1, instance_id.encode()), _field(2, _string_value_bytes(execution_id))]
     parts.extend(_field(3, e) for e in past)
     parts.extend(_field(4, e) for e in new)
@@ -90,4 +90,5 @@ def failure_details(error_type: str, message: str) -> pb.TaskFailureDetails:
 
 
 def event_type(event: bytes) -> str | None:
-    return pb.HistoryEvent.FromString(event).WhichOneof("eventType")
+    kind: str | None = pb.HistoryEvent.FromString(event).WhichOneof("eventType")
+    return kind

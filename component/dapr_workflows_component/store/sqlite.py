@@ -119,10 +119,24 @@ class _SQLiteTx(StoreTx):
             f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                i.instance_id, i.dialect, i.name, i.version, int(i.status), i.execution_id, i.input,
-                i.output, i.custom_status, i.failure, i.parent_instance_id, i.parent_task_id,
-                i.parent_execution_id, json.dumps(i.tags) if i.tags else None, i.created_at,
-                i.updated_at, i.completed_at, i.scheduled_start_at,
+                i.instance_id,
+                i.dialect,
+                i.name,
+                i.version,
+                int(i.status),
+                i.execution_id,
+                i.input,
+                i.output,
+                i.custom_status,
+                i.failure,
+                i.parent_instance_id,
+                i.parent_task_id,
+                i.parent_execution_id,
+                json.dumps(i.tags) if i.tags else None,
+                i.created_at,
+                i.updated_at,
+                i.completed_at,
+                i.scheduled_start_at,
                 json.dumps(i.rerun) if i.rerun else None,
             ),
         )
@@ -223,8 +237,7 @@ class _SQLiteTx(StoreTx):
 
     def clear_activities(self, instance_id: str) -> list[int]:
         ids = [
-            r[0]
-            for r in self._c.execute("SELECT id FROM activities WHERE instance_id = ?", (instance_id,))
+            r[0] for r in self._c.execute("SELECT id FROM activities WHERE instance_id = ?", (instance_id,))
         ]
         self._c.execute("DELETE FROM activities WHERE instance_id = ?", (instance_id,))
         return ids
@@ -255,7 +268,7 @@ class SQLiteStore(Store):
         if path != ":memory:":
             directory = os.path.dirname(os.path.abspath(path))
             os.makedirs(directory, exist_ok=True)
-            self._lock_file = open(path + ".lock", "w")  # noqa: SIM115 - held for the store's lifetime
+            self._lock_file = open(path + ".lock", "w")
             try:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -1,0 +1,94 @@
+"""Runs `dapr-workflows serve` as a real process on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EngineProcess:
+    """One engine with its own SQLite file. Restarts keep the file and the ports."""
+
+    def __init__(self, workdir: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.db_path = workdir / "engine.db"
+        self.dapr_address = f"127.0.0.1:{free_port()}"
+        self.durabletask_address = f"127.0.0.1:{free_port()}"
+        self.extra_args = list(extra_args)
+        self.env = env or {}
+        self.log_path = workdir / "engine.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def address(self, dialect: str) -> str:
+        return self.dapr_address if dialect == "dapr" else self.durabletask_address
+
+    def start(self) -> EngineProcess:
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"\n===== start {self.starts} =====\n".encode())
+        log.flush()
+        args = [
+            sys.executable,
+            "-m",
+            "dapr_workflows_component.cli",
+            "serve",
+            "--store",
+            f"sqlite:///{self.db_path}",
+            "--engine-address",
+            self.dapr_address,
+            "--durabletask-address",
+            self.durabletask_address,
+            *self.extra_args,
+        ]
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=self.workdir
+        )
+        log.close()
+        self._wait_listening()
+        return self
+
+    def _wait_listening(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        host, port = self.durabletask_address.rsplit(":", 1)
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the engine exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                with socket.create_connection((host, int(port)), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"the engine did not listen within {timeout}s:\n{self.log_text()}")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, as an orchestrator stops a container; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the engine gets no chance to clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,94 @@
+"""SDK host for Dapr's workflow SDK (`dapr.ext.workflow`): worker and client in one process."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import dapr.ext.workflow as wf
+
+from tests.sdk_apps import dapr_durability_workflows
+from tests.sdk_apps import dapr_workflows as catalog
+from tests.sdk_apps.host_loop import parse_args, serve
+
+
+def state_dict(state: Any) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    failure = state.failure_details
+    return {
+        "instance_id": state.instance_id,
+        "name": state.name,
+        "status": state.runtime_status.name,
+        "input": state.serialized_input,
+        "output": state.serialized_output,
+        "custom_status": state.serialized_custom_status,
+        "failure": None if failure is None else {"type": failure.error_type, "message": failure.message},
+        "created_at": state.created_at.isoformat(),
+        "updated_at": state.last_updated_at.isoformat(),
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    host, port = args.address.rsplit(":", 1)
+    runtime = wf.WorkflowRuntime(host=host, port=port)
+    client = wf.DaprWorkflowClient(host=host, port=port)
+    catalog.register(runtime, client)
+    dapr_durability_workflows.register(runtime, client)
+    if not args.no_worker:
+        runtime.start()
+
+    def start(
+        workflow: str, input: Any = None, instance_id: str | None = None, start_at: str | None = None
+    ) -> str:
+        when = datetime.fromisoformat(start_at).astimezone(timezone.utc) if start_at else None
+        return client.schedule_new_workflow(workflow, input=input, instance_id=instance_id, start_at=when)
+
+    def history(instance_id: str) -> list[dict[str, Any]]:
+        return [
+            {"event_id": e.event_id, "kind": e.event_type if hasattr(e, "event_type") else type(e).__name__}
+            for e in client.get_workflow_history(instance_id)
+        ]
+
+    ops = {
+        "ping": lambda: "pong",
+        "start": start,
+        "get": lambda instance_id, fetch_payloads=True: state_dict(
+            client.get_workflow_state(instance_id, fetch_payloads=fetch_payloads)
+        ),
+        "wait_start": lambda instance_id, timeout=30: state_dict(
+            client.wait_for_workflow_start(instance_id, timeout_in_seconds=timeout)
+        ),
+        "wait_done": lambda instance_id, timeout=60: state_dict(
+            client.wait_for_workflow_completion(instance_id, timeout_in_seconds=timeout)
+        ),
+        "raise_event": lambda instance_id, name, data=None: client.raise_workflow_event(
+            instance_id, name, data=data
+        ),
+        "suspend": lambda instance_id: client.pause_workflow(instance_id),
+        "resume": lambda instance_id: client.resume_workflow(instance_id),
+        "terminate": lambda instance_id, output=None, recursive=True: client.terminate_workflow(
+            instance_id, output=output, recursive=recursive
+        ),
+        "purge": lambda instance_id, recursive=True: client.purge_workflow(instance_id, recursive=recursive),
+        "history": history,
+        "list_ids": lambda: list(client.iter_workflow_instance_ids(page_size=50)),
+        "rerun": lambda instance_id, event_id, new_instance_id=None, **kw: client.rerun_workflow_from_event(
+            instance_id, event_id, new_instance_id=new_instance_id, **kw
+        ),
+        "counter": lambda key: catalog.COUNTERS.get(key, 0),
+        "reset_counters": lambda: catalog.COUNTERS.clear(),
+        "json": lambda value: json.dumps(value),
+    }
+
+    def shutdown() -> None:
+        if not args.no_worker:
+            runtime.shutdown()
+
+    serve(ops, shutdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""SDK host for Microsoft's durabletask SDK: worker and client in one process."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from durabletask import client as dt_client
+from durabletask import worker as dt_worker
+
+from tests.sdk_apps import durabletask_durability_workflows
+from tests.sdk_apps import durabletask_workflows as catalog
+from tests.sdk_apps.host_loop import parse_args, serve
+
+
+def state_dict(state: Any) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    failure = state.failure_details
+    return {
+        "instance_id": state.instance_id,
+        "name": state.name,
+        "status": state.runtime_status.name,
+        "input": state.serialized_input,
+        "output": state.serialized_output,
+        "custom_status": state.serialized_custom_status,
+        "failure": None if failure is None else {"type": failure.error_type, "message": failure.message},
+        "created_at": state.created_at.isoformat(),
+        "updated_at": state.last_updated_at.isoformat(),
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    worker = dt_worker.TaskHubGrpcWorker(host_address=args.address)
+    client = dt_client.TaskHubGrpcClient(host_address=args.address)
+    catalog.register(worker, client)
+    durabletask_durability_workflows.register(worker, client)
+    if not args.no_worker:
+        worker.start()
+
+    def start(
+        workflow: str,
+        input: Any = None,
+        instance_id: str | None = None,
+        start_at: str | None = None,
+        replaceable: list[str] | None = None,
+    ) -> str:
+        when = datetime.fromisoformat(start_at).astimezone(timezone.utc) if start_at else None
+        policy = None
+        if replaceable is not None:
+            from durabletask.internal import orchestrator_service_pb2 as pb
+
+            policy = pb.OrchestrationIdReusePolicy(
+                replaceableStatus=[getattr(pb, f"ORCHESTRATION_STATUS_{s}") for s in replaceable]
+            )
+        return client.schedule_new_orchestration(
+            workflow, input=input, instance_id=instance_id, start_at=when, reuse_id_policy=policy
+        )
+
+    def history(instance_id: str) -> list[dict[str, Any]]:
+        return [
+            {"event_id": e.event_id, "kind": type(e).__name__}
+            for e in client.get_orchestration_history(instance_id)
+        ]
+
+    ops = {
+        "ping": lambda: "pong",
+        "start": start,
+        "get": lambda instance_id, fetch_payloads=True: state_dict(
+            client.get_orchestration_state(instance_id, fetch_payloads=fetch_payloads)
+        ),
+        "wait_start": lambda instance_id, timeout=30: state_dict(
+            client.wait_for_orchestration_start(instance_id, timeout=timeout)
+        ),
+        "wait_done": lambda instance_id, timeout=60: state_dict(
+            client.wait_for_orchestration_completion(instance_id, timeout=timeout)
+        ),
+        "raise_event": lambda instance_id, name, data=None: client.raise_orchestration_event(
+            instance_id, name, data=data
+        ),
+        "suspend": lambda instance_id: client.suspend_orchestration(instance_id),
+        "resume": lambda instance_id: client.resume_orchestration(instance_id),
+        "terminate": lambda instance_id, output=None, recursive=True: client.terminate_orchestration(
+            instance_id, output=output, recursive=recursive
+        ),
+        "purge": lambda instance_id, recursive=True: (
+            client.purge_orchestration(instance_id, recursive=recursive).deleted_instance_count
+        ),
+        "history": history,
+        "list_ids": lambda: list(client.list_instance_ids(page_size=50)),
+        "restart": lambda instance_id, new_instance_id=False: client.restart_orchestration(
+            instance_id, restart_with_new_instance_id=new_instance_id
+        ),
+        "counter": lambda key: catalog.COUNTERS.get(key, 0),
+        "reset_counters": lambda: catalog.COUNTERS.clear(),
+        "json": lambda value: json.dumps(value),
+    }
+
+    def shutdown() -> None:
+        if not args.no_worker:
+            worker.stop()
+
+    serve(ops, shutdown)
+
+
+if __name__ == "__main__":
+    main()
