@@ -83,6 +83,8 @@ def main() -> None:
         "json": lambda value: json.dumps(value),
     }
 
+    ops.update(dapr_durability_workflows.extra_ops(client))
+
     def shutdown() -> None:
         if not args.no_worker:
             runtime.shutdown()

@@ -98,6 +98,8 @@ def main() -> None:
         "json": lambda value: json.dumps(value),
     }
 
+    ops.update(durabletask_durability_workflows.extra_ops(client))
+
     def shutdown() -> None:
         if not args.no_worker:
             worker.stop()
