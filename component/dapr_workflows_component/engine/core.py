@@ -78,6 +78,7 @@ class EngineSettings:
 @dataclass
 class _OrchestrationLease:
     instance_id: str
+    dialect: str
     execution_id: str
     token: str
     worker_id: int
@@ -104,6 +105,7 @@ class _Effects:
     timers: list[tuple[int, str, str]] = field(default_factory=list)  # (visible_at, instance, dialect)
     changed: set[str] = field(default_factory=set)  # instances whose status may have changed
     dropped: set[str] = field(default_factory=set)  # instances whose lease and cache are void
+    finished: set[str] = field(default_factory=set)  # instances that will have no more turns
     cancelled_activities: list[int] = field(default_factory=list)
     history: dict[str, list[bytes]] = field(default_factory=dict)  # new full history per instance
 
@@ -121,7 +123,6 @@ class Engine:
         self._act_leases: dict[int, _ActivityLease] = {}
         self._tokens: dict[str, Key] = {}
         self._dirty: set[str] = set()
-        self._dialect_of: dict[str, str] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._history: dict[str, list[bytes]] = {}
         self._timer_heap: list[tuple[int, str, str]] = []
@@ -142,7 +143,7 @@ class Engine:
 
         def recover(
             tx: StoreTx,
-        ) -> tuple[list[tuple[str, str]], list[tuple[int, str]], list[tuple[int, str]]]:
+        ) -> tuple[list[tuple[str, str]], list[tuple[int, str]], list[tuple[int, str, str]]]:
             return tx.ready_instances(now), tx.all_activities(), tx.future_timers(now)
 
         ready, activities, timers = await self.store.run(recover)
@@ -150,9 +151,8 @@ class Engine:
             self._mark_ready(instance_id, dialect)
         for activity_id, dialect in activities:
             self._queues[dialect].put_nowait(("a", activity_id))
-        dialects = await self.store.run(lambda tx: {i: self._dialect(tx, i) for _, i in timers})
-        for visible_at, instance_id in timers:
-            heapq.heappush(self._timer_heap, (visible_at, instance_id, dialects[instance_id]))
+        for entry in timers:
+            heapq.heappush(self._timer_heap, entry)
         self._timer_task = asyncio.get_running_loop().create_task(self._run_timers())
         log.info(
             "engine ready: %d instances with pending events, %d pending activities, %d future timers",
@@ -170,18 +170,9 @@ class Engine:
                 if not fut.done():
                     fut.cancel()
 
-    def _dialect(self, tx: StoreTx, instance_id: str) -> str:
-        dialect = self._dialect_of.get(instance_id)
-        if dialect is None:
-            inst = tx.get_instance(instance_id)
-            dialect = inst.dialect if inst else "dapr"
-            self._dialect_of[instance_id] = dialect
-        return dialect
-
     # ---------------------------------------------------------------- in-memory scheduling
 
     def _mark_ready(self, instance_id: str, dialect: str) -> None:
-        self._dialect_of[instance_id] = dialect
         if instance_id in self._orch_leases:
             self._dirty.add(instance_id)
             return
@@ -202,8 +193,10 @@ class Engine:
             if act:
                 self._forget_lease(act.token, act.expiry)
         for instance_id, events in fx.history.items():
-            if instance_id not in fx.dropped:
+            if instance_id not in fx.dropped and instance_id not in fx.finished:
                 self._remember_history(instance_id, events)
+        for instance_id in fx.finished:
+            self._history.pop(instance_id, None)
         for instance_id, dialect in fx.ready.items():
             self._mark_ready(instance_id, dialect)
         for activity_id, dialect in fx.activities:
@@ -270,24 +263,30 @@ class Engine:
         log.info("worker %d disconnected; %d leased work items returned to the queue", worker_id, returned)
 
     async def next_work_item(self, dialect: str, worker_id: int) -> bytes | None:
-        """Waits for the next work item for a worker of `dialect`; None when the wait timed out."""
+        """Waits for the next work item for a worker of `dialect`; None when none came in time."""
         queue = self._queues[dialect]
-        try:
-            key = await asyncio.wait_for(queue.get(), timeout=self.settings.health_ping_seconds)
-        except asyncio.TimeoutError:
-            return None
-        try:
-            if key[0] == "o":
-                self._queued.discard(key[1])
-                return await self._lease_orchestration(key[1], worker_id)
-            return await self._lease_activity(key[1], dialect, worker_id)
-        except asyncio.CancelledError:
-            # The stream went away between taking the key and leasing it: offer it again.
-            if key[0] == "o":
-                self._mark_ready(key[1], dialect)
-            elif key[1] not in self._act_leases:
-                queue.put_nowait(key)
-            raise
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.health_ping_seconds
+        while True:
+            try:
+                key = await asyncio.wait_for(queue.get(), timeout=max(deadline - loop.time(), 0.0))
+            except asyncio.TimeoutError:
+                return None
+            try:
+                if key[0] == "o":
+                    self._queued.discard(key[1])
+                    item = await self._lease_orchestration(key[1], worker_id)
+                else:
+                    item = await self._lease_activity(key[1], dialect, worker_id)
+            except asyncio.CancelledError:
+                # The stream went away between taking the key and leasing it: offer it again.
+                if key[0] == "o":
+                    self._mark_ready(key[1], dialect)
+                elif key[1] not in self._act_leases:
+                    queue.put_nowait(key)
+                raise
+            if item is not None:
+                return item
 
     async def _lease_orchestration(self, instance_id: str, worker_id: int) -> bytes | None:
         if instance_id in self._orch_leases:
@@ -317,7 +316,7 @@ class Engine:
         new_events = [started] + [r.event for r in rows]
         token = self._new_token(("o", instance_id))
         lease = _OrchestrationLease(
-            instance_id, inst.execution_id, token, worker_id, [r.id for r in rows], new_events
+            instance_id, inst.dialect, inst.execution_id, token, worker_id, [r.id for r in rows], new_events
         )
         lease.expiry = asyncio.get_running_loop().call_later(
             self.settings.orchestration_lease_seconds, self._expire_orchestration, lease
@@ -363,7 +362,7 @@ class Engine:
         self._orch_leases.pop(lease.instance_id, None)
         self._forget_lease(lease.token, lease.expiry)
         self._dirty.discard(lease.instance_id)
-        self._mark_ready(lease.instance_id, self._dialect_of.get(lease.instance_id, "dapr"))
+        self._mark_ready(lease.instance_id, lease.dialect)
 
     def _release_activity(self, lease: _ActivityLease) -> None:
         self._act_leases.pop(lease.activity_id, None)
@@ -447,14 +446,18 @@ class Engine:
             fx = _Effects()
             refused = err
             await self.store.run(lambda t: self._fail_turn(t, lease, refused, fx))
-        finally:
+        except BaseException:
+            # Nothing was recorded: the turn is offered again.
             if self._orch_leases.get(lease.instance_id) is lease:
-                self._orch_leases.pop(lease.instance_id)
-                self._forget_lease(lease.token, lease.expiry)
+                self._release_orchestration(lease)
+            raise
+        if self._orch_leases.get(lease.instance_id) is lease:
+            self._orch_leases.pop(lease.instance_id)
+            self._forget_lease(lease.token, lease.expiry)
         self._apply(fx)
         if lease.instance_id in self._dirty:
             self._dirty.discard(lease.instance_id)
-            self._mark_ready(lease.instance_id, self._dialect_of.get(lease.instance_id, "dapr"))
+            self._mark_ready(lease.instance_id, lease.dialect)
 
     def _fail_turn(self, t: StoreTx, lease: _OrchestrationLease, err: WorkflowError, fx: _Effects) -> None:
         inst = t.get_instance(lease.instance_id)
@@ -803,6 +806,7 @@ class Engine:
         t.clear_inbox(inst.instance_id)
         fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
         fx.changed.add(inst.instance_id)
+        fx.finished.add(inst.instance_id)
         log.info("workflow %r (%s) %s", inst.instance_id, inst.name, status.name)
         if not inst.parent_instance_id:
             return

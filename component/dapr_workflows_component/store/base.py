@@ -100,8 +100,8 @@ class StoreTx(abc.ABC):
         """(instance_id, dialect) of instances with an inbox event visible now."""
 
     @abc.abstractmethod
-    def future_timers(self, now: int) -> list[tuple[int, str]]:
-        """(visible_at, instance_id): the earliest future inbox event of each instance."""
+    def future_timers(self, now: int) -> list[tuple[int, str, str]]:
+        """(visible_at, instance_id, dialect): the earliest future inbox event of each instance."""
 
     @abc.abstractmethod
     def all_activities(self) -> list[tuple[int, str]]:

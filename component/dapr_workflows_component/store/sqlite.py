@@ -250,12 +250,13 @@ class _SQLiteTx(StoreTx):
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
-    def future_timers(self, now: int) -> list[tuple[int, str]]:
+    def future_timers(self, now: int) -> list[tuple[int, str, str]]:
         rows = self._c.execute(
-            "SELECT MIN(visible_at), instance_id FROM inbox WHERE visible_at > ? GROUP BY instance_id",
+            "SELECT MIN(b.visible_at), b.instance_id, i.dialect FROM inbox b "
+            "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at > ? GROUP BY b.instance_id",
             (now,),
         ).fetchall()
-        return [(r[0], r[1]) for r in rows]
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def all_activities(self) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self._c.execute("SELECT id, dialect FROM activities ORDER BY id")]
