@@ -47,10 +47,14 @@ def main() -> None:
         return client.schedule_new_workflow(workflow, input=input, instance_id=instance_id, start_at=when)
 
     def history(instance_id: str) -> list[dict[str, Any]]:
+        """The history as `{event_id, kind, name}`; kinds are WorkflowHistoryEventType names."""
         return [
-            {"event_id": e.event_id, "kind": e.event_type if hasattr(e, "event_type") else type(e).__name__}
+            {"event_id": e.event_id, "kind": e.event_type.name, "name": e.name}
             for e in client.get_workflow_history(instance_id)
         ]
+
+    def set_code_version(key: str, version: int) -> None:
+        catalog.CODE_VERSIONS[key] = version
 
     ops = {
         "ping": lambda: "pong",
@@ -69,12 +73,17 @@ def main() -> None:
         ),
         "suspend": lambda instance_id: client.pause_workflow(instance_id),
         "resume": lambda instance_id: client.resume_workflow(instance_id),
-        "terminate": lambda instance_id, output=None, recursive=True: client.terminate_workflow(
-            instance_id, output=output, recursive=recursive
+        # `recursive` is passed on only when given, so that without it the SDK's default applies.
+        "terminate": lambda instance_id, output=None, **recursive: client.terminate_workflow(
+            instance_id, output=output, **recursive
         ),
-        "purge": lambda instance_id, recursive=True: client.purge_workflow(instance_id, recursive=recursive),
+        "purge": lambda instance_id, **recursive: client.purge_workflow(instance_id, **recursive),
         "history": history,
-        "list_ids": lambda: list(client.iter_workflow_instance_ids(page_size=50)),
+        "list_ids": lambda page_size=50: list(client.iter_workflow_instance_ids(page_size=page_size)),
+        "list_page": lambda page_size, continuation_token=None: (
+            lambda page: {"ids": list(page.instance_ids), "token": page.continuation_token}
+        )(client.list_workflow_instance_ids(page_size=page_size, continuation_token=continuation_token)),
+        "set_code_version": set_code_version,
         "rerun": lambda instance_id, event_id, new_instance_id=None, **kw: client.rerun_workflow_from_event(
             instance_id, event_id, new_instance_id=new_instance_id, **kw
         ),

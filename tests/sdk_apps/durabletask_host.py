@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,6 +13,12 @@ from durabletask import worker as dt_worker
 from tests.sdk_apps import durabletask_durability_workflows
 from tests.sdk_apps import durabletask_workflows as catalog
 from tests.sdk_apps.host_loop import parse_args, serve
+
+# durabletask's names of history events whose Dapr name (WorkflowHistoryEventType) differs.
+_DAPR_KIND_NAMES = {
+    "ORCHESTRATOR_STARTED": "WORKFLOW_STARTED",
+    "ORCHESTRATOR_COMPLETED": "WORKFLOW_COMPLETED",
+}
 
 
 def state_dict(state: Any) -> dict[str, Any] | None:
@@ -60,10 +67,19 @@ def main() -> None:
         )
 
     def history(instance_id: str) -> list[dict[str, Any]]:
-        return [
-            {"event_id": e.event_id, "kind": type(e).__name__}
-            for e in client.get_orchestration_history(instance_id)
-        ]
+        """The history (read with StreamInstanceHistory) as `{event_id, kind, name}`.
+
+        Kinds are spelled like the Dapr host's (WorkflowHistoryEventType names), so tests compare
+        them across dialects: `TaskScheduledEvent` becomes `TASK_SCHEDULED`, and durabletask's
+        sub-orchestration and orchestrator-started events get Dapr's child-workflow names.
+        """
+        out = []
+        for e in client.get_orchestration_history(instance_id):
+            kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(e).__name__.removesuffix("Event")).upper()
+            kind = kind.replace("SUB_ORCHESTRATION_", "CHILD_WORKFLOW_")
+            kind = _DAPR_KIND_NAMES.get(kind, kind)
+            out.append({"event_id": e.event_id, "kind": kind, "name": getattr(e, "name", None)})
+        return out
 
     ops = {
         "ping": lambda: "pong",
@@ -82,14 +98,15 @@ def main() -> None:
         ),
         "suspend": lambda instance_id: client.suspend_orchestration(instance_id),
         "resume": lambda instance_id: client.resume_orchestration(instance_id),
-        "terminate": lambda instance_id, output=None, recursive=True: client.terminate_orchestration(
-            instance_id, output=output, recursive=recursive
+        # `recursive` is passed on only when given, so that without it the SDK's default applies.
+        "terminate": lambda instance_id, output=None, **recursive: client.terminate_orchestration(
+            instance_id, output=output, **recursive
         ),
-        "purge": lambda instance_id, recursive=True: (
-            client.purge_orchestration(instance_id, recursive=recursive).deleted_instance_count
+        "purge": lambda instance_id, **recursive: (
+            client.purge_orchestration(instance_id, **recursive).deleted_instance_count
         ),
         "history": history,
-        "list_ids": lambda: list(client.list_instance_ids(page_size=50)),
+        "list_ids": lambda page_size=50: list(client.list_instance_ids(page_size=page_size).items),
         "restart": lambda instance_id, new_instance_id=False: client.restart_orchestration(
             instance_id, restart_with_new_instance_id=new_instance_id
         ),

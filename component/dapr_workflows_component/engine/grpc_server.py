@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import wrappers_pb2
 from google.protobuf.message import DecodeError, Message
 
 from ..protos import dapr_dialect_pb2 as pb
@@ -133,6 +134,12 @@ def _instance_response(inst: Instance | None, include_io: bool) -> bytes:
     return pb.GetInstanceResponse(
         exists=True, workflowState=workflow_state(inst, include_io)
     ).SerializeToString()
+
+
+def _purged(count: int) -> bytes:
+    """PurgeInstancesResponse, numbered alike in both dialects."""
+    done = wrappers_pb2.BoolValue(value=True)
+    return pb.PurgeInstancesResponse(deletedInstanceCount=count, isComplete=done).SerializeToString()
 
 
 def _not_pending(inst: Instance) -> bool:
@@ -262,7 +269,7 @@ class DialectServer:
             count = await self.engine.purge_where(self.filter_query(req.purgeInstanceFilter), req.recursive)
         else:
             count = await self.purge_one(req.instanceId, req.recursive, req.force)
-        return pb.PurgeInstancesResponse(deletedInstanceCount=count, isComplete=True).SerializeToString()  # type: ignore[arg-type]
+        return _purged(count)
 
     async def complete_activity(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         await self.engine.complete_activity(parse(pb.ActivityResponse, raw))
@@ -383,7 +390,7 @@ class DurableTaskDialectServer(DialectServer):
                 count += await self.purge_one(instance_id, req.recursive)
         else:
             count = await self.purge_one(req.instanceId, req.recursive)
-        return pb.PurgeInstancesResponse(deletedInstanceCount=count, isComplete=True).SerializeToString()  # type: ignore[arg-type]
+        return _purged(count)
 
     def workflow_response(self, raw: bytes) -> pb.WorkflowResponse:
         resp = parse(mpb.OrchestratorResponse, raw)

@@ -101,7 +101,7 @@ class StoreTx(abc.ABC):
 
     @abc.abstractmethod
     def future_timers(self, now: int) -> list[tuple[int, str, str]]:
-        """(visible_at, instance_id, dialect): the earliest future inbox event of each instance."""
+        """(visible_at, instance_id, dialect) of every inbox event that becomes visible later."""
 
     @abc.abstractmethod
     def all_activities(self) -> list[tuple[int, str]]:

@@ -252,8 +252,8 @@ class _SQLiteTx(StoreTx):
 
     def future_timers(self, now: int) -> list[tuple[int, str, str]]:
         rows = self._c.execute(
-            "SELECT MIN(b.visible_at), b.instance_id, i.dialect FROM inbox b "
-            "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at > ? GROUP BY b.instance_id",
+            "SELECT DISTINCT b.visible_at, b.instance_id, i.dialect FROM inbox b "
+            "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at > ?",
             (now,),
         ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
