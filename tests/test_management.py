@@ -466,8 +466,30 @@ def test_rerun_of_a_running_instance_is_refused(shared: SdkHost) -> None:
     instance_id = start(shared, "slow_activity_wf", {"key": unique("slow"), "seconds": 0.5})
     event_id = wait_until(lambda: scheduled_event_ids(shared, instance_id), bool)[0]
     err = sdk_error(lambda: shared.call("rerun", instance_id=instance_id, event_id=event_id))
-    assert instance_id in err.message and "RUNNING" in err.message
+    assert_grpc_error(err, "INVALID_ARGUMENT", "RUNNING")
+    assert instance_id in err.message
     wait_done(shared, instance_id)
+
+
+def test_rerun_error_codes_are_those_of_dapr_sdk(shared: SdkHost) -> None:
+    """Dapr's SDK documents NOT_FOUND for an event that cannot be rerun from, INVALID_ARGUMENT for input
+    given to a timer; a child workflow instance cannot be rerun either."""
+    only(shared, "dapr", "rerun_workflow_from_event is Dapr's RPC; durabletask has none")
+    source = completed(shared, "chain", {"n": 2, "start": 0})
+    missing = sdk_error(lambda: shared.call("rerun", instance_id=source["instance_id"], event_id=999))
+    assert_grpc_error(missing, "NOT_FOUND", "999")
+    timer = completed(shared, "timer_then_add", {"seconds": 0.1, "value": 1})
+    timer_id = next(
+        e["event_id"]
+        for e in shared.call("history", instance_id=timer["instance_id"])
+        if e["kind"] == "TIMER_CREATED"
+    )
+    with_input = sdk_error(
+        lambda: shared.call("rerun", instance_id=timer["instance_id"], event_id=timer_id, input=5)
+    )
+    assert_grpc_error(with_input, "INVALID_ARGUMENT", "no new input")
+    rerun = shared.call("rerun", instance_id=timer["instance_id"], event_id=timer_id)
+    assert wait_done(shared, rerun)["status"] == "COMPLETED"
 
 
 def test_restart_runs_a_finished_instance_again(shared: SdkHost) -> None:

@@ -626,6 +626,10 @@ class Engine:
     ) -> bytes:
         a = action.createChildWorkflow
         child_id = a.instanceId or f"{inst.instance_id}:{action.id:04x}"
+        if inst.rerun and inst.rerun.get("task_id") == action.id:
+            # A rerun from this child workflow, under the child instance ID the caller chose.
+            child_id = inst.rerun.get("child_id") or child_id
+            inst.rerun = None
         created = pb.ChildWorkflowInstanceCreatedEvent(instanceId=child_id, name=a.name)
         if a.HasField("version"):
             created.version.CopyFrom(a.version)
@@ -1073,14 +1077,23 @@ class Engine:
         )
 
     async def rerun_from_event(
-        self, source_id: str, event_id: int, new_id: str | None, new_input: str | None, overwrite_input: bool
+        self,
+        source_id: str,
+        event_id: int,
+        new_id: str | None,
+        new_input: str | None,
+        overwrite_input: bool,
+        new_child_id: str | None = None,
     ) -> str:
-        """Runs a finished instance again from one of its activities, under a new instance ID.
+        """Runs a finished instance again from an activity, timer or child workflow, under a new ID.
 
-        The new instance replays the source's history up to the activity's scheduling; the activity
-        and everything after it run again (with `new_input` as the activity's input if asked).
-        Results of earlier work that arrived after that point are carried over.
+        The new instance replays the source's history up to that event; the event's work and
+        everything after it run again (an activity with `new_input` as its input if asked, a child
+        under `new_child_id` if given). Results of earlier work that arrived later are carried over.
+        The error codes are those Dapr's SDK documents for this call.
         """
+        if new_child_id is not None:
+            validate_new_instance_id(new_child_id)
         target_id = new_id or uuid.uuid4().hex
         validate_new_instance_id(target_id)
         check_payload_size("activity input", new_input, self.settings.max_payload_bytes)
@@ -1092,12 +1105,12 @@ class Engine:
                 raise not_found(source_id)
             if not src.status.is_terminal:
                 raise WorkflowError(
-                    ErrorCode.FAILED_PRECONDITION,
+                    ErrorCode.INVALID_ARGUMENT,
                     f"workflow instance {source_id!r} is {src.status.name}; only finished instances rerun",
                 )
             if src.parent_instance_id:
                 raise WorkflowError(
-                    ErrorCode.FAILED_PRECONDITION,
+                    ErrorCode.INVALID_ARGUMENT,
                     f"workflow instance {source_id!r} is a child workflow; rerun its parent instead",
                 )
             check_start_allowed(target_id, t.get_instance(target_id), frozenset())
@@ -1112,9 +1125,20 @@ class Engine:
             )
             if cut is None:
                 raise WorkflowError(
-                    ErrorCode.INVALID_ARGUMENT,
+                    ErrorCode.NOT_FOUND,
                     f"event {event_id} of workflow instance {source_id!r} is not a scheduled activity, "
                     "a created timer or a created child workflow",
+                )
+            kind = events[cut].WhichOneof("eventType")
+            if overwrite_input and kind != "taskScheduled":
+                raise WorkflowError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"event {event_id} is a {kind} event, which takes no new input",
+                )
+            if new_child_id is not None and kind != "childWorkflowInstanceCreated":
+                raise WorkflowError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"event {event_id} created no child workflow, so it takes no new child instance ID",
                 )
             now = now_us()
             inst = Instance(
@@ -1128,7 +1152,11 @@ class Engine:
                 version=src.version,
                 input=src.input,
                 tags=src.tags,
-                rerun={"task_id": event_id, "input": new_input if overwrite_input else None},
+                rerun={
+                    "task_id": event_id,
+                    "input": new_input if overwrite_input else None,
+                    "child_id": new_child_id,
+                },
             )
             # The new instance's history ends before the turn that scheduled the activity; that
             # turn's events up to the activity become its first new events, so it replays from there.

@@ -318,6 +318,7 @@ class DaprDialectServer(DialectServer):
             req.newInstanceID if req.HasField("newInstanceID") else None,
             _value_or_none(req, "input"),
             req.overwriteInput,
+            req.newChildWorkflowInstanceID if req.HasField("newChildWorkflowInstanceID") else None,
         )
         return pb.RerunWorkflowFromEventResponse(newInstanceID=new_id).SerializeToString()
 
