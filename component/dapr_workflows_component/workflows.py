@@ -273,3 +273,72 @@ def parse_tags(text: str | None) -> dict[str, str]:
 
 def statuses(names: Iterable[RuntimeStatus | int]) -> frozenset[RuntimeStatus]:
     return frozenset(RuntimeStatus(int(n)) for n in names)
+
+
+def _failure(inst: Instance) -> FailureDetails | None:
+    if not inst.failure:
+        return None
+    from .protos import dapr_dialect_pb2 as pb  # a leaf module; imported here to keep this one light
+
+    details = pb.TaskFailureDetails.FromString(inst.failure)
+    stack = details.stackTrace.value if details.HasField("stackTrace") else None
+    return FailureDetails(details.errorType, details.errorMessage, stack)
+
+
+def instance_json(inst: Instance) -> dict[str, Any]:
+    """An instance as the Dapr Workflow API's GET shows it; the binding answers `get` with it too."""
+    properties: dict[str, str] = {}
+    if inst.custom_status is not None:
+        properties["dapr.workflow.custom_status"] = inst.custom_status
+    if inst.input is not None:
+        properties["dapr.workflow.input"] = inst.input
+    if inst.output is not None:
+        properties["dapr.workflow.output"] = inst.output
+    failure = _failure(inst)
+    if failure is not None:
+        properties["dapr.workflow.failure.error_type"] = failure.error_type
+        properties["dapr.workflow.failure.error_message"] = failure.message
+        if failure.stack_trace:
+            properties["dapr.workflow.failure.stack_trace"] = failure.stack_trace
+    return {
+        "instanceID": inst.instance_id,
+        "workflowName": inst.name,
+        "createdAt": timestamp_rfc3339(inst.created_at),
+        "lastUpdatedAt": timestamp_rfc3339(inst.updated_at),
+        "runtimeStatus": inst.status.name,
+        "properties": properties,
+    }
+
+
+class LifecycleEvent(enum.Enum):
+    """What happened to an instance, as the input binding reports it."""
+
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TERMINATED = "terminated"
+    SUSPENDED = "suspended"
+    RESUMED = "resumed"
+
+    @classmethod
+    def of_terminal(cls, status: RuntimeStatus) -> LifecycleEvent:
+        return {RuntimeStatus.COMPLETED: cls.COMPLETED, RuntimeStatus.TERMINATED: cls.TERMINATED}.get(
+            status, cls.FAILED
+        )
+
+
+def lifecycle_json(kind: LifecycleEvent, inst: Instance, at: int) -> dict[str, Any]:
+    """The JSON document of one lifecycle event."""
+    doc: dict[str, Any] = {
+        "type": kind.value,
+        "instanceID": inst.instance_id,
+        "workflowName": inst.name,
+        "runtimeStatus": inst.status.name,
+        "time": timestamp_rfc3339(at),
+    }
+    if kind == LifecycleEvent.COMPLETED or (kind == LifecycleEvent.TERMINATED and inst.output is not None):
+        doc["output"] = inst.output
+    failure = _failure(inst)
+    if failure is not None:
+        doc["failureDetails"] = failure.to_json()
+    return doc

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from ..workflows import (
     ErrorCode,
     Instance,
     InstanceQuery,
+    LifecycleEvent,
     RuntimeStatus,
     StartRequest,
     WorkflowError,
@@ -38,6 +40,7 @@ from ..workflows import (
     check_resume_allowed,
     check_start_allowed,
     check_suspend_allowed,
+    lifecycle_json,
     not_found,
     require_instance_id,
     require_workflow_name,
@@ -73,6 +76,8 @@ class EngineSettings:
     max_payload_bytes: int = 4 * 1024 * 1024
     health_ping_seconds: float = 15.0
     history_cache_size: int = 10_000
+    # Record lifecycle events in the outbox for the input binding (on when the component socket is).
+    lifecycle_events: bool = False
 
 
 @dataclass
@@ -108,6 +113,7 @@ class _Effects:
     finished: set[str] = field(default_factory=set)  # instances that will have no more turns
     cancelled_activities: list[int] = field(default_factory=list)
     history: dict[str, list[bytes]] = field(default_factory=dict)  # new full history per instance
+    outbox: bool = False  # lifecycle events were recorded
 
 
 Key = tuple[str, Any]  # ("o", instance_id) or ("a", activity_id)
@@ -133,6 +139,8 @@ class Engine:
         self._worker_ids = itertools.count(1)
         self.workers: dict[int, str] = {}
         self._closed = False
+        # Set after a commit that recorded lifecycle events; the input binding waits on it.
+        self.outbox_signal = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -205,6 +213,8 @@ class Engine:
             for entry in fx.timers:
                 heapq.heappush(self._timer_heap, entry)
             self._timer_wakeup.set()
+        if fx.outbox:
+            self.outbox_signal.set()
         for instance_id in fx.changed:
             for fut in self._waiters.pop(instance_id, ()):
                 if not fut.done():
@@ -483,6 +493,7 @@ class Engine:
         if inst.status == RuntimeStatus.PENDING:
             inst.status = RuntimeStatus.RUNNING
             fx.changed.add(inst.instance_id)
+            self._emit(t, LifecycleEvent.STARTED, inst, now, fx)
         if resp.HasField("customStatus"):
             check_payload_size("custom status", resp.customStatus.value, limit)
             inst.custom_status = resp.customStatus.value
@@ -811,6 +822,7 @@ class Engine:
         fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
         fx.changed.add(inst.instance_id)
         fx.finished.add(inst.instance_id)
+        self._emit(t, LifecycleEvent.of_terminal(status), inst, now, fx)
         log.info("workflow %r (%s) %s", inst.instance_id, inst.name, status.name)
         if not inst.parent_instance_id:
             return
@@ -869,6 +881,12 @@ class Engine:
                 child = t.get_instance(child_id)
                 if child is not None:
                     self._terminate(t, child, output, True, now, fx)
+
+    def _emit(self, t: StoreTx, kind: LifecycleEvent, inst: Instance, now: int, fx: _Effects) -> None:
+        """Records a lifecycle event in the outbox, in the transaction of the change it reports."""
+        if self.settings.lifecycle_events:
+            t.add_outbox(json.dumps(lifecycle_json(kind, inst, now)), now)
+            fx.outbox = True
 
     def _delete(self, t: StoreTx, inst: Instance, fx: _Effects) -> None:
         fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
@@ -951,6 +969,7 @@ class Engine:
             inst.status = RuntimeStatus.SUSPENDED
             inst.updated_at = now
             t.put_instance(inst)
+            self._emit(t, LifecycleEvent.SUSPENDED, inst, now, fx)
             event = pb.ExecutionSuspendedEvent(input=wire.string_value(reason))
             t.add_inbox(
                 inst.instance_id, history_event(now, executionSuspended=event).SerializeToString(), now
@@ -968,6 +987,7 @@ class Engine:
             inst.status = RuntimeStatus.RUNNING
             inst.updated_at = now
             t.put_instance(inst)
+            self._emit(t, LifecycleEvent.RESUMED, inst, now, fx)
             event = pb.ExecutionResumedEvent(input=wire.string_value(reason))
             t.add_inbox(inst.instance_id, history_event(now, executionResumed=event).SerializeToString(), now)
             fx.ready[inst.instance_id] = inst.dialect
@@ -1145,7 +1165,7 @@ class Engine:
                 instance_id=target_id,
                 name=src.name,
                 dialect=src.dialect,
-                status=RuntimeStatus.RUNNING,
+                status=RuntimeStatus.PENDING,
                 execution_id=wire.new_execution_id(),
                 created_at=now,
                 updated_at=now,
@@ -1203,3 +1223,24 @@ class Engine:
         self._apply(fx)
         log.info("rerunning workflow %r from event %d as %r", source_id, event_id, target_id)
         return target_id
+
+    # ---------------------------------------------------------------- lifecycle events (the outbox)
+
+    async def lifecycle_events(self, after_id: int, limit: int = 100) -> list[tuple[int, str]]:
+        """Recorded lifecycle events after `after_id`, oldest first, as (event ID, JSON)."""
+        return await self.store.run(lambda t: t.outbox(after_id, limit))
+
+    async def ack_lifecycle_event(self, event_id: int) -> None:
+        """The event reached the app: it is deleted."""
+        await self.store.run(lambda t: t.delete_outbox(event_id))
+
+    async def expire_lifecycle_events(self, older_than_seconds: float) -> int:
+        cutoff = now_us() - int(older_than_seconds * 1_000_000)
+        count = await self.store.run(lambda t: t.expire_outbox(cutoff))
+        if count:
+            log.warning(
+                "dropped %d lifecycle events older than %.0f hours that no input binding took",
+                count,
+                older_than_seconds / 3600,
+            )
+        return count

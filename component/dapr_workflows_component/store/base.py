@@ -94,6 +94,19 @@ class StoreTx(abc.ABC):
     def clear_activities(self, instance_id: str) -> list[int]:
         """Deletes the instance's pending activities and returns their IDs."""
 
+    # lifecycle events waiting for the input binding (the outbox)
+    @abc.abstractmethod
+    def add_outbox(self, payload: str, created_at: int) -> int: ...
+
+    @abc.abstractmethod
+    def outbox(self, after_id: int, limit: int) -> list[tuple[int, str]]: ...
+
+    @abc.abstractmethod
+    def delete_outbox(self, event_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    def expire_outbox(self, created_before: int) -> int: ...
+
     # recovery after a restart
     @abc.abstractmethod
     def ready_instances(self, now: int) -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ from .base import ActivityRow, InboxRow, Store, StoreTx
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -70,6 +70,13 @@ _MIGRATIONS: dict[int, str] = {
         request BLOB NOT NULL
     );
     CREATE INDEX activities_instance ON activities (instance_id);
+    """,
+    2: """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at INTEGER NOT NULL,
+        payload TEXT NOT NULL
+    );
     """,
 }
 
@@ -241,6 +248,23 @@ class _SQLiteTx(StoreTx):
         ]
         self._c.execute("DELETE FROM activities WHERE instance_id = ?", (instance_id,))
         return ids
+
+    def add_outbox(self, payload: str, created_at: int) -> int:
+        cur = self._c.execute("INSERT INTO outbox (created_at, payload) VALUES (?, ?)", (created_at, payload))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def outbox(self, after_id: int, limit: int) -> list[tuple[int, str]]:
+        rows = self._c.execute(
+            "SELECT id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def delete_outbox(self, event_id: int) -> bool:
+        return self._c.execute("DELETE FROM outbox WHERE id = ?", (event_id,)).rowcount > 0
+
+    def expire_outbox(self, created_before: int) -> int:
+        return self._c.execute("DELETE FROM outbox WHERE created_at < ?", (created_before,)).rowcount
 
     def ready_instances(self, now: int) -> list[tuple[str, str]]:
         rows = self._c.execute(
