@@ -15,6 +15,7 @@ import grpc
 
 from .engine.core import Engine, EngineSettings
 from .engine.grpc_server import add_to_server, dialect_server
+from .pluggable.server import ComponentServer, default_socket_folder
 from .store import open_store
 
 log = logging.getLogger("dapr_workflows")
@@ -72,6 +73,23 @@ SERVE_OPTIONS = (
         "how long a worker may run an activity before it is offered to another worker "
         "(a worker that disconnects gives its work back at once)",
     ),
+    Option(
+        "socket-folder",
+        "",
+        "folder of the Dapr pluggable component socket; when empty, $DAPR_COMPONENTS_SOCKETS_FOLDER, "
+        "$DAPR_COMPONENT_SOCKETS_FOLDER or /tmp/dapr-components-sockets, as daprd looks",
+    ),
+    Option(
+        "socket-name",
+        "dapr-workflows",
+        "the socket is FOLDER/NAME.sock and daprd sees the component type bindings.NAME; "
+        "empty to run without the pluggable component",
+    ),
+    Option(
+        "lifecycle-event-retention-hours",
+        "168",
+        "lifecycle events no input binding has taken are dropped after this long",
+    ),
     Option("log-level", "info", "debug, info, warning or error"),
 )
 
@@ -125,7 +143,9 @@ async def serve(args: argparse.Namespace) -> None:
         orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
         activity_lease_seconds=_seconds(args.activity_lease_seconds, "activity-lease-seconds"),
         max_payload_bytes=max_payload,
+        lifecycle_events=bool(args.socket_name),
     )
+    retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     try:
         store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
@@ -164,16 +184,34 @@ async def serve(args: argparse.Namespace) -> None:
             "dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty"
         )
 
+    component: ComponentServer | None = None
+    if args.socket_name:
+        component = ComponentServer(engine, args.socket_folder or default_socket_folder(), args.socket_name)
+        try:
+            await component.start()
+        except (RuntimeError, OSError) as err:
+            raise SystemExit(f"dapr-workflows: cannot serve the component socket: {err}") from None
+        expiry = asyncio.get_running_loop().create_task(_expire_events(engine, retention_hours * 3600))
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: finishing calls in flight (up to 5s)")
+    if component is not None:
+        expiry.cancel()
+        await component.stop(grace=5)
     await asyncio.gather(*(s.stop(grace=5) for s in servers))
     await engine.stop()
     await store.close()
     log.info("stopped")
+
+
+async def _expire_events(engine: Engine, retention_seconds: float) -> None:
+    while True:
+        await engine.expire_lifecycle_events(retention_seconds)
+        await asyncio.sleep(min(3600.0, retention_seconds))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -342,3 +342,30 @@ def lifecycle_json(kind: LifecycleEvent, inst: Instance, at: int) -> dict[str, A
     if failure is not None:
         doc["failureDetails"] = failure.to_json()
     return doc
+
+
+def json_payload(what: str, data: bytes | str | None, limit: int) -> str | None:
+    """A payload from a caller (input, event data, output) as JSON text; empty means none."""
+    if data is None or len(data) == 0:
+        return None
+    check_payload_size(what, data, limit)
+    try:
+        text = data.decode() if isinstance(data, bytes) else data
+        json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f'the {what} is not valid JSON (send a JSON value, e.g. "text" or {{}})',
+        ) from None
+    return text
+
+
+def parse_bool(key: str, value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f"{key} must be true or false, not {value!r}")

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +29,9 @@ class EngineProcess:
         self.extra_args = list(extra_args)
         self.env = env or {}
         self.log_path = workdir / "engine.log"
+        # Unix socket paths are limited to about 100 bytes: pytest's tmp paths can be longer.
+        self.socket_folder = Path(tempfile.mkdtemp(prefix="dw-sock-"))
+        self.socket_name = "dapr-workflows"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -89,6 +93,10 @@ class EngineProcess:
     def restart(self) -> None:
         self.kill()
         self.start()
+
+    @property
+    def socket_path(self) -> Path:
+        return self.socket_folder / f"{self.socket_name}.sock"
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

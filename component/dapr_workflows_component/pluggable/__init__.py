@@ -1,0 +1,1 @@
+"""The Dapr pluggable component: a gRPC server on a Unix socket that daprd discovers."""

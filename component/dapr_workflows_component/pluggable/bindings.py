@@ -1,0 +1,452 @@
+"""The output and input bindings daprd sees on the component socket.
+
+The output binding is the workflow component interface: each operation is a call on the engine, its
+answer the JSON of the Workflow HTTP API, its errors the engine's codes (daprd shows them in its
+error text). The input binding carries lifecycle events from the engine's outbox to the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from ..engine.core import Engine
+from ..protos import dapr_components_pb2 as cpb
+from ..protos import dapr_components_pb2_grpc as cgrpc
+from ..protos import dapr_dialect_pb2 as pb
+from ..workflows import (
+    ErrorCode,
+    InstanceQuery,
+    RuntimeStatus,
+    StartRequest,
+    WorkflowError,
+    instance_json,
+    json_payload,
+    parse_bool,
+)
+
+log = logging.getLogger("dapr_workflows.binding")
+
+# gRPC metadata daprd sends with every call: the `metadata.name` of the component YAML.
+INSTANCE_HEADER = "x-component-instance"
+
+OPERATIONS = ("start", "get", "terminate", "raiseEvent", "pause", "resume", "purge", "list", "history")
+
+# Keys of `data`-less calls' metadata that the operations read.
+_INVOKE_KEYS = ("workflowName", "instanceID", "eventName", "recursive", "pageSize", "continuationToken")
+
+# Component YAML metadata daprd itself uses for bindings; passed through, never an error.
+_DAPR_KEYS = frozenset({"direction", "route"})
+# daprd initialises one component YAML as both an output and an input binding, since the socket
+# serves both: each Init accepts every key of the component.
+_COMPONENT_KEYS = _DAPR_KEYS | {"startTimeoutSeconds"}
+
+
+def check_component_metadata(properties: Mapping[str, str]) -> None:
+    unknown = sorted(k for k in properties if k not in _COMPONENT_KEYS)
+    if unknown:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"unknown metadata {', '.join(unknown)} in the component YAML; dapr-workflows accepts "
+            f"{', '.join(sorted(_COMPONENT_KEYS))}",
+        )
+
+
+def component_instance(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == INSTANCE_HEADER:
+            return str(value)
+    return "default"
+
+
+async def abort(context: grpc.aio.ServicerContext, err: WorkflowError) -> None:
+    await context.abort(err.code.grpc_status, err.message)
+
+
+@dataclass
+class OutputSettings:
+    """What the output binding's component YAML may set."""
+
+    start_timeout_seconds: float = 10.0
+
+    @classmethod
+    def parse(cls, properties: Mapping[str, str]) -> OutputSettings:
+        settings = cls()
+        check_component_metadata(properties)
+        raw = properties.get("startTimeoutSeconds")
+        if raw is not None:
+            try:
+                settings.start_timeout_seconds = float(raw)
+            except ValueError:
+                raise WorkflowError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"startTimeoutSeconds must be a number of seconds, not {raw!r}",
+                ) from None
+            if settings.start_timeout_seconds < 0:
+                raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "startTimeoutSeconds must not be negative")
+        return settings
+
+
+def _metadata(request: cpb.InvokeRequest) -> dict[str, str]:
+    """The invoke metadata, with a clear error for our keys spelt in another case."""
+    metadata = dict(request.metadata)
+    for key in metadata:
+        for known in _INVOKE_KEYS:
+            if key != known and key.lower() == known.lower():
+                raise WorkflowError(
+                    ErrorCode.INVALID_ARGUMENT, f"unknown metadata key {key!r}: did you mean {known!r}?"
+                )
+    return metadata
+
+
+def _required(metadata: Mapping[str, str], key: str, operation: str) -> str:
+    value = metadata.get(key, "")
+    if not value:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT, f"operation {operation!r} needs the metadata key {key!r}"
+        )
+    return value
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+class OutputBinding(cgrpc.OutputBindingServicer):
+    def __init__(self, engine: Engine, settings: dict[str, OutputSettings]) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._operations: dict[str, Callable[[cpb.InvokeRequest, dict[str, str], OutputSettings], Any]] = {
+            "start": self._start,
+            "get": self._get,
+            "terminate": self._terminate,
+            "raiseEvent": self._raise_event,
+            "pause": self._pause,
+            "resume": self._resume,
+            "purge": self._purge,
+            "list": self._list,
+            "history": self._history,
+        }
+
+    async def Init(
+        self, request: cpb.OutputBindingInitRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.OutputBindingInitResponse:
+        instance = component_instance(context)
+        try:
+            self.settings[instance] = OutputSettings.parse(request.metadata.properties)
+        except WorkflowError as err:
+            log.error("output binding %r: %s", instance, err.message)
+            await abort(context, err)
+        log.info("output binding %r initialised by daprd", instance)
+        return cpb.OutputBindingInitResponse()
+
+    async def ListOperations(
+        self, request: cpb.ListOperationsRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.ListOperationsResponse:
+        return cpb.ListOperationsResponse(operations=list(OPERATIONS))
+
+    async def Ping(self, request: cpb.PingRequest, context: grpc.aio.ServicerContext) -> cpb.PingResponse:
+        return cpb.PingResponse()
+
+    async def Invoke(
+        self, request: cpb.InvokeRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.InvokeResponse:
+        instance = component_instance(context)
+        settings = self.settings.get(instance)
+        if settings is None:
+            # daprd calls Init once; after this process restarted it goes straight to Invoke.
+            log.warning(
+                "output binding %r was initialised before this process started; using default settings",
+                instance,
+            )
+            settings = self.settings[instance] = OutputSettings()
+        operation = self._operations.get(request.operation)
+        try:
+            if operation is None:
+                raise WorkflowError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"unknown operation {request.operation!r}; the operations are {', '.join(OPERATIONS)}",
+                )
+            result = await operation(request, _metadata(request), settings)
+        except WorkflowError as err:
+            log.info("binding %s failed: %s", request.operation, err.message)
+            await abort(context, err)
+        return cpb.InvokeResponse(
+            data=b"" if result is None else _json(result), content_type="application/json"
+        )
+
+    # -- operations
+
+    def _limit(self) -> int:
+        return self.engine.settings.max_payload_bytes
+
+    async def _start(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+        instance_id = md.get("instanceID") or uuid.uuid4().hex
+        await self.engine.start_workflow(
+            StartRequest(
+                name=_required(md, "workflowName", "start"),
+                instance_id=instance_id,
+                input=json_payload("workflow input", req.data, self._limit()),
+            )
+        )
+        if settings.start_timeout_seconds > 0:
+            # Like Dapr's built-in engine, start returns once the workflow runs (or the wait ends).
+            try:
+                await asyncio.wait_for(
+                    self.engine.wait_for(instance_id, lambda i: i.status != RuntimeStatus.PENDING),
+                    timeout=settings.start_timeout_seconds,
+                )
+            except asyncio.TimeoutError:
+                log.info(
+                    "workflow %r not picked up by a worker within %ss",
+                    instance_id,
+                    settings.start_timeout_seconds,
+                )
+        return {"instanceID": instance_id}
+
+    async def _get(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+        return instance_json(await self.engine.require_instance(_required(md, "instanceID", "get")))
+
+    async def _terminate(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+        await self.engine.terminate(
+            _required(md, "instanceID", "terminate"),
+            json_payload("terminate output", req.data, self._limit()),
+            parse_bool("recursive", md.get("recursive"), True),
+        )
+        return None
+
+    async def _raise_event(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+        await self.engine.raise_event(
+            _required(md, "instanceID", "raiseEvent"),
+            _required(md, "eventName", "raiseEvent"),
+            json_payload("event data", req.data, self._limit()),
+        )
+        return None
+
+    async def _pause(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+        await self.engine.suspend(_required(md, "instanceID", "pause"))
+        return None
+
+    async def _resume(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+        await self.engine.resume(_required(md, "instanceID", "resume"))
+        return None
+
+    async def _purge(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+        count = await self.engine.purge(
+            _required(md, "instanceID", "purge"), parse_bool("recursive", md.get("recursive"), True)
+        )
+        return {"deletedInstanceCount": count}
+
+    async def _list(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+        raw_size = md.get("pageSize") or "100"
+        if not raw_size.isdigit() or not 0 < int(raw_size) <= 10_000:
+            raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f"pageSize must be 1 to 10000, not {raw_size!r}")
+        size = int(raw_size)
+        found = await self.engine.query(
+            InstanceQuery(after_id=md.get("continuationToken") or None, limit=size + 1)
+        )
+        page: dict[str, Any] = {"instanceIDs": [i.instance_id for i in found[:size]]}
+        if len(found) > size:
+            page["continuationToken"] = found[size - 1].instance_id
+        return page
+
+    async def _history(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+        events = await self.engine.history(_required(md, "instanceID", "history"))
+        return {
+            "events": [
+                json_format.MessageToDict(pb.HistoryEvent.FromString(e), preserving_proto_field_name=True)
+                for e in events
+            ]
+        }
+
+
+# ------------------------------------------------------------------------------------ input binding
+
+
+@dataclass
+class _Stream:
+    """One Read stream from daprd."""
+
+    name: str
+    outgoing: asyncio.Queue[cpb.ReadResponse] = field(default_factory=asyncio.Queue)
+    in_flight: dict[str, int] = field(default_factory=dict)  # message_id -> event ID
+
+
+@dataclass
+class _Pending:
+    payload: str
+    due: float = 0.0
+    attempts: int = 0
+
+
+class LifecycleDispatcher:
+    """Delivers each outbox event to one connected Read stream, again and again until an app acks it.
+
+    An event is deleted from the outbox only after daprd reports that the app handled it. An error
+    answer or a stream that goes away puts the event back, due again after a backoff that doubles up
+    to `max_backoff`. Several input-binding components on the socket share the events.
+    """
+
+    def __init__(self, engine: Engine, window: int = 64, max_backoff: float = 30.0) -> None:
+        self.engine = engine
+        self.window = window
+        self.max_backoff = max_backoff
+        self._streams: list[_Stream] = []
+        self._pending: dict[int, _Pending] = {}
+        self._cursor = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._turn = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    def attach(self, name: str) -> _Stream:
+        stream = _Stream(name)
+        self._streams.append(stream)
+        self._wake.set()
+        log.info("input binding %r connected: lifecycle events flow to the app", name)
+        return stream
+
+    def detach(self, stream: _Stream) -> None:
+        self._streams.remove(stream)
+        for event_id in stream.in_flight.values():
+            self._retry_later(event_id, "the stream closed before daprd answered")
+        log.warning(
+            "input binding %r disconnected; %d events will be delivered again. daprd does not reopen "
+            "this stream by itself: restart daprd to receive lifecycle events again",
+            stream.name,
+            len(stream.in_flight),
+        )
+        self._wake.set()
+
+    def answered(self, stream: _Stream, ack: cpb.ReadRequest) -> None:
+        event_id = stream.in_flight.pop(ack.message_id, None)
+        if event_id is None:
+            return
+        if ack.HasField("response_error") and ack.response_error.message:
+            self._retry_later(event_id, ack.response_error.message)
+        else:
+            self._pending.pop(event_id, None)
+            asyncio.get_running_loop().create_task(self.engine.ack_lifecycle_event(event_id))
+        self._wake.set()
+
+    def _retry_later(self, event_id: int, why: str) -> None:
+        pending = self._pending.get(event_id)
+        if pending is None:
+            return
+        pending.attempts += 1
+        delay = min(self.max_backoff, 0.5 * 2 ** (pending.attempts - 1))
+        pending.due = time.monotonic() + delay
+        log.info("lifecycle event %d not delivered (%s); trying again in %.1fs", event_id, why, delay)
+
+    def _in_flight(self) -> set[int]:
+        return {e for s in self._streams for e in s.in_flight.values()}
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            self.engine.outbox_signal.clear()
+            if len(self._pending) < 10 * self.window:
+                for event_id, payload in await self.engine.lifecycle_events(self._cursor, self.window):
+                    self._pending[event_id] = _Pending(payload)
+                    self._cursor = event_id
+            next_due = self._send_due()
+            waits = [
+                asyncio.ensure_future(self._wake.wait()),
+                asyncio.ensure_future(self.engine.outbox_signal.wait()),
+            ]
+            timeout = None if next_due is None else max(next_due - time.monotonic(), 0.0)
+            try:
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    def _send_due(self) -> float | None:
+        """Sends what is due to the streams; returns when the next event falls due, if any waits."""
+        if not self._streams:
+            return None
+        now = time.monotonic()
+        busy = self._in_flight()
+        next_due: float | None = None
+        for event_id, pending in self._pending.items():
+            if event_id in busy:
+                continue
+            if pending.due > now:
+                next_due = pending.due if next_due is None else min(next_due, pending.due)
+                continue
+            stream = self._streams[self._turn % len(self._streams)]
+            if len(stream.in_flight) >= self.window:
+                break
+            self._turn += 1
+            message_id = f"{event_id}-{pending.attempts}"
+            stream.in_flight[message_id] = event_id
+            doc = json.loads(pending.payload)
+            stream.outgoing.put_nowait(
+                cpb.ReadResponse(
+                    data=pending.payload.encode(),
+                    content_type="application/json",
+                    message_id=message_id,
+                    metadata={"eventType": doc["type"], "instanceID": doc["instanceID"]},
+                )
+            )
+        return next_due
+
+
+class InputBinding(cgrpc.InputBindingServicer):
+    def __init__(self, dispatcher: LifecycleDispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    async def Init(
+        self, request: cpb.InputBindingInitRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.InputBindingInitResponse:
+        instance = component_instance(context)
+        try:
+            OutputSettings.parse(request.metadata.properties)
+        except WorkflowError as err:
+            log.error("input binding %r: %s", instance, err.message)
+            await abort(context, err)
+        log.info("input binding %r initialised by daprd", instance)
+        return cpb.InputBindingInitResponse()
+
+    async def Ping(self, request: cpb.PingRequest, context: grpc.aio.ServicerContext) -> cpb.PingResponse:
+        return cpb.PingResponse()
+
+    async def Read(
+        self, request_iterator: AsyncIterator[cpb.ReadRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.ReadResponse]:
+        stream = self.dispatcher.attach(component_instance(context))
+
+        async def read_answers() -> None:
+            async for ack in request_iterator:
+                self.dispatcher.answered(stream, ack)
+
+        reader = asyncio.get_running_loop().create_task(read_answers())
+        try:
+            while not reader.done():
+                get = asyncio.ensure_future(stream.outgoing.get())
+                await asyncio.wait([get, reader], return_when=asyncio.FIRST_COMPLETED)
+                if get.done():
+                    yield get.result()
+                else:
+                    get.cancel()
+        finally:
+            reader.cancel()
+            self.dispatcher.detach(stream)
+
+
+__all__ = ["InputBinding", "LifecycleDispatcher", "OutputBinding", "OutputSettings"]
