@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import grpc
 
 from .engine.core import Engine, EngineSettings
-from .engine.grpc_server import add_to_server, dialect_server
+from .engine.grpc_server import add_to_server, dialect_server, server_options
 from .pluggable.server import ComponentServer, default_socket_folder
 from .store import open_store
 
@@ -154,13 +154,7 @@ async def serve(args: argparse.Namespace) -> None:
     engine = Engine(store, settings)
     await engine.start()
 
-    options = [
-        # Leave room for the message around a payload; a payload over the limit gets the engine's own
-        # RESOURCE_EXHAUSTED that names the limit, a grossly larger message gRPC's.
-        ("grpc.max_receive_message_length", max_payload + 1024 * 1024),
-        ("grpc.max_send_message_length", -1),
-        ("grpc.so_reuseport", 0),
-    ]
+    options = server_options(max_payload)
     servers: list[grpc.aio.Server] = []
     for dialect, address, sdk in (
         ("dapr", args.engine_address, "dapr.ext.workflow"),

@@ -258,6 +258,41 @@ class InstanceQuery:
     limit: int = 100
 
 
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 10_000
+
+
+def page_size(size: int) -> int:
+    """The page size of an instance listing; 0 means the default."""
+    if size == 0:
+        return DEFAULT_PAGE_SIZE
+    if not 0 < size <= MAX_PAGE_SIZE:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT, f"the page size must be 1 to {MAX_PAGE_SIZE}, not {size}"
+        )
+    return size
+
+
+@dataclass
+class InstancePage:
+    instance_ids: list[str]
+    continuation_token: str | None  # None on the last page
+
+
+def page_query(size: int, continuation_token: str | None) -> InstanceQuery:
+    """The query for one page of a listing by instance ID; it asks for one more to see if a page follows.
+
+    The continuation token is the last instance ID of the previous page.
+    """
+    return InstanceQuery(after_id=continuation_token or None, limit=size + 1)
+
+
+def instance_page(found: list[Instance], size: int) -> InstancePage:
+    """The page answered with what `page_query(size, ...)` found."""
+    token = found[size - 1].instance_id if len(found) > size else None
+    return InstancePage([i.instance_id for i in found[:size]], token)
+
+
 def timestamp_rfc3339(micros: int) -> str:
     """RFC 3339 UTC with a `Z`, as the Dapr Workflow API shows times."""
     dt = datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc)

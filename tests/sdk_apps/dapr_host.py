@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from typing import Any
 
-import dapr.ext.workflow as wf
+from dapr_workflows_ext import workflow_client, workflow_runtime
 
 from tests.sdk_apps import dapr_durability_workflows
 from tests.sdk_apps import dapr_workflows as catalog
@@ -32,9 +33,10 @@ def state_dict(state: Any) -> dict[str, Any] | None:
 
 def main() -> None:
     args = parse_args()
-    host, port = args.address.rsplit(":", 1)
-    runtime = wf.WorkflowRuntime(host=host, port=port)
-    client = wf.DaprWorkflowClient(host=host, port=port)
+    # Configured the way a user of `dapr-workflows serve` would: one variable for both.
+    os.environ["DAPR_WORKFLOWS_ENGINE_ADDRESS"] = args.address
+    runtime = workflow_runtime()
+    client = workflow_client()
     catalog.register(runtime, client)
     dapr_durability_workflows.register(runtime, client)
     if not args.no_worker:

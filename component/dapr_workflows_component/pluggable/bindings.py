@@ -25,12 +25,14 @@ from ..protos import dapr_components_pb2_grpc as cgrpc
 from ..protos import dapr_dialect_pb2 as pb
 from ..workflows import (
     ErrorCode,
-    InstanceQuery,
     RuntimeStatus,
     StartRequest,
     WorkflowError,
     instance_json,
+    instance_page,
     json_payload,
+    page_query,
+    page_size,
     parse_bool,
 )
 
@@ -73,6 +75,16 @@ async def abort(context: grpc.aio.ServicerContext, err: WorkflowError) -> None:
 
 
 @dataclass
+class _Call:
+    """One Invoke: the request, its metadata, the component's settings, the gRPC call."""
+
+    request: cpb.InvokeRequest
+    metadata: dict[str, str]
+    settings: OutputSettings
+    context: grpc.aio.ServicerContext
+
+
+@dataclass
 class OutputSettings:
     """What the output binding's component YAML may set."""
 
@@ -94,6 +106,28 @@ class OutputSettings:
             if settings.start_timeout_seconds < 0:
                 raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "startTimeoutSeconds must not be negative")
         return settings
+
+
+async def wait_until_started(
+    engine: Engine, instance_id: str, settings: OutputSettings, context: grpc.aio.ServicerContext
+) -> None:
+    """Like Dapr's built-in engine, a start returns once a worker has begun the instance.
+
+    The wait ends after the component's `startTimeoutSeconds`, and in time to answer before the
+    caller's deadline: the instance is recorded either way.
+    """
+    timeout = settings.start_timeout_seconds
+    remaining = context.time_remaining()
+    if remaining is not None:
+        timeout = min(timeout, max(remaining - 0.25, 0.0))
+    if timeout <= 0:
+        return
+    try:
+        await asyncio.wait_for(
+            engine.wait_for(instance_id, lambda i: i.status != RuntimeStatus.PENDING), timeout
+        )
+    except asyncio.TimeoutError:
+        log.info("workflow %r not picked up by a worker within %.1fs", instance_id, timeout)
 
 
 def _metadata(request: cpb.InvokeRequest) -> dict[str, str]:
@@ -125,7 +159,7 @@ class OutputBinding(cgrpc.OutputBindingServicer):
     def __init__(self, engine: Engine, settings: dict[str, OutputSettings]) -> None:
         self.engine = engine
         self.settings = settings
-        self._operations: dict[str, Callable[[cpb.InvokeRequest, dict[str, str], OutputSettings], Any]] = {
+        self._operations: dict[str, Callable[[_Call], Any]] = {
             "start": self._start,
             "get": self._get,
             "terminate": self._terminate,
@@ -176,7 +210,7 @@ class OutputBinding(cgrpc.OutputBindingServicer):
                     ErrorCode.INVALID_ARGUMENT,
                     f"unknown operation {request.operation!r}; the operations are {', '.join(OPERATIONS)}",
                 )
-            result = await operation(request, _metadata(request), settings)
+            result = await operation(_Call(request, _metadata(request), settings, context))
         except WorkflowError as err:
             log.info("binding %s failed: %s", request.operation, err.message)
             await abort(context, err)
@@ -189,77 +223,74 @@ class OutputBinding(cgrpc.OutputBindingServicer):
     def _limit(self) -> int:
         return self.engine.settings.max_payload_bytes
 
-    async def _start(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+    async def _start(self, call: _Call) -> Any:
+        md = call.metadata
         instance_id = md.get("instanceID") or uuid.uuid4().hex
         await self.engine.start_workflow(
             StartRequest(
                 name=_required(md, "workflowName", "start"),
                 instance_id=instance_id,
-                input=json_payload("workflow input", req.data, self._limit()),
+                input=json_payload("workflow input", call.request.data, self._limit()),
             )
         )
-        if settings.start_timeout_seconds > 0:
-            # Like Dapr's built-in engine, start returns once the workflow runs (or the wait ends).
-            try:
-                await asyncio.wait_for(
-                    self.engine.wait_for(instance_id, lambda i: i.status != RuntimeStatus.PENDING),
-                    timeout=settings.start_timeout_seconds,
-                )
-            except asyncio.TimeoutError:
-                log.info(
-                    "workflow %r not picked up by a worker within %ss",
-                    instance_id,
-                    settings.start_timeout_seconds,
-                )
+        await wait_until_started(self.engine, instance_id, call.settings, call.context)
         return {"instanceID": instance_id}
 
-    async def _get(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+    async def _get(self, call: _Call) -> Any:
+        md = call.metadata
         return instance_json(await self.engine.require_instance(_required(md, "instanceID", "get")))
 
-    async def _terminate(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+    async def _terminate(self, call: _Call) -> Any:
+        md = call.metadata
         await self.engine.terminate(
             _required(md, "instanceID", "terminate"),
-            json_payload("terminate output", req.data, self._limit()),
+            json_payload("terminate output", call.request.data, self._limit()),
             parse_bool("recursive", md.get("recursive"), True),
         )
         return None
 
-    async def _raise_event(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+    async def _raise_event(self, call: _Call) -> Any:
+        md = call.metadata
         await self.engine.raise_event(
             _required(md, "instanceID", "raiseEvent"),
             _required(md, "eventName", "raiseEvent"),
-            json_payload("event data", req.data, self._limit()),
+            json_payload("event data", call.request.data, self._limit()),
         )
         return None
 
-    async def _pause(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+    async def _pause(self, call: _Call) -> Any:
+        md = call.metadata
         await self.engine.suspend(_required(md, "instanceID", "pause"))
         return None
 
-    async def _resume(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+    async def _resume(self, call: _Call) -> Any:
+        md = call.metadata
         await self.engine.resume(_required(md, "instanceID", "resume"))
         return None
 
-    async def _purge(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+    async def _purge(self, call: _Call) -> Any:
+        md = call.metadata
         count = await self.engine.purge(
             _required(md, "instanceID", "purge"), parse_bool("recursive", md.get("recursive"), True)
         )
         return {"deletedInstanceCount": count}
 
-    async def _list(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
-        raw_size = md.get("pageSize") or "100"
-        if not raw_size.isdigit() or not 0 < int(raw_size) <= 10_000:
-            raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f"pageSize must be 1 to 10000, not {raw_size!r}")
-        size = int(raw_size)
-        found = await self.engine.query(
-            InstanceQuery(after_id=md.get("continuationToken") or None, limit=size + 1)
-        )
-        page: dict[str, Any] = {"instanceIDs": [i.instance_id for i in found[:size]]}
-        if len(found) > size:
-            page["continuationToken"] = found[size - 1].instance_id
-        return page
+    async def _list(self, call: _Call) -> Any:
+        raw_size = call.metadata.get("pageSize") or "0"
+        if not raw_size.isdigit():
+            raise WorkflowError(
+                ErrorCode.INVALID_ARGUMENT, f"pageSize must be a whole number, not {raw_size!r}"
+            )
+        size = page_size(int(raw_size))
+        found = await self.engine.query(page_query(size, call.metadata.get("continuationToken")))
+        page = instance_page(found, size)
+        answer: dict[str, Any] = {"instanceIDs": page.instance_ids}
+        if page.continuation_token is not None:
+            answer["continuationToken"] = page.continuation_token
+        return answer
 
-    async def _history(self, req: cpb.InvokeRequest, md: dict[str, str], settings: OutputSettings) -> Any:
+    async def _history(self, call: _Call) -> Any:
+        md = call.metadata
         events = await self.engine.history(_required(md, "instanceID", "history"))
         return {
             "events": [

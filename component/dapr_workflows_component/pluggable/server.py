@@ -11,9 +11,13 @@ import grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..engine.core import Engine
+from ..engine.grpc_server import server_options
 from ..protos import dapr_components_pb2 as cpb
 from ..protos import dapr_components_pb2_grpc as cgrpc
+from ..protos import dapr_components_workflow_pb2 as wpb
+from ..protos import dapr_components_workflow_pb2_grpc as wgrpc
 from .bindings import InputBinding, LifecycleDispatcher, OutputBinding, OutputSettings
+from .workflow_service import WorkflowService
 
 log = logging.getLogger("dapr_workflows.pluggable")
 
@@ -58,12 +62,15 @@ class ComponentServer:
                 )
             log.info("replacing the stale socket file %s", self.path)
             self.path.unlink()
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=server_options(self.engine.settings.max_payload_bytes))
         cgrpc.add_OutputBindingServicer_to_server(OutputBinding(self.engine, self.output_settings), server)
         cgrpc.add_InputBindingServicer_to_server(InputBinding(self.dispatcher), server)
+        # The proposed Workflow service: a daprd without it (all so far) ignores it.
+        wgrpc.add_WorkflowServicer_to_server(WorkflowService(self.engine, {}), server)
         services = [
             cpb.DESCRIPTOR.services_by_name["OutputBinding"].full_name,
             cpb.DESCRIPTOR.services_by_name["InputBinding"].full_name,
+            wpb.DESCRIPTOR.services_by_name["Workflow"].full_name,
             reflection.SERVICE_NAME,
         ]
         reflection.enable_server_reflection(services, server)

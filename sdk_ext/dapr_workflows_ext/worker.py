@@ -1,0 +1,33 @@
+"""Dapr's workflow SDK, pointed at the dapr-workflows engine instead of daprd."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dapr.ext.workflow as wf
+
+# The variable and default of `dapr-workflows serve --engine-address`.
+ENGINE_ADDRESS_VARIABLE = "DAPR_WORKFLOWS_ENGINE_ADDRESS"
+DEFAULT_ENGINE_ADDRESS = "127.0.0.1:4100"
+
+
+def engine_address(address: str | None = None) -> tuple[str, str]:
+    """(host, port) of the engine: `address`, else $DAPR_WORKFLOWS_ENGINE_ADDRESS, else the default."""
+    value = address or os.environ.get(ENGINE_ADDRESS_VARIABLE) or DEFAULT_ENGINE_ADDRESS
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"the engine address must be HOST:PORT, not {value!r}")
+    return host.strip("[]"), port
+
+
+def workflow_runtime(address: str | None = None, **options: Any) -> wf.WorkflowRuntime:
+    """A `WorkflowRuntime` whose worker takes its work from the dapr-workflows engine."""
+    host, port = engine_address(address)
+    return wf.WorkflowRuntime(host=host, port=port, **options)
+
+
+def workflow_client(address: str | None = None, **options: Any) -> wf.DaprWorkflowClient:
+    """A `DaprWorkflowClient` that manages instances on the dapr-workflows engine."""
+    host, port = engine_address(address)
+    return wf.DaprWorkflowClient(host=host, port=port, **options)
