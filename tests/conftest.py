@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.daprd import DaprInstallError, install_dapr
 from tests.harness.engine_process import EngineProcess
 from tests.harness.sdk_host import SdkHost
 
@@ -31,3 +32,17 @@ def sdk(engine: EngineProcess, dialect: str, tmp_path: Path) -> Iterator[SdkHost
     host = SdkHost(dialect, engine.address(dialect), tmp_path / f"{dialect}-host.log")
     yield host
     host.close()
+
+
+@pytest.fixture(scope="session")
+def dapr_bin() -> Path:
+    """The folder of the real daprd, placement, scheduler and dapr CLI (`scripts/install-dapr`).
+
+    Built once per machine (cached outside the repository); the tests that need daprd fail with the
+    script's error when it cannot be built, since a fake daprd would prove nothing.
+    """
+    try:
+        return install_dapr()
+    except DaprInstallError as err:
+        error = str(err)
+    pytest.fail(error, pytrace=False)

@@ -193,10 +193,14 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: finishing calls in flight (up to 5s)")
+    # Long-lived streams (workers' work items, daprd's lifecycle events) end first, so that the
+    # grace period is spent only on calls that finish by themselves; all servers share it.
+    engine.close_streams()
+    stopping = [s.stop(grace=5) for s in servers]
     if component is not None:
         expiry.cancel()
-        await component.stop(grace=5)
-    await asyncio.gather(*(s.stop(grace=5) for s in servers))
+        stopping.append(component.stop(grace=5))
+    await asyncio.gather(*stopping)
     await engine.stop()
     await store.close()
     log.info("stopped")

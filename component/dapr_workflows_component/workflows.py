@@ -182,10 +182,13 @@ def check_purge_allowed(instance: Instance, force: bool) -> None:
 
 
 def check_payload_size(what: str, payload: str | bytes | None, limit: int) -> None:
-    if payload is not None and len(payload) > limit:
+    if payload is None:
+        return
+    # A character can take up to 4 bytes: only a string that might be too long is encoded.
+    size = len(payload) if isinstance(payload, bytes) or len(payload) * 4 <= limit else len(payload.encode())
+    if size > limit:
         raise WorkflowError(
-            ErrorCode.RESOURCE_EXHAUSTED,
-            f"the {what} is {len(payload)} bytes; the limit is {limit} bytes",
+            ErrorCode.RESOURCE_EXHAUSTED, f"the {what} is {size} bytes; the limit is {limit} bytes"
         )
 
 
@@ -380,13 +383,15 @@ def lifecycle_json(kind: LifecycleEvent, inst: Instance, at: int) -> dict[str, A
 
 
 def json_payload(what: str, data: bytes | str | None, limit: int) -> str | None:
-    """A payload from a caller (input, event data, output) as JSON text; empty means none."""
+    """A payload from a caller (input, event data, output) as JSON text; empty or null means none."""
     if data is None or len(data) == 0:
         return None
     check_payload_size(what, data, limit)
     try:
         text = data.decode() if isinstance(data, bytes) else data
-        json.loads(text)
+        # daprd's HTTP API encodes a missing `data` as JSON null: no payload either.
+        if json.loads(text) is None:
+            return None
     except (UnicodeDecodeError, ValueError):
         raise WorkflowError(
             ErrorCode.INVALID_ARGUMENT,

@@ -54,6 +54,9 @@ class EngineProcess:
             self.dapr_address,
             "--durabletask-address",
             self.durabletask_address,
+            # Each engine serves its own component socket (extra_args may override it).
+            "--socket-folder",
+            str(self.socket_folder),
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(

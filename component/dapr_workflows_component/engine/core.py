@@ -55,6 +55,12 @@ DIALECTS = ("dapr", "durabletask")
 
 # While suspended, an instance's worker sees only these events; the rest wait in the inbox.
 _DELIVERED_WHILE_SUSPENDED = frozenset({"executionSuspended", "executionResumed", "executionTerminated"})
+# The failure type recorded when the engine refuses what a worker sent, by the reason's code.
+FAILURE_TYPES = {
+    ErrorCode.RESOURCE_EXHAUSTED: "PayloadTooLarge",
+    ErrorCode.UNIMPLEMENTED: "UnsupportedAction",
+    ErrorCode.INVALID_ARGUMENT: "InvalidAction",
+}
 # A rerun can start again from the point where one of these was recorded.
 _RERUNNABLE_EVENTS = frozenset({"taskScheduled", "timerCreated", "childWorkflowInstanceCreated"})
 # On continue-as-new, inbox events of these kinds belong to the ended execution and are dropped.
@@ -141,6 +147,8 @@ class Engine:
         self._closed = False
         # Set after a commit that recorded lifecycle events; the input binding waits on it.
         self.outbox_signal = asyncio.Event()
+        # Set when the process shuts down: workers' streams end instead of waiting for work.
+        self.closing = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -169,8 +177,13 @@ class Engine:
             len(timers),
         )
 
+    def close_streams(self) -> None:
+        """Ends the workers' work-item streams, so that a shutdown need not wait them out."""
+        self.closing.set()
+
     async def stop(self) -> None:
         self._closed = True
+        self.closing.set()
         if self._timer_task:
             self._timer_task.cancel()
         for waiters in self._waiters.values():
@@ -273,15 +286,36 @@ class Engine:
         log.info("worker %d disconnected; %d leased work items returned to the queue", worker_id, returned)
 
     async def next_work_item(self, dialect: str, worker_id: int) -> bytes | None:
-        """Waits for the next work item for a worker of `dialect`; None when none came in time."""
+        """Waits for the next work item for a worker of `dialect`.
+
+        None when none came before the next health ping is due, or when the engine is closing.
+        """
         queue = self._queues[dialect]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.health_ping_seconds
-        while True:
-            try:
-                key = await asyncio.wait_for(queue.get(), timeout=max(deadline - loop.time(), 0.0))
-            except asyncio.TimeoutError:
-                return None
+        while not self.closing.is_set():
+            if queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                closing = asyncio.ensure_future(self.closing.wait())
+                try:
+                    await asyncio.wait(
+                        (getter, closing),
+                        timeout=max(deadline - loop.time(), 0.0),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                except asyncio.CancelledError:
+                    if getter.done() and not getter.cancelled():
+                        self._reoffer(getter.result(), dialect)
+                    raise
+                finally:
+                    closing.cancel()
+                    if not getter.done():
+                        getter.cancel()
+                if not getter.done() or getter.cancelled():
+                    return None
+                key = getter.result()
+            else:
+                key = queue.get_nowait()
             try:
                 if key[0] == "o":
                     self._queued.discard(key[1])
@@ -290,13 +324,18 @@ class Engine:
                     item = await self._lease_activity(key[1], dialect, worker_id)
             except asyncio.CancelledError:
                 # The stream went away between taking the key and leasing it: offer it again.
-                if key[0] == "o":
-                    self._mark_ready(key[1], dialect)
-                elif key[1] not in self._act_leases:
-                    queue.put_nowait(key)
+                self._reoffer(key, dialect)
                 raise
             if item is not None:
                 return item
+        return None
+
+    def _reoffer(self, key: Key, dialect: str) -> None:
+        if key[0] == "o":
+            self._queued.discard(key[1])
+            self._mark_ready(key[1], dialect)
+        elif key[1] not in self._act_leases:
+            self._queues[dialect].put_nowait(key)
 
     async def _lease_orchestration(self, instance_id: str, worker_id: int) -> bytes | None:
         if instance_id in self._orch_leases:
@@ -405,8 +444,20 @@ class Engine:
                 response.taskId,
             )
             return
+        refused: WorkflowError | None = None
         if response.HasField("result"):
-            check_payload_size("activity result", response.result.value, self.settings.max_payload_bytes)
+            try:
+                check_payload_size("activity result", response.result.value, self.settings.max_payload_bytes)
+            except WorkflowError as err:
+                # Recorded as the activity's failure (running it again would give the same result);
+                # the worker still hears why.
+                refused = err
+                response = pb.ActivityResponse(
+                    instanceId=response.instanceId,
+                    taskId=response.taskId,
+                    completionToken=response.completionToken,
+                    failureDetails=wire.failure_details(FAILURE_TYPES[err.code], err.message),
+                )
         fx = _Effects()
 
         def tx(t: StoreTx) -> None:
@@ -441,6 +492,8 @@ class Engine:
             self._queues[act.dialect].put_nowait(("a", act.activity_id))
             raise
         self._apply(fx)
+        if refused is not None:
+            raise refused
 
     async def complete_orchestration(self, response: pb.WorkflowResponse) -> None:
         lease = self._orch_leases.get(response.instanceId)
@@ -469,12 +522,28 @@ class Engine:
             self._dirty.discard(lease.instance_id)
             self._mark_ready(lease.instance_id, lease.dialect)
 
+    async def refuse_turn(self, instance_id: str, token: str, err: WorkflowError) -> None:
+        """A worker's answer that cannot be applied at all (e.g. an action of a feature we lack):
+        the instance fails with the reason, instead of the turn coming back after every lease."""
+        lease = self._orch_leases.get(instance_id)
+        if lease is None or lease.token != token:
+            return
+        log.warning("workflow %r: %s; failing the instance", instance_id, err.message)
+        fx = _Effects()
+        try:
+            await self.store.run(lambda t: self._fail_turn(t, lease, err, fx))
+        finally:
+            if self._orch_leases.get(instance_id) is lease:
+                self._orch_leases.pop(instance_id)
+                self._forget_lease(lease.token, lease.expiry)
+        self._apply(fx)
+
     def _fail_turn(self, t: StoreTx, lease: _OrchestrationLease, err: WorkflowError, fx: _Effects) -> None:
         inst = t.get_instance(lease.instance_id)
         if inst is None or inst.status.is_terminal or inst.execution_id != lease.execution_id:
             return
         t.delete_inbox(lease.inbox_ids)
-        failure = wire.failure_details("WorkflowResultTooLarge", err.message)
+        failure = wire.failure_details(FAILURE_TYPES.get(err.code, "WorkflowTurnRefused"), err.message)
         self._finish(t, inst, RuntimeStatus.FAILED, None, failure, now_us(), fx)
 
     def _apply_turn(

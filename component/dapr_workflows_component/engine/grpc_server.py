@@ -275,19 +275,19 @@ class DialectServer:
         await self.engine.complete_activity(parse(pb.ActivityResponse, raw))
         return b""
 
-    def workflow_response(self, raw: bytes) -> pb.WorkflowResponse:
-        return parse(pb.WorkflowResponse, raw)  # type: ignore[no-any-return]
-
     async def complete_orchestration(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        await self.engine.complete_orchestration(self.workflow_response(raw))
+        await self.engine.complete_orchestration(parse(pb.WorkflowResponse, raw))
         return b""
 
     async def get_work_items(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         worker_id = self.engine.connect_worker(self.dialect)
         try:
-            while True:
+            while not self.engine.closing.is_set():
                 item = await self.engine.next_work_item(self.dialect, worker_id)
-                yield item if item is not None else wire.encode_health_ping(self.health_ping_field)
+                if item is not None:
+                    yield item
+                elif not self.engine.closing.is_set():
+                    yield wire.encode_health_ping(self.health_ping_field)
         finally:
             self.engine.disconnect_worker(worker_id)
 
@@ -393,19 +393,33 @@ class DurableTaskDialectServer(DialectServer):
             count = await self.purge_one(req.instanceId, req.recursive)
         return _purged(count)
 
-    def workflow_response(self, raw: bytes) -> pb.WorkflowResponse:
+    async def complete_orchestration(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         resp = parse(mpb.OrchestratorResponse, raw)
+        unsupported = [
+            kind
+            for kind in (a.WhichOneof("orchestratorActionType") for a in resp.actions)
+            if kind in ("sendEntityMessage", "rewindOrchestration")
+        ]
+        if unsupported:
+            err = WorkflowError(
+                ErrorCode.UNIMPLEMENTED,
+                f"the workflow asked for {unsupported[0]}, which dapr-workflows does not support yet",
+            )
+            await self.engine.refuse_turn(resp.instanceId, resp.completionToken, err)
+            raise err
+        await self.engine.complete_orchestration(self.translate(resp))
+        return b""
+
+    @staticmethod
+    def translate(resp: mpb.OrchestratorResponse) -> pb.WorkflowResponse:
+        """The turn in the Dapr dialect's types, without the fields the two number differently."""
         for action in resp.actions:
             kind = action.WhichOneof("orchestratorActionType")
-            if kind in ("sendEntityMessage", "rewindOrchestration"):
-                raise WorkflowError(
-                    ErrorCode.UNIMPLEMENTED,
-                    f"the workflow asked for {kind}, which dapr-workflows does not support yet",
-                )
             for name in _MS_ACTION_CONFLICTS.get(kind or "", ()):
                 getattr(action, kind or "").ClearField(name)
         resp.ClearField("orchestrationTraceContext")
-        return pb.WorkflowResponse.FromString(resp.SerializeToString())
+        translated: pb.WorkflowResponse = pb.WorkflowResponse.FromString(resp.SerializeToString())
+        return translated
 
     async def query_instances(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         q = parse(mpb.QueryInstancesRequest, raw).query

@@ -308,7 +308,7 @@ class _Stream:
     """One Read stream from daprd."""
 
     name: str
-    outgoing: asyncio.Queue[cpb.ReadResponse] = field(default_factory=asyncio.Queue)
+    outgoing: asyncio.Queue[cpb.ReadResponse | None] = field(default_factory=asyncio.Queue)  # None: end
     in_flight: dict[str, int] = field(default_factory=dict)  # message_id -> event ID
 
 
@@ -342,8 +342,11 @@ class LifecycleDispatcher:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        """Stops delivering and ends the Read streams (their in-flight events stay in the outbox)."""
         if self._task:
             self._task.cancel()
+        for stream in self._streams:
+            stream.outgoing.put_nowait(None)
 
     def attach(self, name: str) -> _Stream:
         stream = _Stream(name)
@@ -389,6 +392,9 @@ class LifecycleDispatcher:
 
     async def _run(self) -> None:
         while True:
+            if not self._streams:
+                # Nobody to deliver to: events wait in the outbox, and so does this loop.
+                await self._wake.wait()
             self._wake.clear()
             self.engine.outbox_signal.clear()
             if len(self._pending) < 10 * self.window:
@@ -471,10 +477,19 @@ class InputBinding(cgrpc.InputBindingServicer):
             while not reader.done():
                 get = asyncio.ensure_future(stream.outgoing.get())
                 await asyncio.wait([get, reader], return_when=asyncio.FIRST_COMPLETED)
-                if get.done():
-                    yield get.result()
-                else:
+                if not get.done():
                     get.cancel()
+                    continue
+                response = get.result()
+                if response is None:
+                    # An error, not a clean end, so that daprd's log says why the stream stopped.
+                    await context.abort(
+                        grpc.StatusCode.UNAVAILABLE,
+                        "dapr-workflows is shutting down; daprd does not reopen this stream, "
+                        "restart daprd to receive lifecycle events again",
+                    )
+                    return
+                yield response
         finally:
             reader.cancel()
             self.dispatcher.detach(stream)

@@ -91,6 +91,7 @@ class ComponentServer:
         await self.dispatcher.stop()
         if self._server is not None:
             await self._server.stop(grace)
+            self._server = None
         try:
             self.path.unlink()
         except FileNotFoundError:
