@@ -377,3 +377,36 @@ def test_duplicate_activity_completion_is_applied_once(dialect: str, engine: Eng
         assert status_name(pb, state) == "COMPLETED" and state.output.value == "42"
         assert_history_ok(client, iid, 1)
     assert engine.log_text().count(f"ignored a stale activity result for {iid!r} task 0") == 4
+
+
+def test_a_worker_holds_no_more_than_its_share(dialect: str, engines: Callable[..., EngineProcess]) -> None:
+    """With --worker-max-in-flight 2, a worker that never answers holds two turns; the other two go to a
+    second worker, and the held ones go to a third as soon as the first disconnects."""
+    engine = engines("--worker-max-in-flight", "2")
+    ids = [f"share-{dialect}-{n}" for n in range(4)]
+    field = "workflowRequest" if dialect == "dapr" else "orchestratorRequest"
+
+    def instance_ids(stream: Any, wait: float) -> list[str]:
+        return sorted(getattr(item, field).instanceId for item in stream.pending(wait=wait))
+
+    address = engine.address(dialect)
+    with (
+        RawClient(address, dialect) as one,
+        RawClient(address, dialect) as two,
+        RawClient(address, dialect) as three,
+    ):
+        first = one.work_items()
+        wait_worker_connected(engine, dialect)
+        for iid in ids:
+            one.start("raw_add", iid, input="1")
+        held = instance_ids(first, wait=1.0)
+        assert len(held) == 2, held
+
+        second = two.work_items()
+        assert instance_ids(second, wait=1.0) == sorted(set(ids) - set(held))
+
+        first.cancel()  # its two turns are returned at once
+        third = three.work_items()
+        assert instance_ids(third, wait=2.0) == held
+        second.cancel()
+        third.cancel()

@@ -27,10 +27,12 @@ from typing import Any
 from ..protos import dapr_dialect_pb2 as pb
 from ..store import Store, StoreTx
 from ..workflows import (
+    TERMINAL_STATUSES,
     ErrorCode,
     Instance,
     InstanceQuery,
     LifecycleEvent,
+    ReusePolicy,
     RuntimeStatus,
     StartRequest,
     WorkflowError,
@@ -81,6 +83,9 @@ class EngineSettings:
     activity_lease_seconds: float = 300.0
     max_payload_bytes: int = 4 * 1024 * 1024
     health_ping_seconds: float = 15.0
+    # Work items one worker may hold at once (unless it asks for fewer): the rest stay queued for
+    # other workers, and a crash returns no more than this.
+    worker_max_in_flight: int = 100
     history_cache_size: int = 10_000
     # Record lifecycle events in the outbox for the input binding (on when the component socket is).
     lifecycle_events: bool = False
@@ -125,6 +130,16 @@ class _Effects:
 Key = tuple[str, Any]  # ("o", instance_id) or ("a", activity_id)
 
 
+@dataclass
+class _Worker:
+    """A connected worker's stream: what it holds, and how much it may hold."""
+
+    dialect: str
+    capacity: int
+    held: int = 0
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class Engine:
     def __init__(self, store: Store, settings: EngineSettings | None = None) -> None:
         self.store = store
@@ -133,7 +148,7 @@ class Engine:
         self._queued: set[str] = set()
         self._orch_leases: dict[str, _OrchestrationLease] = {}
         self._act_leases: dict[int, _ActivityLease] = {}
-        self._tokens: dict[str, Key] = {}
+        self._tokens: dict[str, tuple[Key, int]] = {}  # token -> (work item, worker ID)
         self._dirty: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._history: dict[str, list[bytes]] = {}
@@ -143,8 +158,7 @@ class Engine:
         self._boot = uuid.uuid4().hex[:8]
         self._counter = itertools.count(1)
         self._worker_ids = itertools.count(1)
-        self.workers: dict[int, str] = {}
-        self._closed = False
+        self.workers: dict[int, _Worker] = {}
         # Set after a commit that recorded lifecycle events; the input binding waits on it.
         self.outbox_signal = asyncio.Event()
         # Set when the process shuts down: workers' streams end instead of waiting for work.
@@ -182,7 +196,6 @@ class Engine:
         self.closing.set()
 
     async def stop(self) -> None:
-        self._closed = True
         self.closing.set()
         if self._timer_task:
             self._timer_task.cancel()
@@ -241,13 +254,20 @@ class Engine:
             del cache[next(iter(cache))]
 
     def _forget_lease(self, token: str, expiry: asyncio.TimerHandle | None) -> None:
-        self._tokens.pop(token, None)
+        entry = self._tokens.pop(token, None)
         if expiry:
             expiry.cancel()
+        worker = self.workers.get(entry[1]) if entry else None
+        if worker is not None:
+            worker.held -= 1
+            worker.freed.set()
 
-    def _new_token(self, key: Key) -> str:
+    def _new_token(self, key: Key, worker_id: int) -> str:
         token = f"{self._boot}-{next(self._counter)}"
-        self._tokens[token] = key
+        self._tokens[token] = (key, worker_id)
+        worker = self.workers.get(worker_id)
+        if worker is not None:
+            worker.held += 1
         return token
 
     async def _run_timers(self) -> None:
@@ -265,9 +285,11 @@ class Engine:
 
     # ---------------------------------------------------------------- workers
 
-    def connect_worker(self, dialect: str) -> int:
+    def connect_worker(self, dialect: str, capacity: int = 0) -> int:
+        """Registers a worker's stream; `capacity` > 0 caps what it holds below the engine's limit."""
         worker_id = next(self._worker_ids)
-        self.workers[worker_id] = dialect
+        limit = self.settings.worker_max_in_flight
+        self.workers[worker_id] = _Worker(dialect, min(capacity, limit) if capacity > 0 else limit)
         log.info(
             "worker %d connected (%s dialect); %d workers connected", worker_id, dialect, len(self.workers)
         )
@@ -275,7 +297,6 @@ class Engine:
 
     def disconnect_worker(self, worker_id: int) -> None:
         """Returns everything leased to the worker to the queues at once."""
-        self.workers.pop(worker_id, None)
         returned = 0
         for lease in [lease for lease in self._orch_leases.values() if lease.worker_id == worker_id]:
             self._release_orchestration(lease)
@@ -283,6 +304,7 @@ class Engine:
         for act in [a for a in self._act_leases.values() if a.worker_id == worker_id]:
             self._release_activity(act)
             returned += 1
+        self.workers.pop(worker_id, None)
         log.info("worker %d disconnected; %d leased work items returned to the queue", worker_id, returned)
 
     async def next_work_item(self, dialect: str, worker_id: int) -> bytes | None:
@@ -293,7 +315,14 @@ class Engine:
         queue = self._queues[dialect]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.health_ping_seconds
+        worker = self.workers[worker_id]
         while not self.closing.is_set():
+            if worker.held >= worker.capacity:
+                # Full: wait until the worker finishes something (or a ping is due).
+                worker.freed.clear()
+                if not await self._wait_any(worker.freed, deadline - loop.time()):
+                    return None
+                continue
             if queue.empty():
                 getter = asyncio.ensure_future(queue.get())
                 closing = asyncio.ensure_future(self.closing.wait())
@@ -330,6 +359,16 @@ class Engine:
                 return item
         return None
 
+    async def _wait_any(self, event: asyncio.Event, timeout: float) -> bool:
+        """Waits for `event` or the engine closing; False when the time ran out or the engine closes."""
+        waits = (asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.closing.wait()))
+        try:
+            await asyncio.wait(waits, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return event.is_set() and not self.closing.is_set()
+
     def _reoffer(self, key: Key, dialect: str) -> None:
         if key[0] == "o":
             self._queued.discard(key[1])
@@ -363,7 +402,7 @@ class Engine:
             self._remember_history(instance_id, history)
         started = history_event(now, workflowStarted=pb.WorkflowStartedEvent()).SerializeToString()
         new_events = [started] + [r.event for r in rows]
-        token = self._new_token(("o", instance_id))
+        token = self._new_token(("o", instance_id), worker_id)
         lease = _OrchestrationLease(
             instance_id, inst.dialect, inst.execution_id, token, worker_id, [r.id for r in rows], new_events
         )
@@ -379,7 +418,7 @@ class Engine:
         row = await self.store.run(lambda tx: tx.get_activity(activity_id))
         if row is None:
             return None
-        token = self._new_token(("a", activity_id))
+        token = self._new_token(("a", activity_id), worker_id)
         lease = _ActivityLease(activity_id, dialect, token, worker_id)
         lease.expiry = asyncio.get_running_loop().call_later(
             self.settings.activity_lease_seconds, self._expire_activity, lease
@@ -420,9 +459,10 @@ class Engine:
 
     def abandon(self, token: str) -> None:
         """A worker gives a work item back (durabletask's Abandon* calls)."""
-        key = self._tokens.get(token)
-        if key is None:
+        entry = self._tokens.get(token)
+        if entry is None:
             return
+        key = entry[0]
         if key[0] == "o":
             lease = self._orch_leases.get(key[1])
             if lease and lease.token == token:
@@ -435,8 +475,8 @@ class Engine:
     # ---------------------------------------------------------------- completions
 
     async def complete_activity(self, response: pb.ActivityResponse) -> None:
-        key = self._tokens.get(response.completionToken)
-        act = self._act_leases.get(key[1]) if key and key[0] == "a" else None
+        entry = self._tokens.get(response.completionToken)
+        act = self._act_leases.get(entry[0][1]) if entry and entry[0][0] == "a" else None
         if act is None or act.token != response.completionToken:
             log.info(
                 "ignored a stale activity result for %r task %d (its lease is gone)",
@@ -1151,8 +1191,6 @@ class Engine:
                 ErrorCode.FAILED_PRECONDITION,
                 f"workflow instance {instance_id!r} is {inst.status.name}; only finished instances restart",
             )
-        from ..workflows import TERMINAL_STATUSES, ReusePolicy
-
         return await self.start_workflow(
             StartRequest(
                 name=inst.name,

@@ -280,7 +280,7 @@ class DialectServer:
         return b""
 
     async def get_work_items(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        worker_id = self.engine.connect_worker(self.dialect)
+        worker_id = self.engine.connect_worker(self.dialect, self.worker_capacity(raw))
         try:
             while not self.engine.closing.is_set():
                 item = await self.engine.next_work_item(self.dialect, worker_id)
@@ -290,6 +290,10 @@ class DialectServer:
                     yield wire.encode_health_ping(self.health_ping_field)
         finally:
             self.engine.disconnect_worker(worker_id)
+
+    def worker_capacity(self, raw: bytes) -> int:
+        """How many work items the worker asks to hold at most; 0 when it does not say."""
+        return 0
 
     async def history_events(self, instance_id: str) -> list[bytes]:
         return await self.engine.history(instance_id)
@@ -372,6 +376,10 @@ class DurableTaskDialectServer(DialectServer):
 
     def extra_streaming(self) -> dict[str, Streaming]:
         return {"StreamInstanceHistory": self.stream_history}
+
+    def worker_capacity(self, raw: bytes) -> int:
+        req: mpb.GetWorkItemsRequest = parse(mpb.GetWorkItemsRequest, raw)
+        return max(req.maxConcurrentOrchestrationWorkItems, 0) + max(req.maxConcurrentActivityWorkItems, 0)
 
     def start_request(self, raw: bytes) -> StartRequest:
         start = super().start_request(raw)
