@@ -176,7 +176,7 @@ class Engine:
         ) -> tuple[list[tuple[str, str]], list[tuple[int, str]], list[tuple[int, str, str]]]:
             return tx.ready_instances(now), tx.all_activities(), tx.future_timers(now)
 
-        ready, activities, timers = await self.store.run(recover)
+        ready, activities, timers = await self.store.read(recover)
         for instance_id, dialect in ready:
             self._mark_ready(instance_id, dialect)
         for activity_id, dialect in activities:
@@ -391,7 +391,7 @@ class Engine:
             history = cached if cached is not None else tx.history(instance_id)
             return inst, rows, history
 
-        inst, rows, history = await self.store.run(read)
+        inst, rows, history = await self.store.read(read)
         if inst is None or not rows:
             return None
         if inst.status == RuntimeStatus.SUSPENDED:
@@ -415,7 +415,7 @@ class Engine:
     async def _lease_activity(self, activity_id: int, dialect: str, worker_id: int) -> bytes | None:
         if activity_id in self._act_leases:
             return None
-        row = await self.store.run(lambda tx: tx.get_activity(activity_id))
+        row = await self.store.read(lambda tx: tx.get_activity(activity_id))
         if row is None:
             return None
         token = self._new_token(("a", activity_id), worker_id)
@@ -1035,7 +1035,7 @@ class Engine:
         return req.instance_id
 
     async def get_instance(self, instance_id: str) -> Instance | None:
-        return await self.store.run(lambda t: t.get_instance(instance_id))
+        return await self.store.read(lambda t: t.get_instance(instance_id))
 
     async def require_instance(self, instance_id: str) -> Instance:
         require_instance_id(instance_id)
@@ -1154,7 +1154,7 @@ class Engine:
         return total
 
     async def query(self, query: InstanceQuery) -> list[Instance]:
-        return await self.store.run(lambda t: t.query(query))
+        return await self.store.read(lambda t: t.query(query))
 
     async def history(self, instance_id: str) -> list[bytes]:
         require_instance_id(instance_id)
@@ -1164,7 +1164,7 @@ class Engine:
                 raise not_found(instance_id)
             return t.history(instance_id)
 
-        return await self.store.run(tx)
+        return await self.store.read(tx)
 
     async def wait_for(self, instance_id: str, done: Callable[[Instance], bool]) -> Instance | None:
         """Waits until `done(instance)` holds; None if the instance does not exist (or is purged)."""
@@ -1335,7 +1335,7 @@ class Engine:
 
     async def lifecycle_events(self, after_id: int, limit: int = 100) -> list[tuple[int, str]]:
         """Recorded lifecycle events after `after_id`, oldest first, as (event ID, JSON)."""
-        return await self.store.run(lambda t: t.outbox(after_id, limit))
+        return await self.store.read(lambda t: t.outbox(after_id, limit))
 
     async def ack_lifecycle_event(self, event_id: int) -> None:
         """The event reached the app: it is deleted."""

@@ -128,5 +128,9 @@ class Store(abc.ABC):
     async def run(self, fn: Callable[[StoreTx], T]) -> T:
         """Runs `fn` in one transaction: all of its changes commit together or not at all."""
 
+    async def read(self, fn: Callable[[StoreTx], T]) -> T:
+        """Runs `fn`, which only reads, on a consistent view of the store."""
+        return await self.run(fn)
+
     @abc.abstractmethod
     async def close(self) -> None: ...

@@ -358,6 +358,11 @@ class SQLiteStore(Store):
         conn.execute("COMMIT")
         return result
 
+    async def read(self, fn: Callable[[StoreTx], T]) -> T:
+        # This process is the file's only writer and `fn` runs without yielding to the event loop,
+        # so nothing changes under it: no transaction (and no write lock) is needed.
+        return fn(self._tx)
+
     async def close(self) -> None:
         self._conn.close()
         if self._lock_file is not None:
