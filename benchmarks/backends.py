@@ -118,6 +118,8 @@ class EngineProcess(ServerProcess):
             "",
             "--durabletask-address",
             self.address,
+            "--http-address",
+            "",
             "--log-level",
             self.log_level,
         ]

@@ -15,12 +15,16 @@ import grpc
 
 from .engine.core import Engine, EngineSettings
 from .engine.grpc_server import add_to_server, dialect_server, server_options
+from .http_api import HttpServer, HttpSettings, parse_address
+from .http_openapi import OPENAPI_PATH
 from .pluggable.server import ComponentServer, default_socket_folder
 from .store import open_store
 
 log = logging.getLogger("dapr_workflows")
 
 ENV_PREFIX = "DAPR_WORKFLOWS_"
+# At shutdown, how long calls in flight may take to finish; all servers share it.
+GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,34 @@ SERVE_OPTIONS = (
         "300",
         "how long a worker may run an activity before it is offered to another worker "
         "(a worker that disconnects gives its work back at once)",
+    ),
+    Option(
+        "http-address",
+        "127.0.0.1:4180",
+        "HOST:PORT of the Workflow HTTP API of the Dapr docs (/v1.0/workflows/...); empty to disable",
+    ),
+    Option(
+        "http-component-names",
+        "dapr",
+        "comma-separated names the HTTP API accepts as the {workflowComponentName} of its URLs "
+        "(dapr, as in the Dapr docs); any other name is answered with 404",
+    ),
+    Option(
+        "http-max-body-bytes",
+        "",
+        "largest HTTP request body accepted, in bytes (413 beyond); empty: --max-payload-bytes",
+    ),
+    Option(
+        "http-start-timeout-seconds",
+        "10",
+        "how long an HTTP start waits for a worker to begin the instance before it answers "
+        "(the instance is recorded either way); 0 answers at once",
+    ),
+    Option(
+        "worker-max-in-flight",
+        "100",
+        "work items one worker holds at most (a durabletask worker may ask for fewer); the rest "
+        "wait for other workers",
     ),
     Option(
         "socket-folder",
@@ -127,14 +159,33 @@ def _int(value: str, flag: str) -> int:
     return number
 
 
-def _seconds(value: str, flag: str) -> float:
+def _seconds(value: str, flag: str, zero: bool = False) -> float:
     try:
         number = float(value)
     except ValueError:
         raise SystemExit(f"dapr-workflows: --{flag} must be a number of seconds, not {value!r}") from None
-    if number <= 0:
-        raise SystemExit(f"dapr-workflows: --{flag} must be positive, not {value!r}")
+    if number < 0 or (number == 0 and not zero):
+        need = "zero or positive" if zero else "positive"
+        raise SystemExit(f"dapr-workflows: --{flag} must be {need}, not {value!r}")
     return number
+
+
+def _http_settings(args: argparse.Namespace, max_payload: int) -> HttpSettings:
+    try:
+        parse_address(args.http_address)
+    except ValueError as err:
+        raise SystemExit(f"dapr-workflows: --http-address: {err}") from None
+    names = tuple(n.strip() for n in str(args.http_component_names).split(",") if n.strip())
+    if not names:
+        raise SystemExit("dapr-workflows: --http-component-names must name at least one component")
+    body = args.http_max_body_bytes
+    return HttpSettings(
+        component_names=names,
+        max_body_bytes=_int(body, "http-max-body-bytes") if body else max_payload,
+        start_timeout_seconds=_seconds(
+            args.http_start_timeout_seconds, "http-start-timeout-seconds", zero=True
+        ),
+    )
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -144,8 +195,10 @@ async def serve(args: argparse.Namespace) -> None:
         activity_lease_seconds=_seconds(args.activity_lease_seconds, "activity-lease-seconds"),
         max_payload_bytes=max_payload,
         lifecycle_events=bool(args.socket_name),
+        worker_max_in_flight=_int(args.worker_max_in_flight, "worker-max-in-flight"),
     )
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
+    http_settings = _http_settings(args, max_payload) if args.http_address else None
     try:
         store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
@@ -178,6 +231,23 @@ async def serve(args: argparse.Namespace) -> None:
             "dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty"
         )
 
+    http: HttpServer | None = None
+    if http_settings is not None:
+        http = HttpServer(engine, http_settings, args.http_address, grace=GRACE_SECONDS)
+        try:
+            await http.start()
+        except OSError as err:
+            raise SystemExit(
+                f"dapr-workflows: cannot listen on {args.http_address} (HTTP API): {err}"
+            ) from None
+        log.info(
+            "listening on %s:%d: the Workflow HTTP API (/v1.0/workflows/{%s}/...; %s)",
+            http.host or "*",
+            http.port,
+            ",".join(http_settings.component_names),
+            OPENAPI_PATH,
+        )
+
     component: ComponentServer | None = None
     if args.socket_name:
         component = ComponentServer(engine, args.socket_folder or default_socket_folder(), args.socket_name)
@@ -192,14 +262,16 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("stopping: finishing calls in flight (up to 5s)")
+    log.info("stopping: finishing calls in flight (up to %gs)", GRACE_SECONDS)
     # Long-lived streams (workers' work items, daprd's lifecycle events) end first, so that the
     # grace period is spent only on calls that finish by themselves; all servers share it.
     engine.close_streams()
-    stopping = [s.stop(grace=5) for s in servers]
+    stopping = [s.stop(grace=GRACE_SECONDS) for s in servers]
+    if http is not None:
+        stopping.append(http.stop())
     if component is not None:
         expiry.cancel()
-        stopping.append(component.stop(grace=5))
+        stopping.append(component.stop(grace=GRACE_SECONDS))
     await asyncio.gather(*stopping)
     await engine.stop()
     await store.close()

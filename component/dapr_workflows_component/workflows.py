@@ -59,6 +59,9 @@ class ErrorCode(enum.Enum):
     INVALID_ARGUMENT = ("ERR_INVALID_REQUEST", grpc.StatusCode.INVALID_ARGUMENT, 400)
     ALREADY_EXISTS = ("ERR_INSTANCE_EXISTS", grpc.StatusCode.ALREADY_EXISTS, 409)
     NOT_FOUND = ("ERR_INSTANCE_NOT_FOUND", grpc.StatusCode.NOT_FOUND, 404)
+    # A workflow component name this server does not serve (the HTTP API's `{component}` segment);
+    # the code is daprd's for the same mistake.
+    COMPONENT_NOT_FOUND = ("ERR_WORKFLOW_COMPONENT_NOT_FOUND", grpc.StatusCode.NOT_FOUND, 404)
     FAILED_PRECONDITION = ("ERR_INSTANCE_STATE", grpc.StatusCode.FAILED_PRECONDITION, 409)
     RESOURCE_EXHAUSTED = ("ERR_PAYLOAD_TOO_LARGE", grpc.StatusCode.RESOURCE_EXHAUSTED, 413)
     UNIMPLEMENTED = ("ERR_NOT_IMPLEMENTED", grpc.StatusCode.UNIMPLEMENTED, 501)
@@ -105,7 +108,7 @@ def validate_new_instance_id(instance_id: str) -> None:
             ErrorCode.INVALID_ARGUMENT,
             f"the instance ID is {len(instance_id)} characters long; the limit is {MAX_INSTANCE_ID_LENGTH}",
         )
-    if not _INSTANCE_ID_RE.match(instance_id):
+    if not _INSTANCE_ID_RE.fullmatch(instance_id):
         raise WorkflowError(
             ErrorCode.INVALID_ARGUMENT,
             f"instance ID {instance_id!r} is malformed: use only letters, digits, '_' and '-'",

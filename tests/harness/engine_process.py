@@ -26,6 +26,7 @@ class EngineProcess:
         self.db_path = workdir / "engine.db"
         self.dapr_address = f"127.0.0.1:{free_port()}"
         self.durabletask_address = f"127.0.0.1:{free_port()}"
+        self.http_address = f"127.0.0.1:{free_port()}"
         self.extra_args = list(extra_args)
         self.env = env or {}
         self.log_path = workdir / "engine.log"
@@ -34,6 +35,11 @@ class EngineProcess:
         self.socket_name = "dapr-workflows"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+
+    @property
+    def http_url(self) -> str:
+        """The base URL of the Workflow HTTP API."""
+        return f"http://{self.http_address}"
 
     def address(self, dialect: str) -> str:
         return self.dapr_address if dialect == "dapr" else self.durabletask_address
@@ -54,6 +60,8 @@ class EngineProcess:
             self.dapr_address,
             "--durabletask-address",
             self.durabletask_address,
+            "--http-address",
+            self.http_address,
             # Each engine serves its own component socket (extra_args may override it).
             "--socket-folder",
             str(self.socket_folder),
@@ -79,6 +87,21 @@ class EngineProcess:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"the engine did not listen within {timeout}s:\n{self.log_text()}")
+
+    def wait_http(self, timeout: float = 20.0) -> None:
+        """The HTTP API listens a moment after the gRPC ports that `start` waits for."""
+        host, port = self.http_address.rsplit(":", 1)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection((host, int(port)), timeout=0.2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the HTTP API did not listen within {timeout}s:\n{self.log_text()}"
+                    ) from None
+                time.sleep(0.05)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, as an orchestrator stops a container; returns the exit code."""
