@@ -130,6 +130,22 @@ async def wait_until_started(
         log.info("workflow %r not picked up by a worker within %.1fs", instance_id, timeout)
 
 
+async def init_component(
+    settings: dict[str, OutputSettings],
+    what: str,
+    properties: Mapping[str, str],
+    context: grpc.aio.ServicerContext,
+) -> None:
+    """daprd's Init of one component YAML: its settings are checked and kept under its name."""
+    instance = component_instance(context)
+    try:
+        settings[instance] = OutputSettings.parse(properties)
+    except WorkflowError as err:
+        log.error("%s %r: %s", what, instance, err.message)
+        await abort(context, err)
+    log.info("%s %r initialised", what, instance)
+
+
 def _metadata(request: cpb.InvokeRequest) -> dict[str, str]:
     """The invoke metadata, with a clear error for our keys spelt in another case."""
     metadata = dict(request.metadata)
@@ -174,13 +190,7 @@ class OutputBinding(cgrpc.OutputBindingServicer):
     async def Init(
         self, request: cpb.OutputBindingInitRequest, context: grpc.aio.ServicerContext
     ) -> cpb.OutputBindingInitResponse:
-        instance = component_instance(context)
-        try:
-            self.settings[instance] = OutputSettings.parse(request.metadata.properties)
-        except WorkflowError as err:
-            log.error("output binding %r: %s", instance, err.message)
-            await abort(context, err)
-        log.info("output binding %r initialised by daprd", instance)
+        await init_component(self.settings, "output binding", request.metadata.properties, context)
         return cpb.OutputBindingInitResponse()
 
     async def ListOperations(
@@ -445,19 +455,15 @@ class LifecycleDispatcher:
 
 
 class InputBinding(cgrpc.InputBindingServicer):
-    def __init__(self, dispatcher: LifecycleDispatcher) -> None:
+    def __init__(self, dispatcher: LifecycleDispatcher, settings: dict[str, OutputSettings]) -> None:
         self.dispatcher = dispatcher
+        # Shared with the output binding: daprd initialises one YAML as both.
+        self.settings = settings
 
     async def Init(
         self, request: cpb.InputBindingInitRequest, context: grpc.aio.ServicerContext
     ) -> cpb.InputBindingInitResponse:
-        instance = component_instance(context)
-        try:
-            OutputSettings.parse(request.metadata.properties)
-        except WorkflowError as err:
-            log.error("input binding %r: %s", instance, err.message)
-            await abort(context, err)
-        log.info("input binding %r initialised by daprd", instance)
+        await init_component(self.settings, "input binding", request.metadata.properties, context)
         return cpb.InputBindingInitResponse()
 
     async def Ping(self, request: cpb.PingRequest, context: grpc.aio.ServicerContext) -> cpb.PingResponse:

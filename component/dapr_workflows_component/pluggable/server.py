@@ -64,7 +64,7 @@ class ComponentServer:
             self.path.unlink()
         server = grpc.aio.server(options=server_options(self.engine.settings.max_payload_bytes))
         cgrpc.add_OutputBindingServicer_to_server(OutputBinding(self.engine, self.output_settings), server)
-        cgrpc.add_InputBindingServicer_to_server(InputBinding(self.dispatcher), server)
+        cgrpc.add_InputBindingServicer_to_server(InputBinding(self.dispatcher, self.output_settings), server)
         # The proposed Workflow service: a daprd without it (all so far) ignores it.
         wgrpc.add_WorkflowServicer_to_server(WorkflowService(self.engine, {}), server)
         services = [

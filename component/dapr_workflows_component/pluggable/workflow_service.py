@@ -32,7 +32,7 @@ from ..workflows import (
     page_query,
     page_size,
 )
-from .bindings import OutputSettings, abort, component_instance, wait_until_started
+from .bindings import OutputSettings, abort, component_instance, init_component, wait_until_started
 
 log = logging.getLogger("dapr_workflows.workflow_service")
 
@@ -87,13 +87,7 @@ class WorkflowService(wgrpc.WorkflowServicer):
     async def Init(
         self, request: wpb.WorkflowInitRequest, context: grpc.aio.ServicerContext
     ) -> wpb.WorkflowInitResponse:
-        instance = component_instance(context)
-        try:
-            self.settings[instance] = OutputSettings.parse(request.metadata.properties)
-        except WorkflowError as err:
-            log.error("workflow component %r: %s", instance, err.message)
-            await abort(context, err)
-        log.info("workflow component %r initialised", instance)
+        await init_component(self.settings, "workflow component", request.metadata.properties, context)
         return wpb.WorkflowInitResponse()
 
     async def Features(
