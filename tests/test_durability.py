@@ -25,6 +25,7 @@ from tests.harness.durability import (
     RetryingCalls,
     assert_each_result_applied_once,
     boot_log,
+    call_after_restart,
     event_kinds,
     wait_until,
     wait_worker_connected,
@@ -216,7 +217,7 @@ def test_engine_killed_during_an_activity_runs_it_again(
     wait_until(lambda: runs_of(log, "k"), 15, "the activity to start")
     engine.kill()
     engine.start()
-    state = sdk.call("wait_done", instance_id=iid, timeout=30)
+    state = call_after_restart(sdk, "wait_done", instance_id=iid, timeout=30)
     assert state["status"] == "COMPLETED" and state["output"] == "42", state
     assert len(runs_of(log, "k")) == 2  # the restarted engine offered the activity again
     time.sleep(3.5)  # the first run's result is sent (or not) by now; it must change nothing

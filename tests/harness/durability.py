@@ -57,6 +57,19 @@ def wait_worker_connected(
     return time.monotonic() - started
 
 
+def call_after_restart(host: SdkHost, op: str, timeout: float = 15.0, **args: Any) -> Any:
+    """A client call right after an engine restart: the SDK's channel may still be backing off from
+    the outage and answer UNAVAILABLE until it reconnects, so the call is sent again until then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return host.call(op, **args)
+        except SdkError as err:
+            if "UNAVAILABLE" not in str(err).upper() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def is_already_done(err: BaseException, op: str) -> bool:
     """A retried call whose first attempt took effect before the engine died."""
     text = str(err).lower()
