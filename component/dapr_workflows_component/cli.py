@@ -23,6 +23,7 @@ from .store import open_store
 log = logging.getLogger("dapr_workflows")
 
 ENV_PREFIX = "DAPR_WORKFLOWS_"
+READY_MESSAGE = "dapr-workflows serve"
 # At shutdown, how long calls in flight may take to finish; all servers share it.
 GRACE_SECONDS = 5.0
 
@@ -261,6 +262,8 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Every listener is up: scripts and probes can wait for this line.
+    log.info("%s: ready", READY_MESSAGE)
     await stop.wait()
     log.info("stopping: finishing calls in flight (up to %gs)", GRACE_SECONDS)
     # Long-lived streams (workers' work items, daprd's lifecycle events) end first, so that the

@@ -75,18 +75,17 @@ class EngineProcess:
         return self
 
     def _wait_listening(self, timeout: float = 20.0) -> None:
+        """Until the engine logs that every listener (gRPC, HTTP, component socket) is up."""
         deadline = time.monotonic() + timeout
-        host, port = self.durabletask_address.rsplit(":", 1)
+        marker = f"===== start {self.starts} ====="
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the engine exited with {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                with socket.create_connection((host, int(port)), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"the engine did not listen within {timeout}s:\n{self.log_text()}")
+            if "dapr-workflows serve: ready" in self.log_text().rpartition(marker)[2]:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the engine was not ready within {timeout}s:\n{self.log_text()}")
 
     def wait_http(self, timeout: float = 20.0) -> None:
         """The HTTP API listens a moment after the gRPC ports that `start` waits for."""
