@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,6 +18,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from dapr_workflows_component.pluggable.server import socket_in_use
 
 from tests.harness.engine_process import EngineProcess, free_port
 
@@ -121,20 +122,10 @@ class BindingError(Exception):
         self.reason = match.group(2) if match else None
 
 
-def _component_listening(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-        return True
-
-
 def wait_component_socket(engine: EngineProcess, timeout: float = 20.0) -> None:
     """The engine opens its component socket just after its TCP ports: wait for it."""
     deadline = time.monotonic() + timeout
-    while not _component_listening(engine.socket_path):
+    while not socket_in_use(engine.socket_path):
         if engine.proc is not None and engine.proc.poll() is not None:
             raise RuntimeError(f"the engine exited with {engine.proc.returncode}:\n{engine.log_text()}")
         if time.monotonic() > deadline:

@@ -33,7 +33,8 @@ def default_socket_folder() -> str:
     return DEFAULT_SOCKET_FOLDER
 
 
-def _someone_listens(path: Path) -> bool:
+def socket_in_use(path: Path) -> bool:
+    """Whether a process accepts connections on the Unix socket `path`."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
         try:
@@ -55,7 +56,7 @@ class ComponentServer:
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
-            if _someone_listens(self.path):
+            if socket_in_use(self.path):
                 raise RuntimeError(
                     f"another process is serving the component socket {self.path}; stop it or choose "
                     "another --socket-name"
