@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ActivityRow, InboxRow, Store, StoreTx
+from .base import ActivityRow, Announcement, InboxRow, Store, StoreTx
 from .sqlite import SQLiteStore
 
 
@@ -15,4 +15,4 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unsupported store URL {url!r}: expected sqlite:///PATH")
 
 
-__all__ = ["ActivityRow", "InboxRow", "SQLiteStore", "Store", "StoreTx", "open_store"]
+__all__ = ["ActivityRow", "Announcement", "InboxRow", "SQLiteStore", "Store", "StoreTx", "open_store"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from ..workflows import Instance, InstanceQuery
 
@@ -120,17 +120,74 @@ class StoreTx(abc.ABC):
     def all_activities(self) -> list[tuple[int, str]]:
         """(activity_id, dialect) of every pending activity."""
 
+    # Leases in the store, for stores several engines share (`Store.shared`). An exclusive store's
+    # engine holds its leases in memory only, so there these always succeed and write nothing.
+    def claim_instance(self, instance_id: str, token: str, seconds: float) -> bool:
+        """Takes the instance's orchestration lease unless another live lease holds it."""
+        return True
+
+    def holds_instance(self, instance_id: str, token: str) -> bool:
+        """True while `token` is the instance's lease (checked before a turn is recorded)."""
+        return True
+
+    def release_instance(self, instance_id: str, token: str) -> None:
+        """Gives up the lease if `token` still holds it."""
+        return None
+
+    def claim_activity(self, activity_id: int, token: str, seconds: float) -> ActivityRow | None:
+        """Takes the activity's lease unless another live lease holds it; None when taken or gone."""
+        return self.get_activity(activity_id)
+
+    def holds_activity(self, activity_id: int, token: str) -> bool:
+        return True
+
+    def release_activity(self, activity_id: int, token: str) -> None:
+        return None
+
+    def claimable_instances(self, now: int, limit: int) -> list[tuple[str, str]]:
+        """(instance_id, dialect) of instances with an event visible now and no live lease."""
+        return []
+
+    def claimable_activities(self, limit: int) -> list[tuple[int, str]]:
+        """(activity_id, dialect) of activities with no live lease."""
+        return []
+
+    def announce(
+        self, ready: list[tuple[str, str]], activities: list[tuple[int, str]], changed: list[str]
+    ) -> None:
+        """Tells the other engines, when this transaction commits, what became ready or changed."""
+        return None
+
+
+class Announcement(NamedTuple):
+    """What another engine's commit made ready ("instance", "activity") or changed ("changed")."""
+
+    kind: str
+    dialect: str
+    key: str  # an instance ID, or an activity ID in decimal
+
 
 class Store(abc.ABC):
     description: str
+    # True when several engines use the store at once: leases are claimed in the store, other
+    # engines' commits arrive through `listen`, and nothing read earlier may be cached.
+    shared: bool = False
 
     @abc.abstractmethod
     async def run(self, fn: Callable[[StoreTx], T]) -> T:
-        """Runs `fn` in one transaction: all of its changes commit together or not at all."""
+        """Runs `fn` in one transaction: all of its changes commit together or not at all.
+
+        A shared store may run `fn` again after a deadlock or a serialization failure, so `fn`
+        changes nothing outside the transaction but what repeating it leaves the same.
+        """
 
     async def read(self, fn: Callable[[StoreTx], T]) -> T:
         """Runs `fn`, which only reads, on a consistent view of the store."""
         return await self.run(fn)
+
+    async def listen(self, on_announcement: Callable[[Announcement], None]) -> None:
+        """Calls `on_announcement` for other engines' announcements until cancelled (shared stores)."""
+        return None
 
     @abc.abstractmethod
     async def close(self) -> None: ...
