@@ -10,6 +10,12 @@ history, removes the consumed inbox rows and writes what the actions cause (acti
 child instances, events to other instances, completion). A completion whose token is not the current
 lease's is stale (the lease expired, the worker was replaced, the instance was terminated) and is
 ignored, so no result is ever applied twice.
+
+Several engines may share one store (PostgreSQL). Then a lease is also a row lock in the store,
+claimed when a worker takes the item and checked in the transaction that records the result (so a
+replica whose lease expired cannot record anything); every commit announces what it made ready to the
+other engines, and a periodic sweep finds work nobody announced (expired leases of a dead replica,
+timers that came due). Nothing read from a shared store is cached between transactions.
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..protos import dapr_dialect_pb2 as pb
-from ..store import Store, StoreTx
+from ..store import Announcement, Store, StoreTx
 from ..workflows import (
     TERMINAL_STATUSES,
     ErrorCode,
@@ -52,6 +58,8 @@ from . import wire
 from .wire import history_event, now_us
 
 log = logging.getLogger("dapr_workflows.engine")
+
+T = TypeVar("T")
 
 DIALECTS = ("dapr", "durabletask")
 
@@ -89,6 +97,11 @@ class EngineSettings:
     history_cache_size: int = 10_000
     # Record lifecycle events in the outbox for the input binding (on when the component socket is).
     lifecycle_events: bool = False
+    # With a shared store: how often to look for work no other engine announced (expired leases of
+    # a replica that died, timers that came due on another replica).
+    poll_seconds: float = 1.0
+    # With a shared store: how many claimable items one sweep takes into the local queues.
+    sweep_batch: int = 500
 
 
 @dataclass
@@ -146,6 +159,8 @@ class Engine:
         self.settings = settings or EngineSettings()
         self._queues: dict[str, asyncio.Queue[Key]] = {}
         self._queued: set[str] = set()
+        self._queued_activities: set[int] = set()
+        self._shared = store.shared
         self._orch_leases: dict[str, _OrchestrationLease] = {}
         self._act_leases: dict[int, _ActivityLease] = {}
         self._tokens: dict[str, tuple[Key, int]] = {}  # token -> (work item, worker ID)
@@ -155,7 +170,11 @@ class Engine:
         self._timer_heap: list[tuple[int, str, str]] = []
         self._timer_wakeup = asyncio.Event()
         self._timer_task: asyncio.Task[None] | None = None
-        self._boot = uuid.uuid4().hex[:8]
+        self._shared_tasks: list[asyncio.Task[None]] = []
+        self._sweep_now = asyncio.Event()
+        self._store_releases: set[asyncio.Task[None]] = set()
+        # Tokens are unique across the engines sharing a store: the boot ID tells them apart.
+        self._boot = uuid.uuid4().hex[:12]
         self._counter = itertools.count(1)
         self._worker_ids = itertools.count(1)
         self.workers: dict[int, _Worker] = {}
@@ -180,10 +199,16 @@ class Engine:
         for instance_id, dialect in ready:
             self._mark_ready(instance_id, dialect)
         for activity_id, dialect in activities:
-            self._queues[dialect].put_nowait(("a", activity_id))
+            self._queue_activity(activity_id, dialect)
         for entry in timers:
             heapq.heappush(self._timer_heap, entry)
-        self._timer_task = asyncio.get_running_loop().create_task(self._run_timers())
+        loop = asyncio.get_running_loop()
+        self._timer_task = loop.create_task(self._run_timers())
+        if self._shared:
+            self._shared_tasks = [
+                loop.create_task(self.store.listen(self._on_announcement)),
+                loop.create_task(self._sweep()),
+            ]
         log.info(
             "engine ready: %d instances with pending events, %d pending activities, %d future timers",
             len(ready),
@@ -199,6 +224,9 @@ class Engine:
         self.closing.set()
         if self._timer_task:
             self._timer_task.cancel()
+        for task in self._shared_tasks:
+            task.cancel()
+        await asyncio.gather(*self._shared_tasks, *self._store_releases, return_exceptions=True)
         for waiters in self._waiters.values():
             for fut in waiters:
                 if not fut.done():
@@ -214,6 +242,79 @@ class Engine:
             return
         self._queued.add(instance_id)
         self._queues[dialect].put_nowait(("o", instance_id))
+
+    def _queue_activity(self, activity_id: int, dialect: str) -> None:
+        if activity_id in self._queued_activities or activity_id in self._act_leases:
+            return
+        self._queued_activities.add(activity_id)
+        self._queues[dialect].put_nowait(("a", activity_id))
+
+    async def _commit(self, fn: Callable[[StoreTx], T], fx: _Effects) -> T:
+        """Runs `fn` in one transaction that also announces its effects to the engines sharing the
+        store, then applies the effects here."""
+
+        def tx(t: StoreTx) -> T:
+            result = fn(t)
+            if self._shared and (fx.ready or fx.activities or fx.changed):
+                t.announce(list(fx.ready.items()), list(fx.activities), sorted(fx.changed))
+            return result
+
+        result = await self.store.run(tx)
+        self._apply(fx)
+        return result
+
+    # ---------------------------------------------------------------- engines sharing the store
+
+    def _on_announcement(self, news: Announcement) -> None:
+        """Another engine committed something: queue what it made ready, wake who waits on changes."""
+        if news.kind == "instance" and news.dialect in self._queues:
+            self._mark_ready(news.key, news.dialect)
+        elif news.kind == "activity" and news.dialect in self._queues:
+            self._queue_activity(int(news.key), news.dialect)
+        elif news.kind == "changed":
+            self._wake(news.key)
+        elif news.kind == "resync":
+            self._sweep_now.set()
+
+    async def _sweep(self) -> None:
+        """Queues claimable work that no announcement brought: leases that expired with the engine
+        that held them, timers that came due, announcements missed while the listener reconnected."""
+        batch = self.settings.sweep_batch
+        while True:
+            try:
+                await asyncio.wait_for(self._sweep_now.wait(), timeout=self.settings.poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._sweep_now.clear()
+            if not self.workers:
+                continue  # nothing here would take the work; the engines with workers find it
+            try:
+                instances, activities = await self.store.run(
+                    lambda t: (t.claimable_instances(now_us(), batch), t.claimable_activities(batch))
+                )
+            except Exception as err:  # the store is down: try again at the next sweep
+                log.warning("looking for claimable work failed: %s", err)
+                continue
+            for instance_id, dialect in instances:
+                self._mark_ready(instance_id, dialect)
+            for activity_id, dialect in activities:
+                self._queue_activity(activity_id, dialect)
+
+    def _release_in_store(self, release: Callable[[StoreTx], None]) -> None:
+        """Gives a lease back in a shared store at once, so other engines need not wait for it to
+        expire; in the background, since the local side is already released."""
+        if not self._shared:
+            return
+
+        async def run() -> None:
+            try:
+                await self.store.run(release)
+            except Exception as err:  # the lease then expires by itself
+                log.warning("giving a lease back to the store failed: %s", err)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._store_releases.add(task)
+        task.add_done_callback(self._store_releases.discard)
 
     def _apply(self, fx: _Effects) -> None:
         for instance_id in fx.dropped:
@@ -234,7 +335,7 @@ class Engine:
         for instance_id, dialect in fx.ready.items():
             self._mark_ready(instance_id, dialect)
         for activity_id, dialect in fx.activities:
-            self._queues[dialect].put_nowait(("a", activity_id))
+            self._queue_activity(activity_id, dialect)
         if fx.timers:
             for entry in fx.timers:
                 heapq.heappush(self._timer_heap, entry)
@@ -242,11 +343,16 @@ class Engine:
         if fx.outbox:
             self.outbox_signal.set()
         for instance_id in fx.changed:
-            for fut in self._waiters.pop(instance_id, ()):
-                if not fut.done():
-                    fut.set_result(None)
+            self._wake(instance_id)
+
+    def _wake(self, instance_id: str) -> None:
+        for fut in self._waiters.pop(instance_id, ()):
+            if not fut.done():
+                fut.set_result(None)
 
     def _remember_history(self, instance_id: str, events: list[bytes]) -> None:
+        if self._shared:
+            return  # another engine may append to the history at any time
         cache = self._history
         cache.pop(instance_id, None)
         cache[instance_id] = events
@@ -262,13 +368,15 @@ class Engine:
             worker.held -= 1
             worker.freed.set()
 
-    def _new_token(self, key: Key, worker_id: int) -> str:
-        token = f"{self._boot}-{next(self._counter)}"
+    def _next_token(self) -> str:
+        return f"{self._boot}-{next(self._counter)}"
+
+    def _hold(self, token: str, key: Key, worker_id: int) -> None:
+        """Records that the worker holds `key` under `token`."""
         self._tokens[token] = (key, worker_id)
         worker = self.workers.get(worker_id)
         if worker is not None:
             worker.held += 1
-        return token
 
     async def _run_timers(self) -> None:
         while True:
@@ -350,6 +458,7 @@ class Engine:
                     self._queued.discard(key[1])
                     item = await self._lease_orchestration(key[1], worker_id)
                 else:
+                    self._queued_activities.discard(key[1])
                     item = await self._lease_activity(key[1], dialect, worker_id)
             except asyncio.CancelledError:
                 # The stream went away between taking the key and leasing it: offer it again.
@@ -373,8 +482,8 @@ class Engine:
         if key[0] == "o":
             self._queued.discard(key[1])
             self._mark_ready(key[1], dialect)
-        elif key[1] not in self._act_leases:
-            self._queues[dialect].put_nowait(key)
+        else:
+            self._queue_activity(key[1], dialect)
 
     async def _lease_orchestration(self, instance_id: str, worker_id: int) -> bytes | None:
         if instance_id in self._orch_leases:
@@ -382,27 +491,31 @@ class Engine:
             return None
         now = now_us()
         cached = self._history.get(instance_id)
+        token = self._next_token()
+        seconds = self.settings.orchestration_lease_seconds
 
-        def read(tx: StoreTx) -> tuple[Instance | None, list[Any], list[bytes]]:
+        def take(tx: StoreTx) -> tuple[Instance | None, list[Any], list[bytes]]:
+            if self._shared and not tx.claim_instance(instance_id, token, seconds):
+                return None, [], []  # another engine's worker has it
             inst = tx.get_instance(instance_id)
-            if inst is None or inst.status.is_terminal:
+            rows = [] if inst is None or inst.status.is_terminal else tx.inbox(instance_id, now)
+            if inst is not None and inst.status == RuntimeStatus.SUSPENDED:
+                rows = [r for r in rows if wire.event_type(r.event) in _DELIVERED_WHILE_SUSPENDED]
+            if not rows:
+                tx.release_instance(instance_id, token)
                 return inst, [], []
-            rows = tx.inbox(instance_id, now)
             history = cached if cached is not None else tx.history(instance_id)
             return inst, rows, history
 
-        inst, rows, history = await self.store.read(read)
+        # A shared store claims the lease in the same transaction that reads the turn.
+        inst, rows, history = await (self.store.run(take) if self._shared else self.store.read(take))
         if inst is None or not rows:
             return None
-        if inst.status == RuntimeStatus.SUSPENDED:
-            rows = [r for r in rows if wire.event_type(r.event) in _DELIVERED_WHILE_SUSPENDED]
-            if not rows:
-                return None
         if cached is None:
             self._remember_history(instance_id, history)
         started = history_event(now, workflowStarted=pb.WorkflowStartedEvent()).SerializeToString()
         new_events = [started] + [r.event for r in rows]
-        token = self._new_token(("o", instance_id), worker_id)
+        self._hold(token, ("o", instance_id), worker_id)
         lease = _OrchestrationLease(
             instance_id, inst.dialect, inst.execution_id, token, worker_id, [r.id for r in rows], new_events
         )
@@ -415,10 +528,15 @@ class Engine:
     async def _lease_activity(self, activity_id: int, dialect: str, worker_id: int) -> bytes | None:
         if activity_id in self._act_leases:
             return None
-        row = await self.store.read(lambda tx: tx.get_activity(activity_id))
-        if row is None:
+        token = self._next_token()
+        if self._shared:
+            seconds = self.settings.activity_lease_seconds
+            row = await self.store.run(lambda tx: tx.claim_activity(activity_id, token, seconds))
+        else:
+            row = await self.store.read(lambda tx: tx.get_activity(activity_id))
+        if row is None or activity_id in self._act_leases:
             return None
-        token = self._new_token(("a", activity_id), worker_id)
+        self._hold(token, ("a", activity_id), worker_id)
         lease = _ActivityLease(activity_id, dialect, token, worker_id)
         lease.expiry = asyncio.get_running_loop().call_later(
             self.settings.activity_lease_seconds, self._expire_activity, lease
@@ -450,12 +568,14 @@ class Engine:
         self._orch_leases.pop(lease.instance_id, None)
         self._forget_lease(lease.token, lease.expiry)
         self._dirty.discard(lease.instance_id)
+        self._release_in_store(lambda t: t.release_instance(lease.instance_id, lease.token))
         self._mark_ready(lease.instance_id, lease.dialect)
 
     def _release_activity(self, lease: _ActivityLease) -> None:
         self._act_leases.pop(lease.activity_id, None)
         self._forget_lease(lease.token, lease.expiry)
-        self._queues[lease.dialect].put_nowait(("a", lease.activity_id))
+        self._release_in_store(lambda t: t.release_activity(lease.activity_id, lease.token))
+        self._queue_activity(lease.activity_id, lease.dialect)
 
     def abandon(self, token: str) -> None:
         """A worker gives a work item back (durabletask's Abandon* calls)."""
@@ -501,6 +621,11 @@ class Engine:
         fx = _Effects()
 
         def tx(t: StoreTx) -> None:
+            if not t.holds_activity(act.activity_id, act.token):
+                log.info(
+                    "ignored an activity result: another engine took the activity after its lease expired"
+                )
+                return
             row = t.get_activity(act.activity_id)
             if row is None:
                 return
@@ -527,11 +652,11 @@ class Engine:
         self._act_leases.pop(act.activity_id, None)
         self._forget_lease(act.token, act.expiry)
         try:
-            await self.store.run(tx)
+            await self._commit(tx, fx)
         except BaseException:
-            self._queues[act.dialect].put_nowait(("a", act.activity_id))
+            self._release_in_store(lambda t: t.release_activity(act.activity_id, act.token))
+            self._queue_activity(act.activity_id, act.dialect)
             raise
-        self._apply(fx)
         if refused is not None:
             raise refused
 
@@ -542,13 +667,17 @@ class Engine:
             return
         fx = _Effects()
         try:
-            await self.store.run(lambda t: self._apply_turn(t, lease, response, fx))
+            await self._commit(
+                lambda t: self._fenced(t, lease, lambda: self._apply_turn(t, lease, response, fx)), fx
+            )
         except WorkflowError as err:
             # The turn cannot be recorded as asked (e.g. an oversized output): fail the instance instead.
             log.warning("workflow %r: %s; failing the instance", response.instanceId, err.message)
             fx = _Effects()
             refused = err
-            await self.store.run(lambda t: self._fail_turn(t, lease, refused, fx))
+            await self._commit(
+                lambda t: self._fenced(t, lease, lambda: self._fail_turn(t, lease, refused, fx)), fx
+            )
         except BaseException:
             # Nothing was recorded: the turn is offered again.
             if self._orch_leases.get(lease.instance_id) is lease:
@@ -557,7 +686,6 @@ class Engine:
         if self._orch_leases.get(lease.instance_id) is lease:
             self._orch_leases.pop(lease.instance_id)
             self._forget_lease(lease.token, lease.expiry)
-        self._apply(fx)
         if lease.instance_id in self._dirty:
             self._dirty.discard(lease.instance_id)
             self._mark_ready(lease.instance_id, lease.dialect)
@@ -571,12 +699,25 @@ class Engine:
         log.warning("workflow %r: %s; failing the instance", instance_id, err.message)
         fx = _Effects()
         try:
-            await self.store.run(lambda t: self._fail_turn(t, lease, err, fx))
+            await self._commit(
+                lambda t: self._fenced(t, lease, lambda: self._fail_turn(t, lease, err, fx)), fx
+            )
         finally:
             if self._orch_leases.get(instance_id) is lease:
                 self._orch_leases.pop(instance_id)
                 self._forget_lease(lease.token, lease.expiry)
-        self._apply(fx)
+
+    @staticmethod
+    def _fenced(t: StoreTx, lease: _OrchestrationLease, record: Callable[[], None]) -> None:
+        """Records a turn only while the store still holds the lease for it, and gives the lease
+        back in the same transaction (an engine whose lease expired and was taken records nothing)."""
+        if not t.holds_instance(lease.instance_id, lease.token):
+            log.info(
+                "ignored a turn of %r: another engine took it after its lease expired", lease.instance_id
+            )
+            return
+        record()
+        t.release_instance(lease.instance_id, lease.token)
 
     def _fail_turn(self, t: StoreTx, lease: _OrchestrationLease, err: WorkflowError, fx: _Effects) -> None:
         inst = t.get_instance(lease.instance_id)
@@ -1029,8 +1170,7 @@ class Engine:
                 tags=req.tags,
             )
 
-        await self.store.run(tx)
-        self._apply(fx)
+        await self._commit(tx, fx)
         log.info("started workflow %r (%s)", req.instance_id, req.name)
         return req.instance_id
 
@@ -1057,8 +1197,7 @@ class Engine:
                 raise not_found(instance_id)
             change(t, inst, now_us(), fx)
 
-        await self.store.run(tx)
-        self._apply(fx)
+        await self._commit(tx, fx)
 
     async def raise_event(self, instance_id: str, name: str, data: str | None) -> None:
         if not name:
@@ -1135,8 +1274,7 @@ class Engine:
                 raise not_found(instance_id)
             return purge_tree(t, inst)
 
-        count = await self.store.run(tx)
-        self._apply(fx)
+        count = await self._commit(tx, fx)
         log.info("purged workflow %r (%d instances)", instance_id, count)
         return count
 
@@ -1175,7 +1313,13 @@ class Engine:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(instance_id, []).append(fut)
             try:
-                await fut
+                if self._shared:
+                    # Other engines' changes arrive as announcements; the poll covers one missed.
+                    await asyncio.wait_for(fut, timeout=self.settings.poll_seconds)
+                else:
+                    await fut
+            except asyncio.TimeoutError:
+                pass
             finally:
                 waiters = self._waiters.get(instance_id)
                 if waiters and fut in waiters:
@@ -1326,8 +1470,7 @@ class Engine:
             fx.ready[target_id] = inst.dialect
             fx.changed.add(target_id)
 
-        await self.store.run(tx)
-        self._apply(fx)
+        await self._commit(tx, fx)
         log.info("rerunning workflow %r from event %d as %r", source_id, event_id, target_id)
         return target_id
 
