@@ -88,17 +88,22 @@ class ServerProcess:
 
 
 class EngineProcess(ServerProcess):
-    """`dapr-workflows serve` with a durable SQLite file (WAL, synchronous=NORMAL: the default)."""
+    """`dapr-workflows serve` with a durable SQLite file (WAL, synchronous=NORMAL: the default), or on
+    the PostgreSQL database `store_url`."""
 
     name = "dapr-workflows"
 
-    def __init__(self, workdir: Path, log_level: str = "info", store_options: str = "") -> None:
+    def __init__(
+        self, workdir: Path, log_level: str = "info", store_options: str = "", store_url: str = ""
+    ) -> None:
         super().__init__(workdir / "engine.log", cwd=workdir)
         self.db_path = workdir / "engine.db"
         self.log_level = log_level
         self.store_options = store_options
+        self.store_url = store_url
         sync = "sync=full" if "sync=full" in store_options else "sync=normal"
-        self.description = f"engine process, SQLite file ({sync}), log level {log_level}"
+        store = "PostgreSQL" if store_url else f"SQLite file ({sync})"
+        self.description = f"engine process, {store}, log level {log_level}"
 
     def environment(self) -> dict[str, str]:
         # The pluggable-component socket goes to the run's own directory, not the folder that daprd and
@@ -106,7 +111,9 @@ class EngineProcess(ServerProcess):
         return {**os.environ, "DAPR_WORKFLOWS_SOCKET_FOLDER": str(self.db_path.parent)}
 
     def command(self) -> list[str]:
-        store = f"sqlite:///{self.db_path}" + (f"?{self.store_options}" if self.store_options else "")
+        store = self.store_url or (
+            f"sqlite:///{self.db_path}" + (f"?{self.store_options}" if self.store_options else "")
+        )
         return [
             sys.executable,
             "-m",

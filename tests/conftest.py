@@ -9,14 +9,36 @@ import pytest
 
 from tests.harness.daprd import DaprInstallError, install_dapr
 from tests.harness.engine_process import EngineProcess
+from tests.harness.postgres import PostgresServer, PostgresUnavailable
+from tests.harness.redis_server import RedisServer, RedisUnavailable
 from tests.harness.sdk_host import SdkHost
 
 DIALECTS = ("dapr", "durabletask")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test module that sets `STORES = ("sqlite", "postgresql")` runs its engine tests on each."""
+    if "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", getattr(metafunc.module, "STORES", ("sqlite",)))
+
+
+STORE_KINDS = ("sqlite", "postgresql")
+# On PostgreSQL, a killed engine's leases expire after --store-lease-seconds; the restarted engine
+# (a new one, as far as the store can tell) then takes the work. Short here, so kill tests run fast.
+POSTGRES_ENGINE_ARGS = ("--store-lease-seconds", "2", "--poll-seconds", "0.3")
+
+
+def engine_on(store_kind: str, request: pytest.FixtureRequest, workdir: Path, *args: str) -> EngineProcess:
+    """An engine (not started) on its own SQLite file, or on a fresh PostgreSQL database."""
+    if store_kind == "postgresql":
+        url = request.getfixturevalue("postgres_server").create_database()
+        return EngineProcess(workdir, *POSTGRES_ENGINE_ARGS, *args, store_url=url)
+    return EngineProcess(workdir, *args)
+
+
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    proc = EngineProcess(tmp_path).start()
+def engine(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> Iterator[EngineProcess]:
+    proc = engine_on(store_kind, request, tmp_path).start()
     yield proc
     proc.kill()
 
@@ -46,3 +68,31 @@ def dapr_bin() -> Path:
     except DaprInstallError as err:
         error = str(err)
     pytest.fail(error, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Debian's real PostgreSQL, started once per test session on a loopback port, then removed."""
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as err:
+        pytest.fail(str(err), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL server."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """Debian's real redis-server (a pub/sub broker for triggers), once per session, on a loopback port."""
+    try:
+        server = RedisServer().start()
+    except RedisUnavailable as err:
+        pytest.fail(str(err), pytrace=False)
+    yield server
+    server.stop()

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from google.protobuf import wrappers_pb2
 
+from tests.conftest import STORE_KINDS, engine_on
 from tests.harness import activity_log
 from tests.harness.durability import (
     RetryingCalls,
@@ -48,21 +49,19 @@ def sum_input(i: int, log: Path) -> dict[str, Any]:
     return {"base": i, "chain": CHAIN, "fan": FAN, "timer": 0.2 + (i % 4) * 0.2, "log": str(log)}
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    """Overrides conftest's `engine` (and so the one `sdk` connects to): an engine with its own socket."""
-    proc = EngineProcess(tmp_path).start()
-    yield proc
-    proc.kill()
+# Every test runs on each store: a killed engine loses nothing on PostgreSQL either.
+STORES = STORE_KINDS
 
 
 @pytest.fixture
-def engines(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
+def engines(
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., EngineProcess]]:
     """Starts engines with extra flags; kills them at the end."""
     started: list[EngineProcess] = []
 
     def start(*args: str) -> EngineProcess:
-        engine = EngineProcess(tmp_path, *args).start()
+        engine = engine_on(store_kind, request, tmp_path, *args).start()
         started.append(engine)
         return engine
 

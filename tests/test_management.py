@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DIALECTS
+from tests.conftest import DIALECTS, STORE_KINDS, engine_on
 from tests.harness.sdk_host import SdkError, SdkHost
 from tests.harness.shared import (
     assert_grpc_error,
@@ -28,9 +28,12 @@ from tests.harness.shared import (
 )
 
 
-@pytest.fixture(scope="module", params=DIALECTS)
+@pytest.fixture(scope="module", params=[(d, s) for s in STORE_KINDS for d in DIALECTS], ids="-".join)
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkHost]:
-    yield from shared_sdk_host(str(request.param), tmp_path_factory)
+    """One engine per dialect and store kind, with a worker and client of that dialect."""
+    dialect, store_kind = request.param
+    workdir = tmp_path_factory.mktemp(f"shared-{dialect}-{store_kind}")
+    yield from shared_sdk_host(dialect, workdir, lambda w: engine_on(store_kind, request, w))
 
 
 def only(sdk: SdkHost, dialect: str, why: str) -> None:

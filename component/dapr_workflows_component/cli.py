@@ -48,7 +48,9 @@ SERVE_OPTIONS = (
         "store",
         "sqlite:///dapr-workflows.db",
         "where state is kept: sqlite:///RELATIVE/PATH.db or sqlite:////ABSOLUTE/PATH.db "
-        "(add ?sync=full to survive power loss, not only a killed process)",
+        "(add ?sync=full to survive power loss, not only a killed process), or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE for several engines sharing the work "
+        "(?pool_size=N sets the connections per engine, default 8)",
     ),
     Option(
         "engine-address",
@@ -77,6 +79,18 @@ SERVE_OPTIONS = (
         "300",
         "how long a worker may run an activity before it is offered to another worker "
         "(a worker that disconnects gives its work back at once)",
+    ),
+    Option(
+        "store-lease-seconds",
+        "10",
+        "with a PostgreSQL store: how long the work an engine held waits after the engine dies "
+        "before other engines take it (a live engine renews its leases every third of this)",
+    ),
+    Option(
+        "poll-seconds",
+        "1",
+        "with a PostgreSQL store: how often to look for work no other engine announced "
+        "(leases of an engine that died, timers that came due)",
     ),
     Option(
         "http-address",
@@ -197,6 +211,8 @@ async def serve(args: argparse.Namespace) -> None:
         max_payload_bytes=max_payload,
         lifecycle_events=bool(args.socket_name),
         worker_max_in_flight=_int(args.worker_max_in_flight, "worker-max-in-flight"),
+        poll_seconds=_seconds(args.poll_seconds, "poll-seconds"),
+        store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
     )
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None

@@ -19,17 +19,26 @@ def free_port() -> int:
 
 
 class EngineProcess:
-    """One engine with its own SQLite file. Restarts keep the file and the ports."""
+    """One engine with its own SQLite file, or on the store URL given. Restarts keep the store and
+    the ports."""
 
-    def __init__(self, workdir: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        store_url: str | None = None,
+        log_name: str = "engine.log",
+    ) -> None:
         self.workdir = workdir
         self.db_path = workdir / "engine.db"
+        self.store_url = store_url or f"sqlite:///{self.db_path}"
         self.dapr_address = f"127.0.0.1:{free_port()}"
         self.durabletask_address = f"127.0.0.1:{free_port()}"
         self.http_address = f"127.0.0.1:{free_port()}"
         self.extra_args = list(extra_args)
         self.env = env or {}
-        self.log_path = workdir / "engine.log"
+        self.log_path = workdir / log_name
         # Unix socket paths are limited to about 100 bytes: pytest's tmp paths can be longer.
         self.socket_folder = Path(tempfile.mkdtemp(prefix="dw-sock-"))
         self.socket_name = "dapr-workflows"
@@ -55,7 +64,7 @@ class EngineProcess:
             "dapr_workflows_component.cli",
             "serve",
             "--store",
-            f"sqlite:///{self.db_path}",
+            self.store_url,
             "--engine-address",
             self.dapr_address,
             "--durabletask-address",

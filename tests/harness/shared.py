@@ -11,9 +11,8 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
-
-import pytest
 
 from tests.harness.engine_process import EngineProcess
 from tests.harness.sdk_host import SdkError, SdkHost
@@ -21,10 +20,12 @@ from tests.harness.sdk_host import SdkError, SdkHost
 T = TypeVar("T")
 
 
-def shared_sdk_host(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkHost]:
-    """An engine of its own and a worker+client host of `dialect`, for a module-scoped fixture."""
-    workdir = tmp_path_factory.mktemp(f"shared-{dialect}")
-    engine = EngineProcess(workdir).start()
+def shared_sdk_host(
+    dialect: str, workdir: Path, make_engine: Callable[[Path], EngineProcess] = EngineProcess
+) -> Iterator[SdkHost]:
+    """An engine of its own (made by `make_engine`) and a worker+client host of `dialect`, for a
+    module-scoped fixture."""
+    engine = make_engine(workdir).start()
     try:
         host = SdkHost(dialect, engine.address(dialect), workdir / f"{dialect}-host.log")
         try:

@@ -102,6 +102,9 @@ class EngineSettings:
     poll_seconds: float = 1.0
     # With a shared store: how many claimable items one sweep takes into the local queues.
     sweep_batch: int = 500
+    # With a shared store: how long the leases of an engine outlive it. A live engine renews its
+    # leases in the store every third of this; a worker's own time limit is the lease seconds above.
+    store_lease_seconds: float = 10.0
 
 
 @dataclass
@@ -208,6 +211,7 @@ class Engine:
             self._shared_tasks = [
                 loop.create_task(self.store.listen(self._on_announcement)),
                 loop.create_task(self._sweep()),
+                loop.create_task(self._renew_leases()),
             ]
         log.info(
             "engine ready: %d instances with pending events, %d pending activities, %d future timers",
@@ -227,6 +231,14 @@ class Engine:
         for task in self._shared_tasks:
             task.cancel()
         await asyncio.gather(*self._shared_tasks, *self._store_releases, return_exceptions=True)
+        held = self._held_tokens()
+        if self._shared and held:
+            # Other engines may take this engine's work at once instead of when the leases expire.
+            try:
+                await self.store.run(lambda t: t.release_leases(held))
+                log.info("gave %d leases back to the store", len(held))
+            except Exception as err:
+                log.warning("giving leases back to the store failed (they expire by themselves): %s", err)
         for waiters in self._waiters.values():
             for fut in waiters:
                 if not fut.done():
@@ -299,6 +311,27 @@ class Engine:
                 self._mark_ready(instance_id, dialect)
             for activity_id, dialect in activities:
                 self._queue_activity(activity_id, dialect)
+
+    def _held_tokens(self) -> list[str]:
+        return [lease.token for lease in self._orch_leases.values()] + [
+            act.token for act in self._act_leases.values()
+        ]
+
+    async def _renew_leases(self) -> None:
+        """Keeps this engine's leases alive in the store while it runs: when it dies, they expire
+        within `store_lease_seconds` and other engines take the work."""
+        seconds = self.settings.store_lease_seconds
+        while True:
+            await asyncio.sleep(seconds / 3)
+            held = self._held_tokens()
+            if held:
+                try:
+                    await self._renew(held, seconds)
+                except Exception as err:  # the leases may expire; results then find them taken
+                    log.warning("renewing %d leases failed: %s", len(held), err)
+
+    async def _renew(self, tokens: list[str], seconds: float) -> None:
+        await self.store.run(lambda t: t.renew_leases(tokens, seconds))
 
     def _release_in_store(self, release: Callable[[StoreTx], None]) -> None:
         """Gives a lease back in a shared store at once, so other engines need not wait for it to
@@ -492,7 +525,7 @@ class Engine:
         now = now_us()
         cached = self._history.get(instance_id)
         token = self._next_token()
-        seconds = self.settings.orchestration_lease_seconds
+        seconds = self.settings.store_lease_seconds
 
         def take(tx: StoreTx) -> tuple[Instance | None, list[Any], list[bytes]]:
             if self._shared and not tx.claim_instance(instance_id, token, seconds):
@@ -530,7 +563,7 @@ class Engine:
             return None
         token = self._next_token()
         if self._shared:
-            seconds = self.settings.activity_lease_seconds
+            seconds = self.settings.store_lease_seconds
             row = await self.store.run(lambda tx: tx.claim_activity(activity_id, token, seconds))
         else:
             row = await self.store.read(lambda tx: tx.get_activity(activity_id))

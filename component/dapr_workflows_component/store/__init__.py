@@ -7,12 +7,23 @@ from .sqlite import SQLiteStore
 
 
 def open_store(url: str) -> Store:
-    """Opens `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` or `sqlite://:memory:`."""
+    """Opens the store a URL names.
+
+    - `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` or `sqlite://:memory:`: one engine's
+      own file (option `sync=full` to survive a power cut as well as a killed process).
+    - `postgresql://user:password@host:port/dbname` (or `postgres://`): a database several engines
+      share, in libpq's URL form with its query options (`sslmode=require`, ...), plus `pool_size`
+      (connections per engine, default 8) and `pool_timeout` (seconds a transaction waits for a
+      connection before failing, default 10).
+    """
     if url.startswith("sqlite://"):
         return SQLiteStore.from_url(url)
     if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("the PostgreSQL store is not available in this version; use a sqlite:/// URL")
-    raise ValueError(f"unsupported store URL {url!r}: expected sqlite:///PATH")
+        # Imported here so that SQLite users do not load the PostgreSQL driver.
+        from .postgres import PostgresStore
+
+        return PostgresStore.from_url(url)
+    raise ValueError(f"unsupported store URL {url!r}: expected sqlite:///PATH or postgresql://...")
 
 
 __all__ = ["ActivityRow", "Announcement", "InboxRow", "SQLiteStore", "Store", "StoreTx", "open_store"]

@@ -144,6 +144,14 @@ class StoreTx(abc.ABC):
     def release_activity(self, activity_id: int, token: str) -> None:
         return None
 
+    def renew_leases(self, tokens: list[str], seconds: float) -> None:
+        """Extends the leases held under `tokens` (instances and activities) by `seconds` from now."""
+        return None
+
+    def release_leases(self, tokens: list[str]) -> None:
+        """Gives up every lease held under `tokens` (an engine that shuts down)."""
+        return None
+
     def claimable_instances(self, now: int, limit: int) -> list[tuple[str, str]]:
         """(instance_id, dialect) of instances with an event visible now and no live lease."""
         return []

@@ -1,0 +1,683 @@
+"""PostgreSQL store: several engines share one database and split the work through leases.
+
+Each transaction runs in a worker thread on a pooled connection (psycopg's blocking API, since a
+store function calls the transaction's methods synchronously). There are as many worker threads as
+pooled connections, so a thread never waits for another thread's connection.
+
+Leases live in the rows they guard (`lease_token`, `lease_until`) and expire by the database's
+clock, so engines whose clocks disagree still agree on when a lease has lapsed. Writers to one
+instance serialize on its row lock (`SELECT ... FOR UPDATE`); the scans that look for work skip rows
+another transaction has locked. Commits that make work ready are announced with NOTIFY, delivered
+only when the transaction commits, so other engines react at once instead of polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool
+
+from ..workflows import Instance, InstanceQuery, RuntimeStatus, parse_tags
+from .base import ActivityRow, Announcement, InboxRow, Store, StoreTx
+
+T = TypeVar("T")
+
+log = logging.getLogger("dapr_workflows.store")
+
+SCHEMA_VERSION = 3
+
+# The NOTIFY channel every engine of one database listens on.
+CHANNEL = "dapr_workflows"
+
+# Serializes schema migrations of engines that start at once (an arbitrary, fixed 64-bit key).
+_MIGRATION_LOCK = 0x6461707277666C77
+
+# The database's clock in microseconds since the epoch: the one clock all engines share.
+_DB_NOW = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+
+# A lease is free when nobody holds it or it lapsed; release clears both columns together.
+_LEASE_FREE = f"(lease_until IS NULL OR lease_until < {_DB_NOW})"
+
+_DEFAULT_POOL_SIZE = 8
+_DEFAULT_POOL_TIMEOUT = 10.0
+_RETRIES = 5  # attempts after the first, on a deadlock or a serialization failure
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+_LISTEN_BACKOFF_FIRST = 0.5
+_LISTEN_BACKOFF_MAX = 10.0
+
+# libpq settings unless the URL sets them: a dead server or network is noticed within half a
+# minute, even on a connection that only waits (a listener, an idle pooled connection).
+_NETWORK_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+# instance_id is compared byte by byte (COLLATE "C"), as in SQLite: listing pages by ID then match
+# the SQLite store's order, and the primary key's index also serves prefix searches.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE instances (
+            instance_id TEXT COLLATE "C" PRIMARY KEY,
+            dialect TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version TEXT,
+            status INTEGER NOT NULL,
+            execution_id TEXT NOT NULL,
+            input TEXT,
+            output TEXT,
+            custom_status TEXT,
+            failure BYTEA,
+            parent_instance_id TEXT COLLATE "C",
+            parent_task_id BIGINT,
+            parent_execution_id TEXT,
+            tags TEXT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            completed_at BIGINT,
+            scheduled_start_at BIGINT,
+            rerun TEXT
+        )
+        """,
+        "CREATE INDEX instances_parent ON instances (parent_instance_id)",
+        "CREATE INDEX instances_created ON instances (created_at)",
+        """
+        CREATE TABLE history (
+            instance_id TEXT COLLATE "C" NOT NULL,
+            seq BIGINT NOT NULL,
+            event BYTEA NOT NULL,
+            PRIMARY KEY (instance_id, seq)
+        )
+        """,
+        """
+        CREATE TABLE inbox (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            instance_id TEXT COLLATE "C" NOT NULL,
+            visible_at BIGINT NOT NULL,
+            event BYTEA NOT NULL
+        )
+        """,
+        "CREATE INDEX inbox_instance ON inbox (instance_id, id)",
+        "CREATE INDEX inbox_visible ON inbox (visible_at)",
+        """
+        CREATE TABLE activities (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            instance_id TEXT COLLATE "C" NOT NULL,
+            execution_id TEXT NOT NULL,
+            dialect TEXT NOT NULL,
+            task_id BIGINT NOT NULL,
+            request BYTEA NOT NULL
+        )
+        """,
+        "CREATE INDEX activities_instance ON activities (instance_id)",
+    ),
+    2: (
+        """
+        CREATE TABLE outbox (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            created_at BIGINT NOT NULL,
+            payload TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX outbox_created ON outbox (created_at)",
+    ),
+    3: (
+        "ALTER TABLE instances ADD COLUMN lease_token TEXT, ADD COLUMN lease_until BIGINT",
+        "ALTER TABLE activities ADD COLUMN lease_token TEXT, ADD COLUMN lease_until BIGINT",
+        # The activity scan filters on the lease alone; the instance scan starts from inbox_visible.
+        "CREATE INDEX activities_lease ON activities (lease_until)",
+        # An engine renews and releases its leases by token.
+        "CREATE INDEX instances_lease_token ON instances (lease_token) WHERE lease_token IS NOT NULL",
+        "CREATE INDEX activities_lease_token ON activities (lease_token) WHERE lease_token IS NOT NULL",
+    ),
+}
+
+_INSTANCE_COLUMNS = (
+    "instance_id, dialect, name, version, status, execution_id, input, output, custom_status, failure, "
+    "parent_instance_id, parent_task_id, parent_execution_id, tags, created_at, updated_at, completed_at, "
+    "scheduled_start_at, rerun"
+)
+# The upsert rewrites every column but the lease, which only claims and releases change.
+_INSTANCE_UPDATE = ", ".join(
+    f"{column} = EXCLUDED.{column}"
+    for column in (name.strip() for name in _INSTANCE_COLUMNS.split(","))
+    if column != "instance_id"
+)
+_ACTIVITY_COLUMNS = "id, instance_id, execution_id, dialect, task_id, request"
+
+
+def _row_to_instance(row: TupleRow) -> Instance:
+    return Instance(
+        instance_id=row[0],
+        dialect=row[1],
+        name=row[2],
+        version=row[3],
+        status=RuntimeStatus(row[4]),
+        execution_id=row[5],
+        input=row[6],
+        output=row[7],
+        custom_status=row[8],
+        failure=row[9],
+        parent_instance_id=row[10],
+        parent_task_id=row[11],
+        parent_execution_id=row[12],
+        tags=parse_tags(row[13]),
+        created_at=row[14],
+        updated_at=row[15],
+        completed_at=row[16],
+        scheduled_start_at=row[17],
+        rerun=json.loads(row[18]) if row[18] else None,
+    )
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _micros(seconds: float) -> int:
+    return max(0, round(seconds * 1_000_000))
+
+
+class _PostgresTx(StoreTx):
+    def __init__(self, conn: psycopg.Connection[TupleRow], origin: str, writable: bool) -> None:
+        self._c = conn
+        self._origin = origin
+        # A read-only snapshot takes no row locks (PostgreSQL refuses FOR UPDATE there anyway).
+        self._lock = " FOR UPDATE" if writable else ""
+        # Rows another transaction has locked are being worked on: skipped, never waited for.
+        self._skip_locked = " FOR UPDATE SKIP LOCKED" if writable else ""
+
+    def _one(self, sql: str, params: Any = None) -> TupleRow | None:
+        return self._c.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Any = None) -> list[TupleRow]:
+        return self._c.execute(sql, params).fetchall()
+
+    # instances
+
+    def get_instance(self, instance_id: str) -> Instance | None:
+        row = self._one(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE instance_id = %s{self._lock}", (instance_id,)
+        )
+        return _row_to_instance(row) if row else None
+
+    def put_instance(self, i: Instance) -> None:
+        self._c.execute(
+            f"INSERT INTO instances ({_INSTANCE_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}",
+            (
+                i.instance_id,
+                i.dialect,
+                i.name,
+                i.version,
+                int(i.status),
+                i.execution_id,
+                i.input,
+                i.output,
+                i.custom_status,
+                i.failure,
+                i.parent_instance_id,
+                i.parent_task_id,
+                i.parent_execution_id,
+                json.dumps(i.tags) if i.tags else None,
+                i.created_at,
+                i.updated_at,
+                i.completed_at,
+                i.scheduled_start_at,
+                json.dumps(i.rerun) if i.rerun else None,
+            ),
+        )
+
+    def delete_instance(self, instance_id: str) -> None:
+        # One round trip for the four tables.
+        self._c.execute(
+            "WITH h AS (DELETE FROM history WHERE instance_id = %(id)s), "
+            "b AS (DELETE FROM inbox WHERE instance_id = %(id)s), "
+            "a AS (DELETE FROM activities WHERE instance_id = %(id)s) "
+            "DELETE FROM instances WHERE instance_id = %(id)s",
+            {"id": instance_id},
+        )
+
+    def child_ids(self, instance_id: str) -> list[str]:
+        rows = self._all("SELECT instance_id FROM instances WHERE parent_instance_id = %s", (instance_id,))
+        return [r[0] for r in rows]
+
+    def query(self, q: InstanceQuery) -> list[Instance]:
+        where: list[str] = []
+        args: list[Any] = []
+        if q.statuses:
+            where.append("status = ANY(%s)")
+            args.append([int(s) for s in q.statuses])
+        for column, op, value in (
+            ("created_at", ">=", q.created_from),
+            ("created_at", "<", q.created_to),
+            ("completed_at", ">=", q.completed_from),
+            ("completed_at", "<", q.completed_to),
+            ("instance_id", ">", q.after_id),
+        ):
+            if value is not None:
+                where.append(f"{column} {op} %s")
+                args.append(value)
+        if q.id_prefix:
+            where.append("instance_id LIKE %s")
+            args.append(_like_prefix(q.id_prefix))
+        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY instance_id LIMIT %s"
+        args.append(q.limit)
+        return [_row_to_instance(r) for r in self._all(sql, args)]
+
+    # history
+
+    def history(self, instance_id: str) -> list[bytes]:
+        rows = self._all("SELECT event FROM history WHERE instance_id = %s ORDER BY seq", (instance_id,))
+        return [r[0] for r in rows]
+
+    def append_history(self, instance_id: str, first_seq: int, events: list[bytes]) -> None:
+        if not events:
+            return
+        self._c.execute(
+            "INSERT INTO history (instance_id, seq, event) "
+            "SELECT %s, %s + n - 1, e FROM unnest(%s::bytea[]) WITH ORDINALITY AS t(e, n)",
+            (instance_id, first_seq, events),
+        )
+
+    def clear_history(self, instance_id: str) -> None:
+        self._c.execute("DELETE FROM history WHERE instance_id = %s", (instance_id,))
+
+    # inbox
+
+    def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> int:
+        row = self._one(
+            "INSERT INTO inbox (instance_id, visible_at, event) VALUES (%s, %s, %s) RETURNING id",
+            (instance_id, visible_at, event),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def inbox(self, instance_id: str, visible_before: int) -> list[InboxRow]:
+        rows = self._all(
+            "SELECT id, instance_id, visible_at, event FROM inbox "
+            "WHERE instance_id = %s AND visible_at <= %s ORDER BY id",
+            (instance_id, visible_before),
+        )
+        return [InboxRow(*r) for r in rows]
+
+    def delete_inbox(self, row_ids: list[int]) -> None:
+        if row_ids:
+            self._c.execute("DELETE FROM inbox WHERE id = ANY(%s)", (row_ids,))
+
+    def clear_inbox(self, instance_id: str) -> None:
+        self._c.execute("DELETE FROM inbox WHERE instance_id = %s", (instance_id,))
+
+    # activities
+
+    def add_activity(
+        self, instance_id: str, execution_id: str, dialect: str, task_id: int, request: bytes
+    ) -> int:
+        row = self._one(
+            "INSERT INTO activities (instance_id, execution_id, dialect, task_id, request) "
+            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (instance_id, execution_id, dialect, task_id, request),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def get_activity(self, activity_id: int) -> ActivityRow | None:
+        row = self._one(f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE id = %s", (activity_id,))
+        return ActivityRow(*row) if row else None
+
+    def delete_activity(self, activity_id: int) -> bool:
+        return self._c.execute("DELETE FROM activities WHERE id = %s", (activity_id,)).rowcount > 0
+
+    def clear_activities(self, instance_id: str) -> list[int]:
+        rows = self._all("DELETE FROM activities WHERE instance_id = %s RETURNING id", (instance_id,))
+        return sorted(r[0] for r in rows)
+
+    # outbox
+
+    def add_outbox(self, payload: str, created_at: int) -> int:
+        row = self._one(
+            "INSERT INTO outbox (created_at, payload) VALUES (%s, %s) RETURNING id", (created_at, payload)
+        )
+        assert row is not None
+        return int(row[0])
+
+    def outbox(self, after_id: int, limit: int) -> list[tuple[int, str]]:
+        rows = self._all(
+            "SELECT id, payload FROM outbox WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def delete_outbox(self, event_id: int) -> bool:
+        return self._c.execute("DELETE FROM outbox WHERE id = %s", (event_id,)).rowcount > 0
+
+    def expire_outbox(self, created_before: int) -> int:
+        return self._c.execute("DELETE FROM outbox WHERE created_at < %s", (created_before,)).rowcount
+
+    # recovery
+
+    def ready_instances(self, now: int) -> list[tuple[str, str]]:
+        rows = self._all(
+            "SELECT DISTINCT i.instance_id, i.dialect FROM inbox b "
+            "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at <= %s",
+            (now,),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def future_timers(self, now: int) -> list[tuple[int, str, str]]:
+        rows = self._all(
+            "SELECT DISTINCT b.visible_at, b.instance_id, i.dialect FROM inbox b "
+            "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at > %s",
+            (now,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def all_activities(self) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self._all("SELECT id, dialect FROM activities ORDER BY id")]
+
+    # leases
+
+    def claim_instance(self, instance_id: str, token: str, seconds: float) -> bool:
+        # Two claims of one row serialize on its lock; the later one re-checks the condition
+        # against the committed winner and updates nothing.
+        cur = self._c.execute(
+            f"UPDATE instances SET lease_token = %s, lease_until = {_DB_NOW} + %s "
+            f"WHERE instance_id = %s AND ({_LEASE_FREE} OR lease_token = %s)",
+            (token, _micros(seconds), instance_id, token),
+        )
+        return cur.rowcount > 0
+
+    def holds_instance(self, instance_id: str, token: str) -> bool:
+        # The row lock keeps another engine from claiming the lapsed lease until this transaction,
+        # which is about to record the holder's work, has committed.
+        row = self._one(
+            f"SELECT lease_token FROM instances WHERE instance_id = %s{self._lock}", (instance_id,)
+        )
+        return row is not None and row[0] == token
+
+    def release_instance(self, instance_id: str, token: str) -> None:
+        self._c.execute(
+            "UPDATE instances SET lease_token = NULL, lease_until = NULL "
+            "WHERE instance_id = %s AND lease_token = %s",
+            (instance_id, token),
+        )
+
+    def claim_activity(self, activity_id: int, token: str, seconds: float) -> ActivityRow | None:
+        row = self._one(
+            f"UPDATE activities SET lease_token = %s, lease_until = {_DB_NOW} + %s "
+            f"WHERE id = %s AND ({_LEASE_FREE} OR lease_token = %s) RETURNING {_ACTIVITY_COLUMNS}",
+            (token, _micros(seconds), activity_id, token),
+        )
+        return ActivityRow(*row) if row else None
+
+    def holds_activity(self, activity_id: int, token: str) -> bool:
+        row = self._one(f"SELECT lease_token FROM activities WHERE id = %s{self._lock}", (activity_id,))
+        return row is not None and row[0] == token
+
+    def release_activity(self, activity_id: int, token: str) -> None:
+        self._c.execute(
+            "UPDATE activities SET lease_token = NULL, lease_until = NULL WHERE id = %s AND lease_token = %s",
+            (activity_id, token),
+        )
+
+    def renew_leases(self, tokens: list[str], seconds: float) -> None:
+        if tokens:
+            self._c.execute(
+                f"WITH i AS (UPDATE instances SET lease_until = {_DB_NOW} + %(us)s "
+                "WHERE lease_token = ANY(%(tokens)s)) "
+                f"UPDATE activities SET lease_until = {_DB_NOW} + %(us)s WHERE lease_token = ANY(%(tokens)s)",
+                {"us": _micros(seconds), "tokens": tokens},
+            )
+
+    def release_leases(self, tokens: list[str]) -> None:
+        if tokens:
+            self._c.execute(
+                "WITH i AS (UPDATE instances SET lease_token = NULL, lease_until = NULL "
+                "WHERE lease_token = ANY(%(tokens)s)) "
+                "UPDATE activities SET lease_token = NULL, lease_until = NULL "
+                "WHERE lease_token = ANY(%(tokens)s)",
+                {"tokens": tokens},
+            )
+
+    def claimable_instances(self, now: int, limit: int) -> list[tuple[str, str]]:
+        # EXISTS lists each instance once without DISTINCT, which FOR UPDATE does not allow; only
+        # the instance rows are locked.
+        rows = self._all(
+            f"SELECT i.instance_id, i.dialect FROM instances i WHERE {_LEASE_FREE} AND EXISTS "
+            "(SELECT 1 FROM inbox b WHERE b.instance_id = i.instance_id AND b.visible_at <= %s) "
+            f"LIMIT %s{self._skip_locked}",
+            (now, limit),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def claimable_activities(self, limit: int) -> list[tuple[int, str]]:
+        rows = self._all(
+            f"SELECT id, dialect FROM activities WHERE {_LEASE_FREE} ORDER BY id LIMIT %s{self._skip_locked}",
+            (limit,),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def announce(
+        self, ready: list[tuple[str, str]], activities: list[tuple[int, str]], changed: list[str]
+    ) -> None:
+        payloads = [f"{self._origin}|instance|{dialect}|{key}" for key, dialect in ready]
+        payloads += [f"{self._origin}|activity|{dialect}|{key}" for key, dialect in activities]
+        payloads += [f"{self._origin}|changed||{key}" for key in changed]
+        if payloads:
+            # NOTIFY is transactional: the others hear it at commit, and never after a rollback.
+            self._c.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, payloads))
+
+
+_OWN_OPTIONS = ("pool_size", "pool_timeout")
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str]]:
+    """The URL for libpq without this store's own query options, and those options."""
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _OWN_OPTIONS:
+            ours[key] = value
+        else:
+            theirs.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(theirs))), ours
+
+
+def _describe(conninfo: str) -> str:
+    params = conninfo_to_dict(conninfo)
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or 5432)
+    dbname = str(params.get("dbname") or params.get("user") or "")
+    return f"PostgreSQL {host}:{port}/{dbname}"
+
+
+class PostgresStore(Store):
+    shared = True
+
+    def __init__(
+        self, conninfo: str, pool_size: int = _DEFAULT_POOL_SIZE, pool_timeout: float = _DEFAULT_POOL_TIMEOUT
+    ) -> None:
+        self.description = _describe(conninfo)
+        given = conninfo_to_dict(conninfo)
+        self._conninfo = conninfo
+        self._connect_options = {k: v for k, v in _NETWORK_DEFAULTS.items() if k not in given}
+        # Tells this store's own announcements apart from the other engines'.
+        self._origin = uuid.uuid4().hex
+        self._closed = False
+        self._listen_tasks: set[asyncio.Task[None]] = set()
+        try:
+            with psycopg.connect(conninfo, autocommit=True, **self._connect_options) as conn:
+                self._migrate(conn)
+        except psycopg.OperationalError as err:
+            raise RuntimeError(f"cannot connect to {self.description}: {str(err).strip()}") from None
+        except psycopg.Error as err:  # e.g. a user without the right to create tables
+            raise RuntimeError(
+                f"cannot create the schema in {self.description}: {str(err).strip()}"
+            ) from None
+        self._pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, **self._connect_options},
+            # Checked as it leaves the pool, a connection the server dropped (say, in a restart) is
+            # replaced before a transaction uses it, so transactions succeed again once the server is
+            # back instead of each failing on a dead connection first.
+            check=ConnectionPool.check_connection,
+            timeout=pool_timeout,
+            name="dapr-workflows",
+            open=False,
+        )
+        self._pool.open(wait=False)
+        # One thread per pooled connection: a thread never waits for another thread's connection.
+        self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="dapr-workflows-pg")
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        """`postgresql://user:password@host:port/dbname?pool_size=8&pool_timeout=10` (libpq's URL form)."""
+        conninfo, options = _split_url(url)
+        try:
+            pool_size = int(options.get("pool_size", _DEFAULT_POOL_SIZE))
+            pool_timeout = float(options.get("pool_timeout", _DEFAULT_POOL_TIMEOUT))
+        except ValueError:
+            raise ValueError(
+                "pool_size must be a whole number and pool_timeout a number of seconds"
+            ) from None
+        if pool_size < 1:
+            raise ValueError(f"pool_size={pool_size} is not supported: use 1 or more")
+        if pool_timeout <= 0:
+            raise ValueError(
+                f"pool_timeout={pool_timeout:g} is not supported: use a positive number of seconds"
+            )
+        try:
+            conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError as err:
+            raise ValueError(f"malformed PostgreSQL URL: {err}") from None
+        return cls(conninfo, pool_size=pool_size, pool_timeout=pool_timeout)
+
+    def _migrate(self, conn: psycopg.Connection[TupleRow]) -> None:
+        with conn.transaction():
+            # Engines starting at once take turns here; each reads the version under the lock.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = int(row[0]) if row and row[0] is not None else 0
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"the store has schema version {current}, newer than this engine's {SCHEMA_VERSION}: "
+                    "upgrade dapr-workflows"
+                )
+            for version in sorted(v for v in _MIGRATIONS if v > current):
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+                log.info("%s: applied schema migration %d", self.description, version)
+
+    def _transaction(self, fn: Callable[[StoreTx], T], writable: bool) -> T:
+        begin = "BEGIN" if writable else "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+        with self._pool.connection() as conn:
+            tx = _PostgresTx(conn, self._origin, writable)
+            attempt = 0
+            while True:
+                conn.execute(begin)
+                try:
+                    result = fn(tx)
+                    conn.execute("COMMIT")
+                    return result
+                except _RETRYABLE as err:
+                    conn.execute("ROLLBACK")
+                    if attempt >= _RETRIES:
+                        raise
+                    attempt += 1
+                    # Jittered, so the two sides of a deadlock do not meet again in step.
+                    delay = random.uniform(0.5, 1.5) * 0.005 * 2**attempt
+                    log.warning(
+                        "%s: %s; running the transaction again in %.0f ms (retry %d of %d)",
+                        self.description,
+                        type(err).__name__,
+                        delay * 1000,
+                        attempt,
+                        _RETRIES,
+                    )
+                    time.sleep(delay)
+                except BaseException:
+                    if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                        try:
+                            conn.execute("ROLLBACK")
+                        except psycopg.Error:
+                            pass  # the connection is gone; the pool discards it
+                    raise
+
+    async def run(self, fn: Callable[[StoreTx], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._transaction, fn, True)
+
+    async def read(self, fn: Callable[[StoreTx], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._transaction, fn, False)
+
+    async def listen(self, on_announcement: Callable[[Announcement], None]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._listen_tasks.add(task)
+        try:
+            await self._listen(on_announcement)
+        finally:
+            self._listen_tasks.discard(task)
+
+    async def _listen(self, on_announcement: Callable[[Announcement], None]) -> None:
+        delay = _LISTEN_BACKOFF_FIRST
+        while not self._closed:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, **self._connect_options
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    delay = _LISTEN_BACKOFF_FIRST
+                    # What others committed while nobody listened is found only by a scan.
+                    on_announcement(Announcement("resync", "", ""))
+                    async for notify in conn.notifies():
+                        parts = notify.payload.split("|", 3)  # an instance ID may hold "|"
+                        if len(parts) == 4 and parts[0] != self._origin:
+                            on_announcement(Announcement(parts[1], parts[2], parts[3]))
+            except psycopg.OperationalError as err:
+                if self._closed:
+                    return
+                log.warning(
+                    "%s: not listening for other engines' changes (retrying in %.1fs): %s",
+                    self.description,
+                    delay,
+                    str(err).strip(),
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _LISTEN_BACKOFF_MAX)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._listen_tasks):
+            task.cancel()
+        await asyncio.to_thread(self._pool.close)
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,199 @@
+"""Several engines (replicas) on one PostgreSQL store: they share the work, events cross between
+them at once, and what a killed replica held completes on the other after its leases expire, with
+no activity result applied twice.
+
+Dapr-SDK workers (the dialect the binding, the HTTP API and triggers start instances in); each
+replica has its own worker and client process, as each pod of a Deployment would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import activity_log
+from tests.harness.durability import (
+    RetryingCalls,
+    assert_each_result_applied_once,
+    event_kinds,
+    wait_until,
+    wait_worker_connected,
+)
+from tests.harness.engine_process import EngineProcess
+from tests.harness.raw_grpc import RawClient
+from tests.harness.sdk_host import SdkHost
+
+DIALECT = "dapr"
+CHAIN, FAN = 2, 2
+
+
+def sum_input(i: int, log: Path) -> dict[str, Any]:
+    return {"base": i, "chain": CHAIN, "fan": FAN, "timer": 0.1 + (i % 3) * 0.1, "log": str(log)}
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, postgres_url: str) -> Iterator[Callable[..., EngineProcess]]:
+    """Starts engines on one PostgreSQL database, each with its own ports and log; kills them at the end."""
+    started: list[EngineProcess] = []
+
+    def start(*args: str) -> EngineProcess:
+        name = "ab"[len(started)]
+        engine = EngineProcess(tmp_path, *args, store_url=postgres_url, log_name=f"engine-{name}.log").start()
+        started.append(engine)
+        return engine
+
+    yield start
+    for engine in started:
+        engine.kill()
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[Callable[[EngineProcess], SdkHost]]:
+    started: list[SdkHost] = []
+
+    def start(engine: EngineProcess) -> SdkHost:
+        host = SdkHost(DIALECT, engine.address(DIALECT), tmp_path / f"host-{len(started) + 1}.log")
+        started.append(host)
+        return host
+
+    yield start
+    for host in started:
+        if host.proc.poll() is None:
+            host.close()
+
+
+def wait_all_done(host: SdkHost, ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+    states: dict[str, dict[str, Any]] = {}
+
+    def all_done() -> bool:
+        futures: list[tuple[str, Future[Any]]] = [
+            (iid, host.submit("get", instance_id=iid)) for iid in ids if iid not in states
+        ]
+        for iid, fut in futures:
+            state = fut.result(timeout=30)
+            if state is not None and state["status"] not in ("RUNNING", "PENDING"):
+                states[iid] = state
+        return len(states) == len(ids)
+
+    wait_until(all_done, timeout, f"{len(ids)} workflows to finish", interval=0.5)
+    return states
+
+
+def assert_sums(states: dict[str, dict[str, Any]], ids: list[str], value: Callable[[int], int]) -> None:
+    wrong = {
+        iid: (s["status"], s["output"], s["failure"])
+        for i, iid in enumerate(ids)
+        for s in [states[iid]]
+        if s["status"] != "COMPLETED"
+        or json.loads(s["output"]) != activity_log.expected_sum(i, CHAIN, FAN, value(i))
+    }
+    assert not wrong, f"{len(wrong)} workflows ended wrong, e.g. {list(wrong.items())[:3]}"
+
+
+def assert_histories(engine: EngineProcess, ids: list[str]) -> None:
+    with RawClient(engine.address(DIALECT), DIALECT) as client:
+        for iid in ids:
+            events = client.history(iid)
+            assert_each_result_applied_once(iid, events)
+            kinds = event_kinds(events)
+            assert kinds["taskCompleted"] == CHAIN + FAN and kinds["timerFired"] == 1, f"{iid}: {dict(kinds)}"
+            assert kinds["executionCompleted"] == 1, f"{iid}: {dict(kinds)}"
+
+
+def test_two_replicas_share_500_workflows(
+    replicas: Callable[..., EngineProcess], hosts: Callable[[EngineProcess], SdkHost], tmp_path: Path
+) -> None:
+    """500 workflows started half through each replica, their events raised through the other one:
+    all complete, both replicas' workers ran activities, and every result is in a history once."""
+    a, b = replicas(), replicas()
+    host_a, host_b = hosts(a), hosts(b)
+    log = tmp_path / "activities.log"
+    ids = [f"shared-{i:03d}" for i in range(500)]
+    calls_a, calls_b = RetryingCalls(host_a), RetryingCalls(host_b)
+    for i, iid in enumerate(ids):
+        (calls_a if i % 2 == 0 else calls_b).submit(
+            "start", workflow="durable_sum", input=sum_input(i, log), instance_id=iid
+        )
+    assert calls_a.settle() == [] and calls_b.settle() == []
+    for i, iid in enumerate(ids):
+        (calls_b if i % 2 == 0 else calls_a).submit("raise_event", instance_id=iid, name="go", data=i + 1)
+    assert calls_a.settle() == [] and calls_b.settle() == []
+
+    states = wait_all_done(host_a, ids, timeout=240)
+    assert_sums(states, ids, lambda i: i + 1)
+    assert_histories(b, ids)
+    runs = activity_log.read(log)
+    by_pid = Counter(r["pid"] for r in runs)
+    assert set(by_pid) == {host_a.proc.pid, host_b.proc.pid}, f"activities ran in {dict(by_pid)}"
+    executions = Counter((r["instance"], r["task"]) for r in runs)
+    assert len(executions) == len(ids) * (CHAIN + FAN)
+    print(
+        f"\nactivities per replica's worker: {sorted(by_pid.values())}; ran twice: "
+        f"{sum(1 for n in executions.values() if n > 1)}"
+    )
+
+
+def test_event_through_one_replica_reaches_a_worker_on_the_other_at_once(
+    replicas: Callable[..., EngineProcess], hosts: Callable[[EngineProcess], SdkHost]
+) -> None:
+    """The only worker listens on replica B; the start and the event go through replica A. With the
+    sweep slowed to once a minute, only A's announcements can bring the work to B in time."""
+    a = replicas("--poll-seconds", "60")
+    b = replicas("--poll-seconds", "60")
+    client_a = SdkHost(DIALECT, a.address(DIALECT), a.workdir / "client-a.log", worker=False)
+    try:
+        hosts(b)
+        wait_worker_connected(b, DIALECT)
+        began = time.monotonic()
+        iid = client_a.call(
+            "start", workflow="wait_events", input={"names": ["approve"]}, instance_id="cross-replica"
+        )
+        client_a.call("wait_start", instance_id=iid, timeout=10)
+        client_a.call("raise_event", instance_id=iid, name="approve", data="yes")
+        state = client_a.call("wait_done", instance_id=iid, timeout=10)
+        took = time.monotonic() - began
+    finally:
+        client_a.close()
+    assert state["status"] == "COMPLETED", state
+    assert json.loads(state["output"]) == ["yes"], state
+    assert took < 5, f"the event took {took:.1f}s to cross replicas"
+    print(f"\nstart, event and completion across replicas in {took:.2f}s")
+
+
+def test_killed_replica_work_completes_on_the_other(
+    replicas: Callable[..., EngineProcess], hosts: Callable[[EngineProcess], SdkHost], tmp_path: Path
+) -> None:
+    """kill -9 of replica A while its worker holds turns and activities: after A's leases expire, B's
+    worker finishes everything, and no activity result is applied twice."""
+    short = ("--orchestration-lease-seconds", "3", "--activity-lease-seconds", "3", "--poll-seconds", "0.3")
+    a, b = replicas(*short), replicas(*short)
+    host_a = hosts(a)
+    log = tmp_path / "activities.log"
+    ids = [f"kill-{i:03d}" for i in range(120)]
+    calls = RetryingCalls(host_a)
+    for i, iid in enumerate(ids):
+        calls.submit("start", workflow="durable_sum", input=sum_input(i, log), instance_id=iid)
+    assert calls.settle() == []
+    for i, iid in enumerate(ids):
+        calls.submit("raise_event", instance_id=iid, name="go", data=i + 1)
+    assert calls.settle() == []
+    # Kill A while its worker is in the middle of the work: some activities ran, not all.
+    wait_until(lambda: len(activity_log.read(log)) >= 60, 60, "A's worker to run some activities")
+    a.kill()
+    ran_on_a = len(activity_log.read(log))
+    assert ran_on_a < len(ids) * (CHAIN + FAN), "everything finished before the kill"
+
+    host_b = hosts(b)
+    states = wait_all_done(host_b, ids, timeout=120)
+    assert_sums(states, ids, lambda i: i + 1)
+    assert_histories(b, ids)
+    pids = Counter(r["pid"] for r in activity_log.read(log))
+    assert pids[host_b.proc.pid] > 0, "B's worker ran nothing: A had finished all the work"
+    print(f"\nactivities before the kill: {ran_on_a}; after it, by pid: {dict(pids)}")
