@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from dapr_workflows_component.store import Announcement, StoreTx, open_store
+from dapr_workflows_component.store import Announcement, StoreTx, StoreUnavailable, open_store
 from dapr_workflows_component.store.postgres import SCHEMA_VERSION, PostgresStore
-from dapr_workflows_component.workflows import Instance, InstanceQuery, RuntimeStatus
+from dapr_workflows_component.workflows import ErrorCode, Instance, InstanceQuery, RuntimeStatus
 
 from tests.harness.postgres import PostgresServer
 
@@ -676,8 +676,10 @@ def test_a_server_restart_fails_transactions_then_both_pool_and_listener_recover
                     await asyncio.to_thread(server.kill)
                     # While the server is down, a transaction fails within the pool's timeout.
                     started = time.monotonic()
-                    with pytest.raises(psycopg.OperationalError):
+                    with pytest.raises(StoreUnavailable) as down:
                         await within(10, a.run(lambda t: t.get_instance("x")))
+                    assert down.value.code == ErrorCode.UNAVAILABLE
+                    assert "is unavailable" in down.value.message and "127.0.0.1" in down.value.message
                     assert time.monotonic() - started < 5
                     await asyncio.to_thread(server.restart)
                     # The pool reconnects by itself (it backs off between attempts).
@@ -686,7 +688,7 @@ def test_a_server_restart_fails_transactions_then_both_pool_and_listener_recover
                         try:
                             row = await within(10, a.run(lambda t: t.get_instance("x")))
                             break
-                        except psycopg.OperationalError:
+                        except StoreUnavailable:
                             assert time.monotonic() < deadline, "the pool did not reconnect"
                             await asyncio.sleep(0.1)
                     assert row is not None

@@ -27,8 +27,9 @@ from tests.harness.durability import (
     wait_worker_connected,
 )
 from tests.harness.engine_process import EngineProcess
+from tests.harness.postgres import PostgresServer
 from tests.harness.raw_grpc import RawClient
-from tests.harness.sdk_host import SdkHost
+from tests.harness.sdk_host import SdkError, SdkHost
 
 DIALECT = "dapr"
 CHAIN, FAN = 2, 2
@@ -197,3 +198,47 @@ def test_killed_replica_work_completes_on_the_other(
     pids = Counter(r["pid"] for r in activity_log.read(log))
     assert pids[host_b.proc.pid] > 0, "B's worker ran nothing: A had finished all the work"
     print(f"\nactivities before the kill: {ran_on_a}; after it, by pid: {dict(pids)}")
+
+
+def test_a_database_restart_loses_nothing(tmp_path: Path, hosts: Callable[[EngineProcess], SdkHost]) -> None:
+    """The PostgreSQL server is killed in the middle of the work: calls answer UNAVAILABLE while it
+    is down, and after it is back every workflow completes with each result applied once."""
+    server = PostgresServer().start()  # its own server: the session's stays up for the other tests
+    try:
+        engine = EngineProcess(
+            tmp_path,
+            "--poll-seconds",
+            "0.3",
+            "--store-lease-seconds",
+            "2",
+            store_url=server.create_database(),
+        ).start()
+        try:
+            host = hosts(engine)
+            log = tmp_path / "activities.log"
+            ids = [f"db-{i:03d}" for i in range(60)]
+            calls = RetryingCalls(host)
+            for i, iid in enumerate(ids):
+                calls.submit("start", workflow="durable_sum", input=sum_input(i, log), instance_id=iid)
+            assert calls.settle() == []
+            wait_until(lambda: len(activity_log.read(log)) >= 20, 60, "some activities to run")
+            server.kill()
+            with pytest.raises(SdkError) as down:
+                host.call("get", instance_id=ids[0])
+            assert "UNAVAILABLE" in down.value.message and "is unavailable" in down.value.message, down.value
+            server.restart()
+            calls.until_all_succeed(
+                [
+                    ("raise_event", {"instance_id": iid, "name": "go", "data": i + 1})
+                    for i, iid in enumerate(ids)
+                ],
+                timeout=60,
+            )
+            states = wait_all_done(host, ids, timeout=120)
+            assert_sums(states, ids, lambda i: i + 1)
+            assert_histories(engine, ids)
+            assert "is unavailable" in engine.log_text()
+        finally:
+            engine.kill()
+    finally:
+        server.stop()

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..protos import dapr_dialect_pb2 as pb
-from ..store import Announcement, Store, StoreTx
+from ..store import Announcement, Store, StoreTx, StoreUnavailable
 from ..workflows import (
     TERMINAL_STATUSES,
     ErrorCode,
@@ -703,6 +703,11 @@ class Engine:
             await self._commit(
                 lambda t: self._fenced(t, lease, lambda: self._apply_turn(t, lease, response, fx)), fx
             )
+        except StoreUnavailable:
+            # Nothing was recorded: the turn is offered again.
+            if self._orch_leases.get(lease.instance_id) is lease:
+                self._release_orchestration(lease)
+            raise
         except WorkflowError as err:
             # The turn cannot be recorded as asked (e.g. an oversized output): fail the instance instead.
             log.warning("workflow %r: %s; failing the instance", response.instanceId, err.message)

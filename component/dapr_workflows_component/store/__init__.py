@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ActivityRow, Announcement, InboxRow, Store, StoreTx
+from .base import ActivityRow, Announcement, InboxRow, Store, StoreTx, StoreUnavailable
 from .sqlite import SQLiteStore
 
 
@@ -26,4 +26,13 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unsupported store URL {url!r}: expected sqlite:///PATH or postgresql://...")
 
 
-__all__ = ["ActivityRow", "Announcement", "InboxRow", "SQLiteStore", "Store", "StoreTx", "open_store"]
+__all__ = [
+    "ActivityRow",
+    "Announcement",
+    "InboxRow",
+    "SQLiteStore",
+    "Store",
+    "StoreTx",
+    "StoreUnavailable",
+    "open_store",
+]

@@ -7,9 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
-from ..workflows import Instance, InstanceQuery
+from ..workflows import ErrorCode, Instance, InstanceQuery, WorkflowError
 
 T = TypeVar("T")
+
+
+class StoreUnavailable(WorkflowError):
+    """The store cannot be reached (a database server that is down): nothing was recorded, and the
+    same call may succeed later. Callers answer UNAVAILABLE; the engine offers the work again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, message)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from ..workflows import Instance, InstanceQuery, RuntimeStatus, parse_tags
-from .base import ActivityRow, Announcement, InboxRow, Store, StoreTx
+from .base import ActivityRow, Announcement, InboxRow, Store, StoreTx, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -630,12 +630,19 @@ class PostgresStore(Store):
                     raise
 
     async def run(self, fn: Callable[[StoreTx], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._transaction, fn, True)
+        return await self._in_thread(fn, True)
 
     async def read(self, fn: Callable[[StoreTx], T]) -> T:
+        return await self._in_thread(fn, False)
+
+    async def _in_thread(self, fn: Callable[[StoreTx], T], writable: bool) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._transaction, fn, False)
+        try:
+            return await loop.run_in_executor(self._executor, self._transaction, fn, writable)
+        except psycopg.OperationalError as err:  # the server or the network is down; no commit
+            raise StoreUnavailable(
+                f"the store ({self.description}) is unavailable: {str(err).strip()}"
+            ) from err
 
     async def listen(self, on_announcement: Callable[[Announcement], None]) -> None:
         task = asyncio.current_task()
