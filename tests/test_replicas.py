@@ -242,3 +242,29 @@ def test_a_database_restart_loses_nothing(tmp_path: Path, hosts: Callable[[Engin
             engine.kill()
     finally:
         server.stop()
+
+
+def test_a_replica_that_shuts_down_gives_its_work_back_at_once(
+    replicas: Callable[..., EngineProcess], hosts: Callable[[EngineProcess], SdkHost], tmp_path: Path
+) -> None:
+    """SIGTERM to replica A while its worker runs a long activity: A gives the lease back as it stops,
+    so B's worker runs the activity again long before the 30 s store lease would have expired."""
+    a = replicas("--store-lease-seconds", "30", "--poll-seconds", "0.3")
+    b = replicas("--store-lease-seconds", "30", "--poll-seconds", "0.3")
+    host_a = hosts(a)
+    log = tmp_path / "activities.log"
+    slow = {"log": str(log), "key": "k", "value": 41, "first_sleep": 60, "sleep": 0}
+    iid = host_a.call("start", workflow="slow_flow", input=slow, instance_id="handover")
+    wait_until(lambda: activity_log.read(log), 15, "the activity to start on A's worker")
+    host_b = hosts(b)
+    wait_worker_connected(b, DIALECT)
+    stopped = time.monotonic()
+    assert a.stop() == 0
+    state = host_b.call("wait_done", instance_id=iid, timeout=20)
+    took = time.monotonic() - stopped
+    assert state["status"] == "COMPLETED" and state["output"] == "42", state
+    assert [r["pid"] for r in activity_log.read(log)] == [host_a.proc.pid, host_b.proc.pid]
+    assert took < 15, f"B took the work {took:.1f}s after A stopped"
+    with RawClient(b.address(DIALECT), DIALECT) as client:
+        assert_each_result_applied_once(iid, client.history(iid))
+    host_a.kill()  # its worker still sleeps in the first run of the activity
