@@ -19,6 +19,7 @@ from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .pluggable.server import ComponentServer, default_socket_folder
 from .store import open_store
+from .triggers import Trigger, TriggerFileError, TriggerRoutes, load_triggers, summary
 
 log = logging.getLogger("dapr_workflows")
 
@@ -115,6 +116,13 @@ SERVE_OPTIONS = (
         "(the instance is recorded either way); 0 answers at once",
     ),
     Option(
+        "triggers",
+        "",
+        "YAML file of triggers: pub/sub topics and input bindings whose events start workflows "
+        "(docs/triggers.md); this process is then the Dapr app of a daprd run with --app-port set "
+        "to the --http-address port; empty: no triggers",
+    ),
+    Option(
         "worker-max-in-flight",
         "100",
         "work items one worker holds at most (a durabletask worker may ask for fewer); the rest "
@@ -203,6 +211,19 @@ def _http_settings(args: argparse.Namespace, max_payload: int) -> HttpSettings:
     )
 
 
+def _triggers(path: str, http_settings: HttpSettings | None) -> list[Trigger]:
+    if not path:
+        return []
+    if http_settings is None:
+        raise SystemExit(
+            "dapr-workflows: --triggers needs --http-address: daprd delivers the triggers' events there"
+        )
+    try:
+        return load_triggers(path)
+    except TriggerFileError as err:
+        raise SystemExit(f"dapr-workflows: --triggers: {err}") from None
+
+
 async def serve(args: argparse.Namespace) -> None:
     max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
     settings = EngineSettings(
@@ -216,6 +237,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
+    triggers = _triggers(args.triggers, http_settings)
     try:
         store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
@@ -250,7 +272,8 @@ async def serve(args: argparse.Namespace) -> None:
 
     http: HttpServer | None = None
     if http_settings is not None:
-        http = HttpServer(engine, http_settings, args.http_address, grace=GRACE_SECONDS)
+        routes = TriggerRoutes(engine, triggers, http_settings.max_body_bytes).routes() if triggers else []
+        http = HttpServer(engine, http_settings, args.http_address, grace=GRACE_SECONDS, routes=routes)
         try:
             await http.start()
         except OSError as err:
@@ -264,6 +287,9 @@ async def serve(args: argparse.Namespace) -> None:
             ",".join(http_settings.component_names),
             OPENAPI_PATH,
         )
+        if triggers:
+            log.info("triggers of %s: %s", args.triggers, summary(triggers))
+            log.info("the triggers' events come from the daprd run with --app-port %d", http.port)
 
     component: ComponentServer | None = None
     if args.socket_name:

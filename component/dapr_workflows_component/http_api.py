@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -62,10 +62,45 @@ def error_response(err: WorkflowError) -> web.Response:
     )
 
 
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused without reading it all when it is larger than `limit` bytes."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise WorkflowError(
+            ErrorCode.RESOURCE_EXHAUSTED,
+            f"the request body is {length} bytes; the limit is {limit} bytes (--http-max-body-bytes)",
+        )
+    body = bytearray()
+    try:
+        # Counted as it arrives (decompressed, when it has a Content-Encoding).
+        async for chunk in request.content.iter_any():
+            body += chunk
+            if len(body) > limit:
+                raise WorkflowError(
+                    ErrorCode.RESOURCE_EXHAUSTED,
+                    f"the request body is more than {limit} bytes; the limit is {limit} bytes "
+                    "(--http-max-body-bytes)",
+                )
+    except RequestPayloadError as err:
+        reason = getattr(err.__cause__, "message", "") or str(err)
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT, f"the request body cannot be read: {reason}"
+        ) from None
+    except ConnectionResetError:
+        # The client went away before it had sent its body: nobody is left to answer.
+        log.info("%s %s: the client closed the connection mid-request", request.method, request.path)
+        raise web.HTTPBadRequest() from None
+    return bytes(body)
+
+
 class HttpApi:
-    def __init__(self, engine: Engine, settings: HttpSettings) -> None:
+    def __init__(
+        self, engine: Engine, settings: HttpSettings, routes: Iterable[web.AbstractRouteDef] = ()
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        # Served on the same listener: the trigger routes daprd delivers events to (triggers.py).
+        self.routes = list(routes)
         self.document = openapi_document(settings.component_names, settings.max_body_bytes)
 
     def application(self) -> web.Application:
@@ -81,6 +116,7 @@ class HttpApi:
         app.router.add_post(instance + "/pause", self._pause)
         app.router.add_post(instance + "/resume", self._resume)
         app.router.add_post(instance + "/purge", self._purge)
+        app.router.add_routes(self.routes)
         return app
 
     @web.middleware
@@ -138,35 +174,7 @@ class HttpApi:
         return parse_bool("recursive", value, True)
 
     async def _body(self, request: web.Request) -> bytes:
-        """The request body, refused without reading it all when it is larger than the limit."""
-        limit = self.settings.max_body_bytes
-        length = request.content_length
-        if length is not None and length > limit:
-            raise WorkflowError(
-                ErrorCode.RESOURCE_EXHAUSTED,
-                f"the request body is {length} bytes; the limit is {limit} bytes (--http-max-body-bytes)",
-            )
-        body = bytearray()
-        try:
-            # Counted as it arrives (decompressed, when it has a Content-Encoding).
-            async for chunk in request.content.iter_any():
-                body += chunk
-                if len(body) > limit:
-                    raise WorkflowError(
-                        ErrorCode.RESOURCE_EXHAUSTED,
-                        f"the request body is more than {limit} bytes; the limit is {limit} bytes "
-                        "(--http-max-body-bytes)",
-                    )
-        except RequestPayloadError as err:
-            reason = getattr(err.__cause__, "message", "") or str(err)
-            raise WorkflowError(
-                ErrorCode.INVALID_ARGUMENT, f"the request body cannot be read: {reason}"
-            ) from None
-        except ConnectionResetError:
-            # The client went away before it had sent its body: nobody is left to answer.
-            log.info("%s %s: the client closed the connection mid-request", request.method, request.path)
-            raise web.HTTPBadRequest() from None
-        return bytes(body)
+        return await read_body(request, self.settings.max_body_bytes)
 
     async def _payload(self, request: web.Request, what: str) -> str | None:
         return json_payload(what, await self._body(request), self.engine.settings.max_payload_bytes)
@@ -267,9 +275,16 @@ _MALFORMED_REQUESTS = _MalformedRequests()
 class HttpServer:
     """The HTTP API on one address; `stop` lets requests in flight finish within `grace` seconds."""
 
-    def __init__(self, engine: Engine, settings: HttpSettings, address: str, grace: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: HttpSettings,
+        address: str,
+        grace: float,
+        routes: Iterable[web.AbstractRouteDef] = (),
+    ) -> None:
         logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)  # added once, however often
-        self.api = HttpApi(engine, settings)
+        self.api = HttpApi(engine, settings, routes)
         self.host, self.port = parse_address(address)
         self._runner = web.AppRunner(self.api.application(), access_log=None, shutdown_timeout=grace)
 
@@ -288,4 +303,4 @@ class HttpServer:
         await self._runner.cleanup()
 
 
-__all__ = ["HttpApi", "HttpServer", "HttpSettings", "error_response", "parse_address"]
+__all__ = ["HttpApi", "HttpServer", "HttpSettings", "error_response", "parse_address", "read_body"]

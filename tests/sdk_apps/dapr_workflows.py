@@ -243,3 +243,9 @@ def register(runtime: wf.WorkflowRuntime, client: wf.DaprWorkflowClient) -> None
         first = yield ctx.call_activity(add_one, input=1)
         go = yield ctx.wait_for_external_event("go")
         return {"extra": extra, "first": first, "go": go}
+
+    @runtime.workflow(name="echo_input")
+    def echo_input(ctx: wf.DaprWorkflowContext, args: Any) -> Any:
+        """Returns its input after one activity: the instances that triggers start."""
+        step = yield ctx.call_activity(add_one, input=0)
+        return {"input": args, "step": step}
