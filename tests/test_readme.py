@@ -1,0 +1,213 @@
+"""README.md stays true: its configuration table against the CLI's parser, its links and paths, and
+its two commands, the first of which runs from a fresh clone (`scripts/try-as-new-user`).
+
+The quickstart's `dapr run`, curl and client commands run in `tests/test_samples.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.machinery
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from dapr_workflows_component.cli import build_parser
+from dapr_workflows_component.pluggable.server import SOCKET_FOLDER_VARIABLES
+
+from tests.harness.engine_process import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+TRY_AS_NEW_USER = REPO / "scripts" / "try-as-new-user"
+
+# ------------------------------------------------------------------------------ reading the README
+
+
+def readme_text() -> str:
+    return README.read_text()
+
+
+def readme_section(title: str, text: str | None = None) -> str:
+    """The body of the `## title` section, up to the next `## ` heading."""
+    text = readme_text() if text is None else text
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"README.md has no section '## {title}'"
+    return match.group(1)
+
+
+def readme_block(name: str) -> str:
+    """The shell block after `<!-- tested: NAME -->`: commands the tests run as written."""
+    match = re.search(rf"^<!-- tested: {re.escape(name)} -->\n```sh\n(.*?)^```", readme_text(), re.M | re.S)
+    assert match, f"README.md has no shell block marked <!-- tested: {name} -->"
+    return match.group(1)
+
+
+def serve_options() -> dict[str, tuple[str, str]]:
+    """Every `dapr-workflows serve` flag -> (its environment variable, its default), from the parser.
+
+    The variable and the default are those the parser's help states, `(env NAME; default: 'X')`,
+    which shows the built-in default whatever the environment of this test sets.
+    """
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    serve = commands.choices["serve"]
+    options = {}
+    for action in serve._actions:
+        flags = [f for f in action.option_strings if f.startswith("--") and f != "--help"]
+        if not flags:
+            continue
+        match = re.search(r"\(env (\w+); default: '(.*)'\)$", action.help or "", re.S)
+        assert match, f"the help of {flags[0]} does not end with (env NAME; default: '...')"
+        options[flags[0]] = (match.group(1), match.group(2).replace("\n", ""))
+    return options
+
+
+def serve_environment_variables() -> set[str]:
+    """Every variable `dapr-workflows serve` reads: one per flag, and daprd's socket folder variables."""
+    return {env for env, _ in serve_options().values()} | set(SOCKET_FOLDER_VARIABLES)
+
+
+def configuration_rows() -> dict[str, list[str]]:
+    """The rows of the README's flag table: flag -> its cells."""
+    rows = {}
+    for line in readme_section("Configuration").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `--") and len(cells) == 4:
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def load_try_as_new_user() -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader("try_as_new_user", str(TRY_AS_NEW_USER))
+    spec = importlib.util.spec_from_loader("try_as_new_user", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------------ configuration
+
+
+def test_every_flag_of_serve_has_a_row_with_its_variable_and_default() -> None:
+    options = serve_options()
+    rows = configuration_rows()
+    missing = sorted(set(options) - set(rows))
+    assert not missing, f"README.md's Configuration table lacks these flags of cli.py: {missing}"
+    for flag, (env, default) in options.items():
+        cells = rows[flag]
+        assert cells[1] == f"`{env}`", f"{flag}: the README says {cells[1]}, the CLI reads {env}"
+        if default:
+            assert cells[2] == f"`{default}`", f"{flag}: the README's default {cells[2]}, the CLI's {default}"
+        assert cells[3], f"{flag}: the README does not say what it does"
+
+
+def test_the_configuration_table_names_no_flag_the_cli_lacks() -> None:
+    stale = sorted(set(configuration_rows()) - set(serve_options()))
+    assert not stale, f"README.md's Configuration table has flags cli.py does not know: {stale}"
+
+
+def test_every_variable_named_in_the_readme_is_read_by_someone() -> None:
+    """A DAPR_WORKFLOWS_* name in the README is a variable of serve or of the SDK extension."""
+    from dapr_workflows_ext.worker import ENGINE_ADDRESS_VARIABLE
+
+    known = serve_environment_variables() | {ENGINE_ADDRESS_VARIABLE}
+    named = set(re.findall(r"\bDAPR_WORKFLOWS_[A-Z_]+\b", readme_text()))
+    assert named - known == set()
+
+
+# ------------------------------------------------------------------------------ links and paths
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_in_page_links_lead_to_headings() -> None:
+    text = readme_text()
+    anchors = {_anchor(h) for h in re.findall(r"^#{2,4} (.+)$", text, re.M)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links, "the README links to none of its sections"
+    assert links - anchors == set(), f"links to missing headings; the headings are {sorted(anchors)}"
+
+
+def test_repository_paths_the_readme_names_exist() -> None:
+    tops = ("samples/", "deploy/", "scripts/", "components/", "tests/", "benchmarks/", "docs/")
+    text = readme_text()
+    candidates = re.findall(r"`([\w./-]+)`", text) + re.findall(r"\s((?:samples|deploy)/[\w./-]+)", text)
+    named = {p.rstrip("/.,") for p in candidates if p.startswith(tops) and "*" not in p}
+    assert "samples/order_processing" in named
+    missing = sorted(p for p in named if not (REPO / p).exists())
+    assert not missing, f"README.md names paths that do not exist: {missing}"
+
+
+def test_the_sections_other_parts_fill_in_are_there() -> None:
+    assert "docs/postgresql.md" in readme_section("Choosing PostgreSQL")
+    assert "docs/triggers.md" in readme_section("Triggers")
+
+
+# ------------------------------------------------------------------------------ the two commands
+
+
+def test_the_two_commands_are_the_engine_and_the_tests() -> None:
+    commands = load_try_as_new_user().readme_commands(README)
+    assert len(commands) == 2, commands
+    first, second = commands
+    assert "pip install ." in first and first.endswith("dapr-workflows serve"), first
+    assert second == "bash scripts/test"
+    # The second command is what CI runs on a fresh clone.
+    assert "bash scripts/test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_first_command_runs_the_engine_from_a_fresh_clone() -> None:
+    """`scripts/try-as-new-user --first-only`: clone, the README's first command, ready, stopped.
+
+    The clone includes the working tree's uncommitted changes (`--worktree`), so this checks the
+    README as it is now. The engine gets free ports and its own socket folder (through its
+    DAPR_WORKFLOWS_* variables, not by changing the command), in case one runs on the default ones.
+    """
+    with tempfile.TemporaryDirectory(prefix="dw-newcomer-sock-") as sockets:
+        env = {
+            **os.environ,
+            "DAPR_WORKFLOWS_ENGINE_ADDRESS": f"127.0.0.1:{free_port()}",
+            "DAPR_WORKFLOWS_DURABLETASK_ADDRESS": f"127.0.0.1:{free_port()}",
+            "DAPR_WORKFLOWS_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
+            "DAPR_WORKFLOWS_SOCKET_FOLDER": sockets,
+        }
+        env.pop("DAPR_WORKFLOWS_STORE", None)
+        proc = subprocess.run(
+            [sys.executable, str(TRY_AS_NEW_USER), "--first-only", "--worktree", "--timeout", "600"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    assert "dapr-workflows serve: ready" in output
+    assert "the first command ended with exit code 0" in output
+    # The engine used the README's default store, a file in the clone.
+    assert re.search(r"store: SQLite /\S*/dapr-workflows/dapr-workflows\.db", output), output[-3000:]
+
+
+@pytest.mark.parametrize("variable", ["VIRTUAL_ENV", "PYTHONPATH"])
+def test_the_newcomer_environment_has_no_active_virtual_environment(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv_bin = str(Path(sys.executable).parent)
+    monkeypatch.setenv(variable, "/somewhere")
+    monkeypatch.setenv("PATH", os.pathsep.join([venv_bin, "/usr/bin"]))
+    env = load_try_as_new_user().newcomer_environment()
+    assert variable not in env
+    if (Path(venv_bin).parent / "pyvenv.cfg").is_file():
+        assert venv_bin not in env["PATH"].split(os.pathsep)
+    assert "/usr/bin" in env["PATH"].split(os.pathsep)
