@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +54,22 @@ def sdk(engine: EngineProcess, dialect: str, tmp_path: Path) -> Iterator[SdkHost
     host = SdkHost(dialect, engine.address(dialect), tmp_path / f"{dialect}-host.log")
     yield host
     host.close()
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[Callable[[str, str], SdkHost]]:
+    """Starts SDK hosts (worker and client); closes the ones still alive at the end."""
+    started: list[SdkHost] = []
+
+    def start(dialect: str, address: str) -> SdkHost:
+        host = SdkHost(dialect, address, tmp_path / f"{dialect}-host-{len(started) + 1}.log")
+        started.append(host)
+        return host
+
+    yield start
+    for host in started:
+        if host.proc.poll() is None:
+            host.close()
 
 
 @pytest.fixture(scope="session")

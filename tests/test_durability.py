@@ -70,22 +70,6 @@ def engines(
         engine.kill()
 
 
-@pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[Callable[[str, str], SdkHost]]:
-    """Starts SDK hosts (worker and client); closes the ones still alive at the end."""
-    started: list[SdkHost] = []
-
-    def start(dialect: str, address: str) -> SdkHost:
-        host = SdkHost(dialect, address, tmp_path / f"{dialect}-host-{len(started) + 1}.log")
-        started.append(host)
-        return host
-
-    yield start
-    for host in started:
-        if host.proc.poll() is None:
-            host.close()
-
-
 def runs_of(log: Path, key: str) -> list[dict[str, Any]]:
     return [e for e in activity_log.read(log) if e["key"] == key]
 

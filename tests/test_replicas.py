@@ -55,19 +55,9 @@ def replicas(tmp_path: Path, postgres_url: str) -> Iterator[Callable[..., Engine
         engine.kill()
 
 
-@pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[Callable[[EngineProcess], SdkHost]]:
-    started: list[SdkHost] = []
-
-    def start(engine: EngineProcess) -> SdkHost:
-        host = SdkHost(DIALECT, engine.address(DIALECT), tmp_path / f"host-{len(started) + 1}.log")
-        started.append(host)
-        return host
-
-    yield start
-    for host in started:
-        if host.proc.poll() is None:
-            host.close()
+def host_on(hosts: Callable[[str, str], SdkHost], engine: EngineProcess) -> SdkHost:
+    """A worker and client of the Dapr SDK connected to `engine`."""
+    return hosts(DIALECT, engine.address(DIALECT))
 
 
 def wait_all_done(host: SdkHost, ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
@@ -109,12 +99,12 @@ def assert_histories(engine: EngineProcess, ids: list[str]) -> None:
 
 
 def test_two_replicas_share_500_workflows(
-    replicas: Callable[..., EngineProcess], hosts: Callable[[EngineProcess], SdkHost], tmp_path: Path
+    replicas: Callable[..., EngineProcess], hosts: Callable[[str, str], SdkHost], tmp_path: Path
 ) -> None:
     """500 workflows started half through each replica, their events raised through the other one:
     all complete, both replicas' workers ran activities, and every result is in a history once."""
     a, b = replicas(), replicas()
-    host_a, host_b = hosts(a), hosts(b)
+    host_a, host_b = host_on(hosts, a), host_on(hosts, b)
     log = tmp_path / "activities.log"
     ids = [f"shared-{i:03d}" for i in range(500)]
     calls_a, calls_b = RetryingCalls(host_a), RetryingCalls(host_b)
@@ -142,7 +132,7 @@ def test_two_replicas_share_500_workflows(
 
 
 def test_event_through_one_replica_reaches_a_worker_on_the_other_at_once(
-    replicas: Callable[..., EngineProcess], hosts: Callable[[EngineProcess], SdkHost]
+    replicas: Callable[..., EngineProcess], hosts: Callable[[str, str], SdkHost]
 ) -> None:
     """The only worker listens on replica B; the start and the event go through replica A. With the
     sweep slowed to once a minute, only A's announcements can bring the work to B in time."""
@@ -150,7 +140,7 @@ def test_event_through_one_replica_reaches_a_worker_on_the_other_at_once(
     b = replicas("--poll-seconds", "60")
     client_a = SdkHost(DIALECT, a.address(DIALECT), a.workdir / "client-a.log", worker=False)
     try:
-        hosts(b)
+        host_on(hosts, b)
         wait_worker_connected(b, DIALECT)
         began = time.monotonic()
         iid = client_a.call(
@@ -169,13 +159,13 @@ def test_event_through_one_replica_reaches_a_worker_on_the_other_at_once(
 
 
 def test_killed_replica_work_completes_on_the_other(
-    replicas: Callable[..., EngineProcess], hosts: Callable[[EngineProcess], SdkHost], tmp_path: Path
+    replicas: Callable[..., EngineProcess], hosts: Callable[[str, str], SdkHost], tmp_path: Path
 ) -> None:
     """kill -9 of replica A while its worker holds turns and activities: after A's leases expire, B's
     worker finishes everything, and no activity result is applied twice."""
     short = ("--orchestration-lease-seconds", "3", "--activity-lease-seconds", "3", "--poll-seconds", "0.3")
     a, b = replicas(*short), replicas(*short)
-    host_a = hosts(a)
+    host_a = host_on(hosts, a)
     log = tmp_path / "activities.log"
     ids = [f"kill-{i:03d}" for i in range(120)]
     calls = RetryingCalls(host_a)
@@ -191,7 +181,7 @@ def test_killed_replica_work_completes_on_the_other(
     ran_on_a = len(activity_log.read(log))
     assert ran_on_a < len(ids) * (CHAIN + FAN), "everything finished before the kill"
 
-    host_b = hosts(b)
+    host_b = host_on(hosts, b)
     states = wait_all_done(host_b, ids, timeout=120)
     assert_sums(states, ids, lambda i: i + 1)
     assert_histories(b, ids)
@@ -200,7 +190,7 @@ def test_killed_replica_work_completes_on_the_other(
     print(f"\nactivities before the kill: {ran_on_a}; after it, by pid: {dict(pids)}")
 
 
-def test_a_database_restart_loses_nothing(tmp_path: Path, hosts: Callable[[EngineProcess], SdkHost]) -> None:
+def test_a_database_restart_loses_nothing(tmp_path: Path, hosts: Callable[[str, str], SdkHost]) -> None:
     """The PostgreSQL server is killed in the middle of the work: calls answer UNAVAILABLE while it
     is down, and after it is back every workflow completes with each result applied once."""
     server = PostgresServer().start()  # its own server: the session's stays up for the other tests
@@ -214,7 +204,7 @@ def test_a_database_restart_loses_nothing(tmp_path: Path, hosts: Callable[[Engin
             store_url=server.create_database(),
         ).start()
         try:
-            host = hosts(engine)
+            host = host_on(hosts, engine)
             log = tmp_path / "activities.log"
             ids = [f"db-{i:03d}" for i in range(60)]
             calls = RetryingCalls(host)
@@ -245,18 +235,18 @@ def test_a_database_restart_loses_nothing(tmp_path: Path, hosts: Callable[[Engin
 
 
 def test_a_replica_that_shuts_down_gives_its_work_back_at_once(
-    replicas: Callable[..., EngineProcess], hosts: Callable[[EngineProcess], SdkHost], tmp_path: Path
+    replicas: Callable[..., EngineProcess], hosts: Callable[[str, str], SdkHost], tmp_path: Path
 ) -> None:
     """SIGTERM to replica A while its worker runs a long activity: A gives the lease back as it stops,
     so B's worker runs the activity again long before the 30 s store lease would have expired."""
     a = replicas("--store-lease-seconds", "30", "--poll-seconds", "0.3")
     b = replicas("--store-lease-seconds", "30", "--poll-seconds", "0.3")
-    host_a = hosts(a)
+    host_a = host_on(hosts, a)
     log = tmp_path / "activities.log"
     slow = {"log": str(log), "key": "k", "value": 41, "first_sleep": 60, "sleep": 0}
     iid = host_a.call("start", workflow="slow_flow", input=slow, instance_id="handover")
     wait_until(lambda: activity_log.read(log), 15, "the activity to start on A's worker")
-    host_b = hosts(b)
+    host_b = host_on(hosts, b)
     wait_worker_connected(b, DIALECT)
     stopped = time.monotonic()
     assert a.stop() == 0

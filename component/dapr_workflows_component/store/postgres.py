@@ -14,7 +14,6 @@ only when the transaction commits, so other engines react at once instead of pol
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -31,8 +30,18 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
-from ..workflows import Instance, InstanceQuery, RuntimeStatus, parse_tags
-from .base import ActivityRow, Announcement, InboxRow, Store, StoreTx, StoreUnavailable
+from ..workflows import Instance, InstanceQuery
+from .base import (
+    INSTANCE_COLUMNS,
+    ActivityRow,
+    Announcement,
+    InboxRow,
+    Store,
+    StoreTx,
+    StoreUnavailable,
+    instance_row,
+    row_instance,
+)
 
 T = TypeVar("T")
 
@@ -149,42 +158,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 
-_INSTANCE_COLUMNS = (
-    "instance_id, dialect, name, version, status, execution_id, input, output, custom_status, failure, "
-    "parent_instance_id, parent_task_id, parent_execution_id, tags, created_at, updated_at, completed_at, "
-    "scheduled_start_at, rerun"
-)
 # The upsert rewrites every column but the lease, which only claims and releases change.
 _INSTANCE_UPDATE = ", ".join(
     f"{column} = EXCLUDED.{column}"
-    for column in (name.strip() for name in _INSTANCE_COLUMNS.split(","))
+    for column in (name.strip() for name in INSTANCE_COLUMNS.split(","))
     if column != "instance_id"
 )
 _ACTIVITY_COLUMNS = "id, instance_id, execution_id, dialect, task_id, request"
-
-
-def _row_to_instance(row: TupleRow) -> Instance:
-    return Instance(
-        instance_id=row[0],
-        dialect=row[1],
-        name=row[2],
-        version=row[3],
-        status=RuntimeStatus(row[4]),
-        execution_id=row[5],
-        input=row[6],
-        output=row[7],
-        custom_status=row[8],
-        failure=row[9],
-        parent_instance_id=row[10],
-        parent_task_id=row[11],
-        parent_execution_id=row[12],
-        tags=parse_tags(row[13]),
-        created_at=row[14],
-        updated_at=row[15],
-        completed_at=row[16],
-        scheduled_start_at=row[17],
-        rerun=json.loads(row[18]) if row[18] else None,
-    )
 
 
 def _like_prefix(prefix: str) -> str:
@@ -215,36 +195,16 @@ class _PostgresTx(StoreTx):
 
     def get_instance(self, instance_id: str) -> Instance | None:
         row = self._one(
-            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE instance_id = %s{self._lock}", (instance_id,)
+            f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = %s{self._lock}", (instance_id,)
         )
-        return _row_to_instance(row) if row else None
+        return row_instance(row) if row else None
 
     def put_instance(self, i: Instance) -> None:
         self._c.execute(
-            f"INSERT INTO instances ({_INSTANCE_COLUMNS}) "
+            f"INSERT INTO instances ({INSTANCE_COLUMNS}) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}",
-            (
-                i.instance_id,
-                i.dialect,
-                i.name,
-                i.version,
-                int(i.status),
-                i.execution_id,
-                i.input,
-                i.output,
-                i.custom_status,
-                i.failure,
-                i.parent_instance_id,
-                i.parent_task_id,
-                i.parent_execution_id,
-                json.dumps(i.tags) if i.tags else None,
-                i.created_at,
-                i.updated_at,
-                i.completed_at,
-                i.scheduled_start_at,
-                json.dumps(i.rerun) if i.rerun else None,
-            ),
+            instance_row(i),
         )
 
     def delete_instance(self, instance_id: str) -> None:
@@ -280,12 +240,12 @@ class _PostgresTx(StoreTx):
         if q.id_prefix:
             where.append("instance_id LIKE %s")
             args.append(_like_prefix(q.id_prefix))
-        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances"
+        sql = f"SELECT {INSTANCE_COLUMNS} FROM instances"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY instance_id LIMIT %s"
         args.append(q.limit)
-        return [_row_to_instance(r) for r in self._all(sql, args)]
+        return [row_instance(r) for r in self._all(sql, args)]
 
     # history
 

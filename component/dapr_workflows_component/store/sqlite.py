@@ -8,15 +8,14 @@ process; `synchronous=FULL` (the `sync=full` URL option) also survives a power c
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from ..workflows import Instance, InstanceQuery, RuntimeStatus, parse_tags
-from .base import ActivityRow, InboxRow, Store, StoreTx
+from ..workflows import Instance, InstanceQuery
+from .base import INSTANCE_COLUMNS, ActivityRow, InboxRow, Store, StoreTx, instance_row, row_instance
 
 T = TypeVar("T")
 
@@ -80,36 +79,6 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
-_INSTANCE_COLUMNS = (
-    "instance_id, dialect, name, version, status, execution_id, input, output, custom_status, failure, "
-    "parent_instance_id, parent_task_id, parent_execution_id, tags, created_at, updated_at, completed_at, "
-    "scheduled_start_at, rerun"
-)
-
-
-def _row_to_instance(row: tuple[Any, ...]) -> Instance:
-    return Instance(
-        instance_id=row[0],
-        dialect=row[1],
-        name=row[2],
-        version=row[3],
-        status=RuntimeStatus(row[4]),
-        execution_id=row[5],
-        input=row[6],
-        output=row[7],
-        custom_status=row[8],
-        failure=row[9],
-        parent_instance_id=row[10],
-        parent_task_id=row[11],
-        parent_execution_id=row[12],
-        tags=parse_tags(row[13]),
-        created_at=row[14],
-        updated_at=row[15],
-        completed_at=row[16],
-        scheduled_start_at=row[17],
-        rerun=json.loads(row[18]) if row[18] else None,
-    )
-
 
 class _SQLiteTx(StoreTx):
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -117,35 +86,15 @@ class _SQLiteTx(StoreTx):
 
     def get_instance(self, instance_id: str) -> Instance | None:
         row = self._c.execute(
-            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)
+            f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)
         ).fetchone()
-        return _row_to_instance(row) if row else None
+        return row_instance(row) if row else None
 
     def put_instance(self, i: Instance) -> None:
         self._c.execute(
-            f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) "
+            f"INSERT OR REPLACE INTO instances ({INSTANCE_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                i.instance_id,
-                i.dialect,
-                i.name,
-                i.version,
-                int(i.status),
-                i.execution_id,
-                i.input,
-                i.output,
-                i.custom_status,
-                i.failure,
-                i.parent_instance_id,
-                i.parent_task_id,
-                i.parent_execution_id,
-                json.dumps(i.tags) if i.tags else None,
-                i.created_at,
-                i.updated_at,
-                i.completed_at,
-                i.scheduled_start_at,
-                json.dumps(i.rerun) if i.rerun else None,
-            ),
+            instance_row(i),
         )
 
     def delete_instance(self, instance_id: str) -> None:
@@ -177,12 +126,12 @@ class _SQLiteTx(StoreTx):
         if q.id_prefix:
             where.append("substr(instance_id, 1, ?) = ?")
             args.extend([len(q.id_prefix), q.id_prefix])
-        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances"
+        sql = f"SELECT {INSTANCE_COLUMNS} FROM instances"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY instance_id LIMIT ?"
         args.append(q.limit)
-        return [_row_to_instance(r) for r in self._c.execute(sql, args).fetchall()]
+        return [row_instance(r) for r in self._c.execute(sql, args).fetchall()]
 
     def history(self, instance_id: str) -> list[bytes]:
         rows = self._c.execute(
