@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import importlib.metadata
 import json
 import os
 import re
@@ -33,7 +34,6 @@ from urllib.parse import urlsplit
 import jsonschema
 import kubernetes_validate
 import pytest
-import tomllib
 import yaml
 from dapr_workflows_component.pluggable.server import default_socket_folder
 from dapr_workflows_ext.worker import ENGINE_ADDRESS_VARIABLE
@@ -43,7 +43,9 @@ from tests.test_readme import serve_environment_variables, serve_options
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy" / "kubernetes"
 VARIANTS = ("sqlite", "postgresql")
-PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+# The installed package's metadata, which `pip install -e .` takes from pyproject.toml.
+PACKAGE = importlib.metadata.metadata("dapr-workflows")
+CONSOLE_SCRIPTS = {e.name for e in importlib.metadata.entry_points(group="console_scripts")}
 
 # The Kubernetes versions the schemas are checked for: an older one still common, and the newest
 # the installed kubernetes-validate knows.
@@ -318,8 +320,8 @@ def test_the_pod_asks_for_daprd_and_the_component(docs: list[dict[str, Any]], po
 
 def test_the_image_is_the_one_the_dockerfile_builds(engine: dict[str, Any]) -> None:
     name, _, tag = engine["image"].rpartition(":")
-    assert name.rsplit("/", 1)[-1] == PYPROJECT["project"]["name"]
-    assert tag == PYPROJECT["project"]["version"]
+    assert name.rsplit("/", 1)[-1] == PACKAGE["Name"]
+    assert tag == PACKAGE["Version"]
 
 
 def test_the_socket_volume_is_mounted_into_daprd_and_the_engine(
@@ -506,8 +508,7 @@ def test_the_image_is_built_on_python_slim_and_runs_serve() -> None:
     assert len(entrypoints) == 1
     command = json.loads(entrypoints[0])
     assert command == ["dapr-workflows", "serve"]
-    scripts = PYPROJECT["project"]["scripts"]
-    assert command[0] in scripts, f"{command[0]} is not a console script of pyproject.toml"
+    assert command[0] in CONSOLE_SCRIPTS, f"{command[0]} is not a console script of the package"
     assert not any(op == "CMD" for op, _ in instructions)
     assert not any(op == "EXPOSE" for op, _ in instructions), "the pod's containers need no published port"
 

@@ -25,6 +25,8 @@ T = TypeVar("T")
 
 pytestmark = pytest.mark.timeout(60)
 
+ALL = ["dapr", "durabletask"]  # the dialects a sweep looks for
+
 
 def now_us() -> int:
     return time.time_ns() // 1000
@@ -542,7 +544,7 @@ def test_claimable_work_skips_live_leases_and_rows_others_have_locked(postgres_u
             await asyncio.sleep(0.1)
 
             def scan(t: StoreTx) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
-                return t.claimable_instances(now_us(), 100), t.claimable_activities(100)
+                return t.claimable_instances(now_us(), 100, ALL), t.claimable_activities(100, ALL)
 
             with psycopg.connect(postgres_url) as other:
                 # Another transaction is working on these rows.
@@ -556,8 +558,89 @@ def test_claimable_work_skips_live_leases_and_rows_others_have_locked(postgres_u
                 other.rollback()
             instances, activities = await b.run(scan)
             assert sorted(i for i, _ in instances) == ["free", "lapsed", "locked"]
-            assert await b.run(lambda t: t.claimable_instances(now_us(), 1)) != []
-            assert len(await b.run(lambda t: t.claimable_activities(2))) == 2
+            assert await b.run(lambda t: t.claimable_instances(now_us(), 1, ALL)) != []
+            assert len(await b.run(lambda t: t.claimable_activities(2, ALL))) == 2
+
+    asyncio.run(main())
+
+
+def test_the_sweep_takes_running_instances_of_the_dialects_asked_longest_waiting_first(
+    postgres_url: str,
+) -> None:
+    async def main() -> None:
+        async with stores(postgres_url, 1) as (a,):
+            now = now_us()
+            rows = [
+                ("newer", RuntimeStatus.RUNNING, "dapr", now - 1_000),
+                ("older", RuntimeStatus.PENDING, "dapr", now - 5_000),
+                ("suspended", RuntimeStatus.SUSPENDED, "dapr", now - 5_000),
+                ("done", RuntimeStatus.COMPLETED, "dapr", now - 5_000),
+                ("other-dialect", RuntimeStatus.RUNNING, "durabletask", now - 5_000),
+            ]
+            for name, status, dialect, due in rows:
+
+                def tx(
+                    t: StoreTx, row: tuple[str, RuntimeStatus, str, int] = (name, status, dialect, due)
+                ) -> None:
+                    t.put_instance(instance(row[0], status=row[1], dialect=row[2]))
+                    t.add_inbox(row[0], b"event", row[3])
+
+                await a.run(tx)
+            act_dapr = await a.run(lambda t: t.add_activity("newer", "e1", "dapr", 1, b"r"))
+            await a.run(lambda t: t.add_activity("other-dialect", "e1", "durabletask", 1, b"r"))
+            found = await a.run(lambda t: t.claimable_instances(now_us(), 10, ["dapr"]))
+            assert found == [("older", "dapr"), ("newer", "dapr")]
+            assert await a.run(lambda t: t.claimable_activities(10, ["dapr"])) == [(act_dapr, "dapr")]
+
+    asyncio.run(main())
+
+
+def test_an_engine_claims_again_what_its_own_earlier_token_holds(postgres_url: str) -> None:
+    """An engine that gave a lease up locally may take it again at once, before the store heard of
+    the release; another engine may not."""
+
+    async def main() -> None:
+        async with stores(postgres_url) as (a, b):
+            await a.run(put_ready("x"))
+            act = await a.run(lambda t: t.add_activity("x", "e1", "dapr", 1, b"req"))
+            assert await a.run(lambda t: t.claim_instance("x", "e1a-1", 30))
+            assert await a.run(lambda t: t.claim_activity(act, "e1a-1", 30)) is not None
+            assert not await b.run(lambda t: t.claim_instance("x", "e2b-1", 30))
+            assert await b.run(lambda t: t.claim_activity(act, "e2b-1", 30)) is None
+            assert await a.run(lambda t: t.claim_instance("x", "e1a-2", 30))
+            assert await a.run(lambda t: t.claim_activity(act, "e1a-2", 30)) is not None
+            # The newer token fences the older one.
+            assert not await a.run(lambda t: t.holds_instance("x", "e1a-1"))
+            assert await a.run(lambda t: t.holds_activity(act, "e1a-2"))
+
+    asyncio.run(main())
+
+
+def test_two_engines_creating_one_instance_at_once_create_it_once(postgres_url: str) -> None:
+    """Both transactions see no instance, both insert: the second one runs again and sees the first's."""
+
+    async def main() -> None:
+        async with stores(postgres_url) as (a, b):
+            together = threading.Barrier(2, timeout=5)
+            attempts: list[str] = []
+
+            def start(name: str) -> Callable[[StoreTx], str]:
+                def tx(t: StoreTx) -> str:
+                    attempts.append(name)
+                    if t.get_instance("same") is not None:
+                        return "exists"
+                    if attempts.count(name) == 1:
+                        together.wait()  # both have seen no instance
+                    t.create_instance(instance("same", input=name))
+                    return "created"
+
+                return tx
+
+            results = await within(10, asyncio.gather(a.run(start("a")), b.run(start("b"))))
+            assert sorted(results) == ["created", "exists"]
+            created = "a" if results[0] == "created" else "b"
+            stored = await a.run(lambda t: t.get_instance("same"))
+            assert stored is not None and stored.input == created
 
     asyncio.run(main())
 
@@ -570,7 +653,7 @@ def test_the_claimable_scans_of_two_replicas_do_not_hand_out_the_same_rows(postg
             together = threading.Barrier(2, timeout=5)
 
             def scan_and_hold(t: StoreTx) -> list[str]:
-                found = [i for i, _ in t.claimable_instances(now_us(), 3)]
+                found = [i for i, _ in t.claimable_instances(now_us(), 3, ALL)]
                 together.wait()  # both scans hold their rows locked at once
                 return found
 

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from tests.harness import activity_log
+from tests.harness.binding_app import RecordingApp
+from tests.harness.daprd import Daprd
 from tests.harness.durability import (
     RetryingCalls,
     assert_each_result_applied_once,
@@ -258,3 +260,28 @@ def test_a_replica_that_shuts_down_gives_its_work_back_at_once(
     with RawClient(b.address(DIALECT), DIALECT) as client:
         assert_each_result_applied_once(iid, client.history(iid))
     host_a.kill()  # its worker still sleeps in the first run of the activity
+
+
+def test_lifecycle_events_of_work_on_another_replica_reach_the_app(
+    dapr_bin: Path,
+    replicas: Callable[..., EngineProcess],
+    hosts: Callable[[str, str], SdkHost],
+    tmp_path: Path,
+) -> None:
+    """daprd's input binding is on replica A; the instances start and complete on replica B (its
+    worker and client): their lifecycle events reach the app through A, from the shared outbox."""
+    a, b = replicas("--poll-seconds", "0.3"), replicas("--poll-seconds", "0.3")
+    app = RecordingApp(("workflows",)).start()
+    daprd = Daprd(dapr_bin, a, tmp_path, app_port=app.port)
+    try:
+        daprd.start()
+        host_b = host_on(hosts, b)
+        ids = [f"events-{i:02d}" for i in range(30)]
+        for i, iid in enumerate(ids):
+            host_b.call("start", workflow="chain", input={"n": 1, "start": i}, instance_id=iid)
+        for i, iid in enumerate(ids):
+            events = app.wait_events(iid, {"started", "completed"}, timeout=30)
+            assert json.loads(events["completed"]["output"]) == i + 1, events
+    finally:
+        daprd.kill()
+        app.stop()

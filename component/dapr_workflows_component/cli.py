@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
@@ -51,7 +52,8 @@ SERVE_OPTIONS = (
         "where state is kept: sqlite:///RELATIVE/PATH.db or sqlite:////ABSOLUTE/PATH.db "
         "(add ?sync=full to survive power loss, not only a killed process), or "
         "postgresql://USER:PASSWORD@HOST:PORT/DATABASE for several engines sharing the work "
-        "(?pool_size=N sets the connections per engine, default 8)",
+        "(?pool_size=N: pooled connections per engine, default 8; ?pool_timeout=SECONDS: wait for "
+        "a free one, default 10)",
     ),
     Option(
         "engine-address",
@@ -187,7 +189,7 @@ def _seconds(value: str, flag: str, zero: bool = False) -> float:
         number = float(value)
     except ValueError:
         raise SystemExit(f"dapr-workflows: --{flag} must be a number of seconds, not {value!r}") from None
-    if number < 0 or (number == 0 and not zero):
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
         need = "zero or positive" if zero else "positive"
         raise SystemExit(f"dapr-workflows: --{flag} must be {need}, not {value!r}")
     return number

@@ -607,7 +607,7 @@ class TriggerRoutes:
             # Redelivering cannot help: two event sources make the same IDs.
             log.warning(
                 "trigger %r: instance %r runs workflow %r, not %r: another trigger or caller uses "
-                "the same instance IDs; give this trigger an instanceID prefix",
+                "the same instance IDs; give one of them a prefix ({field: ..., prefix: ...})",
                 trigger.name,
                 instance_id,
                 existing.name,

@@ -21,6 +21,7 @@ timers that came due). Nothing read from a shared store is cached between transa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import itertools
 import json
@@ -142,6 +143,12 @@ class _Effects:
     history: dict[str, list[bytes]] = field(default_factory=dict)  # new full history per instance
     outbox: bool = False  # lifecycle events were recorded
 
+    def reset(self) -> None:
+        """Forgets what an attempt recorded: a shared store may run a transaction again."""
+        fresh = _Effects()
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(fresh, f.name))
+
 
 Key = tuple[str, Any]  # ("o", instance_id) or ("a", activity_id)
 
@@ -163,6 +170,8 @@ class Engine:
         self._queues: dict[str, asyncio.Queue[Key]] = {}
         self._queued: set[str] = set()
         self._queued_activities: set[int] = set()
+        # Work items whose lease is being taken right now (the store call awaits): not offered twice.
+        self._claiming: set[Key] = set()
         self._shared = store.shared
         self._orch_leases: dict[str, _OrchestrationLease] = {}
         self._act_leases: dict[int, _ActivityLease] = {}
@@ -247,7 +256,7 @@ class Engine:
     # ---------------------------------------------------------------- in-memory scheduling
 
     def _mark_ready(self, instance_id: str, dialect: str) -> None:
-        if instance_id in self._orch_leases:
+        if instance_id in self._orch_leases or ("o", instance_id) in self._claiming:
             self._dirty.add(instance_id)
             return
         if instance_id in self._queued:
@@ -256,7 +265,11 @@ class Engine:
         self._queues[dialect].put_nowait(("o", instance_id))
 
     def _queue_activity(self, activity_id: int, dialect: str) -> None:
-        if activity_id in self._queued_activities or activity_id in self._act_leases:
+        if (
+            activity_id in self._queued_activities
+            or activity_id in self._act_leases
+            or ("a", activity_id) in self._claiming
+        ):
             return
         self._queued_activities.add(activity_id)
         self._queues[dialect].put_nowait(("a", activity_id))
@@ -266,6 +279,7 @@ class Engine:
         store, then applies the effects here."""
 
         def tx(t: StoreTx) -> T:
+            fx.reset()
             result = fn(t)
             if self._shared and (fx.ready or fx.activities or fx.changed):
                 t.announce(list(fx.ready.items()), list(fx.activities), sorted(fx.changed))
@@ -281,7 +295,7 @@ class Engine:
         """Another engine committed something: queue what it made ready, wake who waits on changes."""
         if news.kind == "instance" and news.dialect in self._queues:
             self._mark_ready(news.key, news.dialect)
-        elif news.kind == "activity" and news.dialect in self._queues:
+        elif news.kind == "activity" and news.dialect in self._queues and news.key.isdigit():
             self._queue_activity(int(news.key), news.dialect)
         elif news.kind == "changed":
             self._wake(news.key)
@@ -298,12 +312,13 @@ class Engine:
             except asyncio.TimeoutError:
                 pass
             self._sweep_now.clear()
-            if not self.workers:
-                continue  # nothing here would take the work; the engines with workers find it
+            # Only work that a worker here could take: the engines with workers of a dialect find
+            # theirs.
+            dialects = sorted({worker.dialect for worker in self.workers.values()})
+            if not dialects:
+                continue
             try:
-                instances, activities = await self.store.run(
-                    lambda t: (t.claimable_instances(now_us(), batch), t.claimable_activities(batch))
-                )
+                instances, activities = await self._claimable(dialects, batch)
             except Exception as err:  # the store is down: try again at the next sweep
                 log.warning("looking for claimable work failed: %s", err)
                 continue
@@ -311,6 +326,16 @@ class Engine:
                 self._mark_ready(instance_id, dialect)
             for activity_id, dialect in activities:
                 self._queue_activity(activity_id, dialect)
+
+    async def _claimable(
+        self, dialects: list[str], batch: int
+    ) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
+        return await self.store.run(
+            lambda t: (
+                t.claimable_instances(now_us(), batch, dialects),
+                t.claimable_activities(batch, dialects),
+            )
+        )
 
     def _held_tokens(self) -> list[str]:
         return [lease.token for lease in self._orch_leases.values()] + [
@@ -516,14 +541,16 @@ class Engine:
             self._queued.discard(key[1])
             self._mark_ready(key[1], dialect)
         else:
+            self._queued_activities.discard(key[1])
             self._queue_activity(key[1], dialect)
 
     async def _lease_orchestration(self, instance_id: str, worker_id: int) -> bytes | None:
-        if instance_id in self._orch_leases:
+        key: Key = ("o", instance_id)
+        if instance_id in self._orch_leases or key in self._claiming:
             self._dirty.add(instance_id)
             return None
         now = now_us()
-        cached = self._history.get(instance_id)
+        cached = None if self._shared else self._history.get(instance_id)
         token = self._next_token()
         seconds = self.settings.store_lease_seconds
 
@@ -541,8 +568,20 @@ class Engine:
             return inst, rows, history
 
         # A shared store claims the lease in the same transaction that reads the turn.
-        inst, rows, history = await (self.store.run(take) if self._shared else self.store.read(take))
+        self._claiming.add(key)
+        try:
+            inst, rows, history = await (self.store.run(take) if self._shared else self.store.read(take))
+        except asyncio.CancelledError:
+            # The claim may still commit in the store's thread: give it back.
+            self._release_in_store(lambda t: t.release_instance(instance_id, token))
+            raise
+        finally:
+            self._claiming.discard(key)
         if inst is None or not rows:
+            if instance_id in self._dirty:  # an event came while the store was read
+                self._dirty.discard(instance_id)
+                if inst is not None:
+                    self._mark_ready(instance_id, inst.dialect)
             return None
         if cached is None:
             self._remember_history(instance_id, history)
@@ -559,15 +598,23 @@ class Engine:
         return wire.encode_workflow_work_item(instance_id, inst.execution_id, history, new_events, token)
 
     async def _lease_activity(self, activity_id: int, dialect: str, worker_id: int) -> bytes | None:
-        if activity_id in self._act_leases:
+        key: Key = ("a", activity_id)
+        if activity_id in self._act_leases or key in self._claiming:
             return None
         token = self._next_token()
-        if self._shared:
-            seconds = self.settings.store_lease_seconds
-            row = await self.store.run(lambda tx: tx.claim_activity(activity_id, token, seconds))
-        else:
-            row = await self.store.read(lambda tx: tx.get_activity(activity_id))
-        if row is None or activity_id in self._act_leases:
+        self._claiming.add(key)
+        try:
+            if self._shared:
+                seconds = self.settings.store_lease_seconds
+                row = await self.store.run(lambda tx: tx.claim_activity(activity_id, token, seconds))
+            else:
+                row = await self.store.read(lambda tx: tx.get_activity(activity_id))
+        except asyncio.CancelledError:
+            self._release_in_store(lambda t: t.release_activity(activity_id, token))
+            raise
+        finally:
+            self._claiming.discard(key)
+        if row is None:
             return None
         self._hold(token, ("a", activity_id), worker_id)
         lease = _ActivityLease(activity_id, dialect, token, worker_id)
@@ -1064,7 +1111,7 @@ class Engine:
             tags=tags or {},
             scheduled_start_at=scheduled_start_at,
         )
-        t.put_instance(inst)
+        t.create_instance(inst)
         visible_at = scheduled_start_at if scheduled_start_at and scheduled_start_at > now else now
         t.add_inbox(instance_id, self._execution_started(inst, now, parent), visible_at)
         fx.history[instance_id] = []

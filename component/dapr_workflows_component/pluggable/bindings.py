@@ -343,6 +343,7 @@ class LifecycleDispatcher:
         self.max_backoff = max_backoff
         self._streams: list[_Stream] = []
         self._pending: dict[int, _Pending] = {}
+        self._acked: set[int] = set()  # delivered; their deletion from the outbox is on its way
         self._cursor = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -385,8 +386,15 @@ class LifecycleDispatcher:
             self._retry_later(event_id, ack.response_error.message)
         else:
             self._pending.pop(event_id, None)
-            asyncio.get_running_loop().create_task(self.engine.ack_lifecycle_event(event_id))
+            self._acked.add(event_id)
+            asyncio.get_running_loop().create_task(self._delete(event_id))
         self._wake.set()
+
+    async def _delete(self, event_id: int) -> None:
+        try:
+            await self.engine.ack_lifecycle_event(event_id)
+        finally:
+            self._acked.discard(event_id)
 
     def _retry_later(self, event_id: int, why: str) -> None:
         pending = self._pending.get(event_id)
@@ -408,20 +416,37 @@ class LifecycleDispatcher:
             self._wake.clear()
             self.engine.outbox_signal.clear()
             if len(self._pending) < 10 * self.window:
-                for event_id, payload in await self.engine.lifecycle_events(self._cursor, self.window):
-                    self._pending[event_id] = _Pending(payload)
-                    self._cursor = event_id
+                await self._fetch()
             next_due = self._send_due()
             waits = [
                 asyncio.ensure_future(self._wake.wait()),
                 asyncio.ensure_future(self.engine.outbox_signal.wait()),
             ]
             timeout = None if next_due is None else max(next_due - time.monotonic(), 0.0)
+            if self.engine.store.shared:
+                # Other engines' events raise no signal here: look again every poll.
+                poll = self.engine.settings.poll_seconds
+                timeout = poll if timeout is None else min(timeout, poll)
             try:
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for w in waits:
                     w.cancel()
+
+    async def _fetch(self) -> None:
+        """Takes the outbox's next events into `_pending`."""
+        if not self.engine.store.shared:
+            # One engine writes the outbox and IDs commit in order: read on from the last one seen.
+            for event_id, payload in await self.engine.lifecycle_events(self._cursor, self.window):
+                self._pending[event_id] = _Pending(payload)
+                self._cursor = event_id
+            return
+        # On a shared store a lower ID may commit after a higher one (another transaction, another
+        # engine), so read from the start each time; the outbox holds only undelivered events.
+        known = len(self._pending) + len(self._acked)
+        for event_id, payload in await self.engine.lifecycle_events(0, known + self.window):
+            if event_id not in self._pending and event_id not in self._acked:
+                self._pending[event_id] = _Pending(payload)
 
     def _send_due(self) -> float | None:
         """Sends what is due to the streams; returns when the next event falls due, if any waits."""

@@ -72,8 +72,9 @@ def row_instance(row: Sequence[Any]) -> Instance:
 
 
 class StoreUnavailable(WorkflowError):
-    """The store cannot be reached (a database server that is down): nothing was recorded, and the
-    same call may succeed later. Callers answer UNAVAILABLE; the engine offers the work again."""
+    """The store cannot be reached (a database server that is down): the change was not recorded
+    (or, if the connection broke during the commit, its outcome is unknown), and the same call may
+    succeed later. Callers answer UNAVAILABLE; the engine offers the work again."""
 
     def __init__(self, message: str) -> None:
         super().__init__(ErrorCode.UNAVAILABLE, message)
@@ -111,6 +112,11 @@ class StoreTx(abc.ABC):
     @abc.abstractmethod
     def put_instance(self, instance: Instance) -> None:
         """Inserts or replaces the instance row."""
+
+    def create_instance(self, instance: Instance) -> None:
+        """Inserts a new instance row. On a shared store, another engine's transaction that created
+        the same ID first makes this transaction run again (and then see that instance)."""
+        self.put_instance(instance)
 
     @abc.abstractmethod
     def delete_instance(self, instance_id: str) -> None:
@@ -189,12 +195,15 @@ class StoreTx(abc.ABC):
 
     # Leases in the store, for stores several engines share (`Store.shared`). An exclusive store's
     # engine holds its leases in memory only, so there these always succeed and write nothing.
+    # A token is "<engine>-<number>": an engine may claim again what one of its own tokens holds
+    # (it knows that it gave that lease up; the store may not have heard yet).
     def claim_instance(self, instance_id: str, token: str, seconds: float) -> bool:
-        """Takes the instance's orchestration lease unless another live lease holds it."""
+        """Takes the instance's orchestration lease unless another engine's live lease holds it."""
         return True
 
     def holds_instance(self, instance_id: str, token: str) -> bool:
-        """True while `token` is the instance's lease (checked before a turn is recorded)."""
+        """True while `token` is the instance's lease, also after it lapsed if nobody claimed it since
+        (checked before a turn is recorded)."""
         return True
 
     def release_instance(self, instance_id: str, token: str) -> None:
@@ -202,7 +211,8 @@ class StoreTx(abc.ABC):
         return None
 
     def claim_activity(self, activity_id: int, token: str, seconds: float) -> ActivityRow | None:
-        """Takes the activity's lease unless another live lease holds it; None when taken or gone."""
+        """Takes the activity's lease unless another engine's live lease holds it; None when taken
+        or gone."""
         return self.get_activity(activity_id)
 
     def holds_activity(self, activity_id: int, token: str) -> bool:
@@ -219,12 +229,14 @@ class StoreTx(abc.ABC):
         """Gives up every lease held under `tokens` (an engine that shuts down)."""
         return None
 
-    def claimable_instances(self, now: int, limit: int) -> list[tuple[str, str]]:
-        """(instance_id, dialect) of instances with an event visible now and no live lease."""
+    def claimable_instances(self, now: int, limit: int, dialects: list[str]) -> list[tuple[str, str]]:
+        """(instance_id, dialect) of running instances of `dialects` with an event visible now and no
+        live lease, those waiting longest first. Suspended instances are left out: what they take
+        (a resume, a termination) is announced, and a resume makes them running again."""
         return []
 
-    def claimable_activities(self, limit: int) -> list[tuple[int, str]]:
-        """(activity_id, dialect) of activities with no live lease."""
+    def claimable_activities(self, limit: int, dialects: list[str]) -> list[tuple[int, str]]:
+        """(activity_id, dialect) of activities of `dialects` with no live lease, oldest first."""
         return []
 
     def announce(
@@ -235,7 +247,8 @@ class StoreTx(abc.ABC):
 
 
 class Announcement(NamedTuple):
-    """What another engine's commit made ready ("instance", "activity") or changed ("changed")."""
+    """What another engine's commit made ready ("instance", "activity") or changed ("changed"), or
+    "resync": announcements may have been missed (the listener reconnected)."""
 
     kind: str
     dialect: str

@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
-from ..workflows import Instance, InstanceQuery
+from ..workflows import Instance, InstanceQuery, RuntimeStatus
 from .base import (
     INSTANCE_COLUMNS,
     ActivityRow,
@@ -64,7 +64,11 @@ _LEASE_FREE = f"(lease_until IS NULL OR lease_until < {_DB_NOW})"
 _DEFAULT_POOL_SIZE = 8
 _DEFAULT_POOL_TIMEOUT = 10.0
 _RETRIES = 5  # attempts after the first, on a deadlock or a serialization failure
-_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+# A unique violation is a row another transaction created first (e.g. two starts of one ID):
+# running the transaction again sees it.
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.UniqueViolation)
+# pg_notify refuses payloads of 8000 bytes or more; work with a longer key is left to the sweep.
+_MAX_NOTIFY_BYTES = 7900
 _LISTEN_BACKOFF_FIRST = 0.5
 _LISTEN_BACKOFF_MAX = 10.0
 
@@ -167,9 +171,23 @@ _INSTANCE_UPDATE = ", ".join(
 _ACTIVITY_COLUMNS = "id, instance_id, execution_id, dialect, task_id, request"
 
 
+# Statuses whose instances the sweep leaves out: finished ones take no more turns; what a
+# suspended one takes is announced, and a resume makes it running again.
+_NOT_CLAIMABLE = sorted(int(s) for s in RuntimeStatus if s.is_terminal or s == RuntimeStatus.SUSPENDED)
+
+
+def _own_tokens(token: str) -> str:
+    """A LIKE pattern of the tokens of the engine that issued `token` ("<engine>-<number>")."""
+    engine, _, number = token.rpartition("-")
+    return _like_prefix(engine + "-") if engine and number else _like_escape(token)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like_prefix(prefix: str) -> str:
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
+    return _like_escape(prefix) + "%"
 
 
 def _micros(seconds: float) -> int:
@@ -358,13 +376,21 @@ class _PostgresTx(StoreTx):
 
     # leases
 
+    def create_instance(self, i: Instance) -> None:
+        # A plain INSERT: a concurrent start of the same ID fails here and is run again (_RETRYABLE).
+        self._c.execute(
+            f"INSERT INTO instances ({INSTANCE_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            instance_row(i),
+        )
+
     def claim_instance(self, instance_id: str, token: str, seconds: float) -> bool:
         # Two claims of one row serialize on its lock; the later one re-checks the condition
         # against the committed winner and updates nothing.
         cur = self._c.execute(
             f"UPDATE instances SET lease_token = %s, lease_until = {_DB_NOW} + %s "
-            f"WHERE instance_id = %s AND ({_LEASE_FREE} OR lease_token = %s)",
-            (token, _micros(seconds), instance_id, token),
+            f"WHERE instance_id = %s AND ({_LEASE_FREE} OR lease_token = %s OR lease_token LIKE %s)",
+            (token, _micros(seconds), instance_id, token, _own_tokens(token)),
         )
         return cur.rowcount > 0
 
@@ -386,8 +412,9 @@ class _PostgresTx(StoreTx):
     def claim_activity(self, activity_id: int, token: str, seconds: float) -> ActivityRow | None:
         row = self._one(
             f"UPDATE activities SET lease_token = %s, lease_until = {_DB_NOW} + %s "
-            f"WHERE id = %s AND ({_LEASE_FREE} OR lease_token = %s) RETURNING {_ACTIVITY_COLUMNS}",
-            (token, _micros(seconds), activity_id, token),
+            f"WHERE id = %s AND ({_LEASE_FREE} OR lease_token = %s OR lease_token LIKE %s) "
+            f"RETURNING {_ACTIVITY_COLUMNS}",
+            (token, _micros(seconds), activity_id, token, _own_tokens(token)),
         )
         return ActivityRow(*row) if row else None
 
@@ -420,21 +447,24 @@ class _PostgresTx(StoreTx):
                 {"tokens": tokens},
             )
 
-    def claimable_instances(self, now: int, limit: int) -> list[tuple[str, str]]:
-        # EXISTS lists each instance once without DISTINCT, which FOR UPDATE does not allow; only
-        # the instance rows are locked.
+    def claimable_instances(self, now: int, limit: int, dialects: list[str]) -> list[tuple[str, str]]:
+        # From the visible inbox rows (their index), the instances waiting longest first; only the
+        # instance rows are locked, and rows another transaction has locked are skipped.
         rows = self._all(
-            f"SELECT i.instance_id, i.dialect FROM instances i WHERE {_LEASE_FREE} AND EXISTS "
-            "(SELECT 1 FROM inbox b WHERE b.instance_id = i.instance_id AND b.visible_at <= %s) "
-            f"LIMIT %s{self._skip_locked}",
-            (now, limit),
+            "SELECT i.instance_id, i.dialect FROM instances i JOIN "
+            "(SELECT instance_id, min(visible_at) AS due FROM inbox WHERE visible_at <= %(now)s "
+            "GROUP BY instance_id) b ON b.instance_id = i.instance_id "
+            f"WHERE i.status <> ALL(%(skip)s) AND i.dialect = ANY(%(dialects)s) AND {_LEASE_FREE} "
+            f"ORDER BY b.due LIMIT %(limit)s{self._skip_locked.replace('UPDATE', 'UPDATE OF i')}",
+            {"now": now, "skip": _NOT_CLAIMABLE, "dialects": dialects, "limit": limit},
         )
         return [(r[0], r[1]) for r in rows]
 
-    def claimable_activities(self, limit: int) -> list[tuple[int, str]]:
+    def claimable_activities(self, limit: int, dialects: list[str]) -> list[tuple[int, str]]:
         rows = self._all(
-            f"SELECT id, dialect FROM activities WHERE {_LEASE_FREE} ORDER BY id LIMIT %s{self._skip_locked}",
-            (limit,),
+            f"SELECT id, dialect FROM activities WHERE dialect = ANY(%s) AND {_LEASE_FREE} "
+            f"ORDER BY id LIMIT %s{self._skip_locked}",
+            (dialects, limit),
         )
         return [(r[0], r[1]) for r in rows]
 
@@ -444,6 +474,7 @@ class _PostgresTx(StoreTx):
         payloads = [f"{self._origin}|instance|{dialect}|{key}" for key, dialect in ready]
         payloads += [f"{self._origin}|activity|{dialect}|{key}" for key, dialect in activities]
         payloads += [f"{self._origin}|changed||{key}" for key in changed]
+        payloads = [p for p in payloads if len(p.encode()) < _MAX_NOTIFY_BYTES]
         if payloads:
             # NOTIFY is transactional: the others hear it at commit, and never after a rollback.
             self._c.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, payloads))
@@ -628,7 +659,7 @@ class PostgresStore(Store):
                         parts = notify.payload.split("|", 3)  # an instance ID may hold "|"
                         if len(parts) == 4 and parts[0] != self._origin:
                             on_announcement(Announcement(parts[1], parts[2], parts[3]))
-            except psycopg.OperationalError as err:
+            except Exception as err:  # a lost connection, or anything else: listen again
                 if self._closed:
                     return
                 log.warning(
