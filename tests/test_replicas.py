@@ -285,3 +285,40 @@ def test_lifecycle_events_of_work_on_another_replica_reach_the_app(
     finally:
         daprd.kill()
         app.stop()
+
+
+def test_a_start_through_both_replicas_at_once_creates_one_instance(
+    replicas: Callable[..., EngineProcess], hosts: Callable[[str, str], SdkHost]
+) -> None:
+    """The same instance ID started through A and B at the same moment: one start succeeds, the other
+    answers ALREADY_EXISTS (what makes a redelivered trigger event idempotent across replicas)."""
+    a, b = replicas(), replicas()
+    client_a = SdkHost(DIALECT, a.address(DIALECT), a.workdir / "client-a.log", worker=False)
+    client_b = SdkHost(DIALECT, b.address(DIALECT), b.workdir / "client-b.log", worker=False)
+    try:
+        ids = [f"twice-{i:02d}" for i in range(40)]
+        pairs = [
+            (
+                client_a.submit("start", workflow="chain", input={"n": 1, "start": i}, instance_id=iid),
+                client_b.submit("start", workflow="chain", input={"n": 1, "start": i}, instance_id=iid),
+            )
+            for i, iid in enumerate(ids)
+        ]
+        for iid, pair in zip(ids, pairs, strict=True):
+            outcomes = []
+            for fut in pair:
+                try:
+                    outcomes.append(("started", fut.result(timeout=30)))
+                except SdkError as err:
+                    outcomes.append(("refused", err.message))
+            started = [o for o in outcomes if o[0] == "started"]
+            assert len(started) == 1 and started[0][1] == iid, f"{iid}: {outcomes}"
+            refused = [o[1] for o in outcomes if o[0] == "refused"]
+            assert "ALREADY_EXISTS" in refused[0], f"{iid}: {outcomes}"
+        with RawClient(a.address(DIALECT), DIALECT) as raw:
+            for iid in ids:
+                kinds = event_kinds(raw.history(iid))
+                assert kinds["executionStarted"] <= 1, f"{iid}: {dict(kinds)}"
+    finally:
+        client_a.close()
+        client_b.close()
