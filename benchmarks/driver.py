@@ -42,8 +42,11 @@ def quiet_logger(name: str, level: int) -> logging.Logger:
 
 
 class Driver:
-    def __init__(self, address: str, start_concurrency: int, wait_concurrency: int, timeout: float) -> None:
+    def __init__(
+        self, address: str, start_concurrency: int, wait_concurrency: int, timeout: float, id_prefix: str = ""
+    ) -> None:
         self.address = address
+        self.id_prefix = id_prefix
         self.start_concurrency = start_concurrency
         self.wait_concurrency = wait_concurrency
         self.timeout = timeout
@@ -66,7 +69,7 @@ class Driver:
             )
         client = self.client
         self.batches += 1
-        ids = [f"{shape.name}-{self.batches}-{i:05d}" for i in range(n)]
+        ids = [f"{self.id_prefix}{shape.name}-{self.batches}-{i:05d}" for i in range(n)]
         starting = asyncio.Semaphore(self.start_concurrency)
 
         async def start(i: int) -> None:
@@ -117,6 +120,7 @@ def main() -> None:
     parser.add_argument("--start-concurrency", type=int, default=32)
     parser.add_argument("--wait-concurrency", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--id-prefix", default="", help="before every instance ID (drivers sharing a store)")
     args = parser.parse_args()
 
     backend: InMemoryOrchestrationBackend | None = None
@@ -130,7 +134,7 @@ def main() -> None:
     worker = TaskHubGrpcWorker(host_address=address, logger=quiet_logger("benchmark-worker", logging.ERROR))
     register(worker)
     worker.start()  # type: ignore[no-untyped-call]
-    driver = Driver(address, args.start_concurrency, args.wait_concurrency, args.timeout)
+    driver = Driver(address, args.start_concurrency, args.wait_concurrency, args.timeout, args.id_prefix)
     loop = asyncio.new_event_loop()
     try:
         print(json.dumps({"ready": address}), flush=True)

@@ -55,6 +55,7 @@ class Setup:
                 f"--start-concurrency={args.start_concurrency}",
                 "--wait-concurrency=1",
                 f"--timeout={args.timeout}",
+                f"--id-prefix=e{len(self.drivers)}{self.drivers.index(driver)}-",
             ]
             driver.start()
         print(f"{self.name}: {self.engines[0].description}", file=sys.stderr, flush=True)
