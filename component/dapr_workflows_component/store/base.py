@@ -71,6 +71,38 @@ def row_instance(row: Sequence[Any]) -> Instance:
     )
 
 
+def query_sql(
+    q: InstanceQuery, placeholder: str, id_prefix: Callable[[str], tuple[str, list[Any]]]
+) -> tuple[str, list[Any]]:
+    """The SELECT of an instance query and its arguments, in a store's placeholder style;
+    `id_prefix` gives the store's own condition (and its arguments) for an ID prefix."""
+    where: list[str] = []
+    args: list[Any] = []
+    if q.statuses:
+        where.append(f"status IN ({', '.join([placeholder] * len(q.statuses))})")
+        args.extend(int(s) for s in q.statuses)
+    for column, op, value in (
+        ("created_at", ">=", q.created_from),
+        ("created_at", "<", q.created_to),
+        ("completed_at", ">=", q.completed_from),
+        ("completed_at", "<", q.completed_to),
+        ("instance_id", ">", q.after_id),
+    ):
+        if value is not None:
+            where.append(f"{column} {op} {placeholder}")
+            args.append(value)
+    if q.id_prefix:
+        condition, condition_args = id_prefix(q.id_prefix)
+        where.append(condition)
+        args.extend(condition_args)
+    sql = f"SELECT {INSTANCE_COLUMNS} FROM instances"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY instance_id LIMIT {placeholder}"
+    args.append(q.limit)
+    return sql, args
+
+
 class StoreUnavailable(WorkflowError):
     """The store cannot be reached (a database server that is down): the change was not recorded
     (or, if the connection broke during the commit, its outcome is unknown), and the same call may

@@ -40,6 +40,7 @@ from .base import (
     StoreTx,
     StoreUnavailable,
     instance_row,
+    query_sql,
     row_instance,
 )
 
@@ -240,29 +241,8 @@ class _PostgresTx(StoreTx):
         return [r[0] for r in rows]
 
     def query(self, q: InstanceQuery) -> list[Instance]:
-        where: list[str] = []
-        args: list[Any] = []
-        if q.statuses:
-            where.append("status = ANY(%s)")
-            args.append([int(s) for s in q.statuses])
-        for column, op, value in (
-            ("created_at", ">=", q.created_from),
-            ("created_at", "<", q.created_to),
-            ("completed_at", ">=", q.completed_from),
-            ("completed_at", "<", q.completed_to),
-            ("instance_id", ">", q.after_id),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} %s")
-                args.append(value)
-        if q.id_prefix:
-            where.append("instance_id LIKE %s")
-            args.append(_like_prefix(q.id_prefix))
-        sql = f"SELECT {INSTANCE_COLUMNS} FROM instances"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY instance_id LIMIT %s"
-        args.append(q.limit)
+        # A LIKE prefix can use the primary key's index (instance_id is COLLATE "C").
+        sql, args = query_sql(q, "%s", lambda p: ("instance_id LIKE %s", [_like_prefix(p)]))
         return [row_instance(r) for r in self._all(sql, args)]
 
     # history

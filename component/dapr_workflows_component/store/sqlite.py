@@ -11,11 +11,20 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import Callable
-from typing import IO, Any, TypeVar
+from typing import IO, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..workflows import Instance, InstanceQuery
-from .base import INSTANCE_COLUMNS, ActivityRow, InboxRow, Store, StoreTx, instance_row, row_instance
+from .base import (
+    INSTANCE_COLUMNS,
+    ActivityRow,
+    InboxRow,
+    Store,
+    StoreTx,
+    instance_row,
+    query_sql,
+    row_instance,
+)
 
 T = TypeVar("T")
 
@@ -108,29 +117,7 @@ class _SQLiteTx(StoreTx):
         return [r[0] for r in rows]
 
     def query(self, q: InstanceQuery) -> list[Instance]:
-        where: list[str] = []
-        args: list[Any] = []
-        if q.statuses:
-            where.append(f"status IN ({', '.join('?' * len(q.statuses))})")
-            args.extend(int(s) for s in q.statuses)
-        for column, op, value in (
-            ("created_at", ">=", q.created_from),
-            ("created_at", "<", q.created_to),
-            ("completed_at", ">=", q.completed_from),
-            ("completed_at", "<", q.completed_to),
-            ("instance_id", ">", q.after_id),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                args.append(value)
-        if q.id_prefix:
-            where.append("substr(instance_id, 1, ?) = ?")
-            args.extend([len(q.id_prefix), q.id_prefix])
-        sql = f"SELECT {INSTANCE_COLUMNS} FROM instances"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY instance_id LIMIT ?"
-        args.append(q.limit)
+        sql, args = query_sql(q, "?", lambda p: ("substr(instance_id, 1, ?) = ?", [len(p), p]))
         return [row_instance(r) for r in self._c.execute(sql, args).fetchall()]
 
     def history(self, instance_id: str) -> list[bytes]:
