@@ -53,7 +53,6 @@ SUBSCRIBE_PATH = "/dapr/subscribe"
 # Hex characters of the hash appended to a derived instance ID whose text had to be changed.
 HASH_LENGTH = 16
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]*$")
 _BINDING_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _NOT_ID_CHAR = re.compile(r"[^A-Za-z0-9-]")
 MAX_PREFIX_LENGTH = 64
@@ -186,6 +185,16 @@ class _Checker:
         return "" if key not in self.raw else self.string(key, self.raw[key])
 
 
+def _is_id_text(prefix: str) -> bool:
+    """A prefix is the start of an instance ID: empty, or held to the ID rule of workflows.py."""
+    try:
+        if prefix:
+            validate_new_instance_id(prefix)
+    except WorkflowError:
+        return False
+    return True
+
+
 def _id_rule(check: _Checker, source: Source, value: Any) -> IdRule:
     default = IdRule(IdKind.CLOUDEVENT) if source is Source.PUBSUB else IdRule(IdKind.EVENT)
     if value is None:
@@ -204,7 +213,7 @@ def _id_rule(check: _Checker, source: Source, value: Any) -> IdRule:
     prefix = ""
     if "prefix" in value:
         prefix = value["prefix"]
-        if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix) or len(prefix) > MAX_PREFIX_LENGTH:
+        if not isinstance(prefix, str) or not _is_id_text(prefix) or len(prefix) > MAX_PREFIX_LENGTH:
             raise check.fail(
                 f"instanceID.prefix must use only letters, digits, '_' and '-', at most "
                 f"{MAX_PREFIX_LENGTH} of them, not {prefix!r}"

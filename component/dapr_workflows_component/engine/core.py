@@ -279,7 +279,8 @@ class Engine:
         store, then applies the effects here."""
 
         def tx(t: StoreTx) -> T:
-            fx.reset()
+            if self._shared:
+                fx.reset()  # a shared store may run `tx` again: only the last attempt counts
             result = fn(t)
             if self._shared and (fx.ready or fx.activities or fx.changed):
                 t.announce(list(fx.ready.items()), list(fx.activities), sorted(fx.changed))
@@ -750,12 +751,10 @@ class Engine:
             await self._commit(
                 lambda t: self._fenced(t, lease, lambda: self._apply_turn(t, lease, response, fx)), fx
             )
-        except StoreUnavailable:
-            # Nothing was recorded: the turn is offered again.
-            if self._orch_leases.get(lease.instance_id) is lease:
-                self._release_orchestration(lease)
-            raise
         except WorkflowError as err:
+            if isinstance(err, StoreUnavailable):
+                self._offer_turn_again(lease)
+                raise
             # The turn cannot be recorded as asked (e.g. an oversized output): fail the instance instead.
             log.warning("workflow %r: %s; failing the instance", response.instanceId, err.message)
             fx = _Effects()
@@ -764,9 +763,7 @@ class Engine:
                 lambda t: self._fenced(t, lease, lambda: self._fail_turn(t, lease, refused, fx)), fx
             )
         except BaseException:
-            # Nothing was recorded: the turn is offered again.
-            if self._orch_leases.get(lease.instance_id) is lease:
-                self._release_orchestration(lease)
+            self._offer_turn_again(lease)
             raise
         if self._orch_leases.get(lease.instance_id) is lease:
             self._orch_leases.pop(lease.instance_id)
@@ -774,6 +771,11 @@ class Engine:
         if lease.instance_id in self._dirty:
             self._dirty.discard(lease.instance_id)
             self._mark_ready(lease.instance_id, lease.dialect)
+
+    def _offer_turn_again(self, lease: _OrchestrationLease) -> None:
+        """Nothing of the turn was recorded: it is offered again (unless the lease is gone already)."""
+        if self._orch_leases.get(lease.instance_id) is lease:
+            self._release_orchestration(lease)
 
     async def refuse_turn(self, instance_id: str, token: str, err: WorkflowError) -> None:
         """A worker's answer that cannot be applied at all (e.g. an action of a feature we lack):

@@ -3,104 +3,13 @@
 from __future__ import annotations
 
 import abc
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
-from ..workflows import ErrorCode, Instance, InstanceQuery, RuntimeStatus, WorkflowError, parse_tags
+from ..workflows import ErrorCode, Instance, InstanceQuery, WorkflowError
 
 T = TypeVar("T")
-
-
-# The instance columns of both stores' `instances` table, in the order of the two functions below.
-INSTANCE_COLUMNS = (
-    "instance_id, dialect, name, version, status, execution_id, input, output, custom_status, failure, "
-    "parent_instance_id, parent_task_id, parent_execution_id, tags, created_at, updated_at, completed_at, "
-    "scheduled_start_at, rerun"
-)
-
-
-def instance_row(i: Instance) -> tuple[Any, ...]:
-    """The values of INSTANCE_COLUMNS for an instance (tags and rerun as JSON text)."""
-    return (
-        i.instance_id,
-        i.dialect,
-        i.name,
-        i.version,
-        int(i.status),
-        i.execution_id,
-        i.input,
-        i.output,
-        i.custom_status,
-        i.failure,
-        i.parent_instance_id,
-        i.parent_task_id,
-        i.parent_execution_id,
-        json.dumps(i.tags) if i.tags else None,
-        i.created_at,
-        i.updated_at,
-        i.completed_at,
-        i.scheduled_start_at,
-        json.dumps(i.rerun) if i.rerun else None,
-    )
-
-
-def row_instance(row: Sequence[Any]) -> Instance:
-    """The instance of a row of INSTANCE_COLUMNS."""
-    return Instance(
-        instance_id=row[0],
-        dialect=row[1],
-        name=row[2],
-        version=row[3],
-        status=RuntimeStatus(row[4]),
-        execution_id=row[5],
-        input=row[6],
-        output=row[7],
-        custom_status=row[8],
-        failure=row[9],
-        parent_instance_id=row[10],
-        parent_task_id=row[11],
-        parent_execution_id=row[12],
-        tags=parse_tags(row[13]),
-        created_at=row[14],
-        updated_at=row[15],
-        completed_at=row[16],
-        scheduled_start_at=row[17],
-        rerun=json.loads(row[18]) if row[18] else None,
-    )
-
-
-def query_sql(
-    q: InstanceQuery, placeholder: str, id_prefix: Callable[[str], tuple[str, list[Any]]]
-) -> tuple[str, list[Any]]:
-    """The SELECT of an instance query and its arguments, in a store's placeholder style;
-    `id_prefix` gives the store's own condition (and its arguments) for an ID prefix."""
-    where: list[str] = []
-    args: list[Any] = []
-    if q.statuses:
-        where.append(f"status IN ({', '.join([placeholder] * len(q.statuses))})")
-        args.extend(int(s) for s in q.statuses)
-    for column, op, value in (
-        ("created_at", ">=", q.created_from),
-        ("created_at", "<", q.created_to),
-        ("completed_at", ">=", q.completed_from),
-        ("completed_at", "<", q.completed_to),
-        ("instance_id", ">", q.after_id),
-    ):
-        if value is not None:
-            where.append(f"{column} {op} {placeholder}")
-            args.append(value)
-    if q.id_prefix:
-        condition, condition_args = id_prefix(q.id_prefix)
-        where.append(condition)
-        args.extend(condition_args)
-    sql = f"SELECT {INSTANCE_COLUMNS} FROM instances"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY instance_id LIMIT {placeholder}"
-    args.append(q.limit)
-    return sql, args
 
 
 class StoreUnavailable(WorkflowError):

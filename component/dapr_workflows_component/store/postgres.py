@@ -18,7 +18,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,19 +30,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
-from ..workflows import Instance, InstanceQuery, RuntimeStatus
-from .base import (
-    INSTANCE_COLUMNS,
-    ActivityRow,
-    Announcement,
-    InboxRow,
-    Store,
-    StoreTx,
-    StoreUnavailable,
-    instance_row,
-    query_sql,
-    row_instance,
-)
+from ..workflows import Instance, RuntimeStatus
+from .base import ActivityRow, Announcement, Store, StoreTx, StoreUnavailable
+from .sql import ACTIVITY_COLUMNS, INSTANCE_COLUMNS, SqlTx, instance_row, row_instance
 
 T = TypeVar("T")
 
@@ -169,7 +159,6 @@ _INSTANCE_UPDATE = ", ".join(
     for column in (name.strip() for name in INSTANCE_COLUMNS.split(","))
     if column != "instance_id"
 )
-_ACTIVITY_COLUMNS = "id, instance_id, execution_id, dialect, task_id, request"
 
 
 # Statuses whose instances the sweep leaves out: finished ones take no more turns; what a
@@ -195,7 +184,7 @@ def _micros(seconds: float) -> int:
     return max(0, round(seconds * 1_000_000))
 
 
-class _PostgresTx(StoreTx):
+class _PostgresTx(SqlTx):
     def __init__(self, conn: psycopg.Connection[TupleRow], origin: str, writable: bool) -> None:
         self._c = conn
         self._origin = origin
@@ -203,6 +192,13 @@ class _PostgresTx(StoreTx):
         self._lock = " FOR UPDATE" if writable else ""
         # Rows another transaction has locked are being worked on: skipped, never waited for.
         self._skip_locked = " FOR UPDATE SKIP LOCKED" if writable else ""
+
+    def _execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
+        return self._c.execute(sql.replace("?", "%s"), args)
+
+    def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
+        # A LIKE prefix can use the primary key's index (instance_id is COLLATE "C").
+        return "instance_id LIKE ?", [_like_prefix(prefix)]
 
     def _one(self, sql: str, params: Any = None) -> TupleRow | None:
         return self._c.execute(sql, params).fetchone()
@@ -236,20 +232,7 @@ class _PostgresTx(StoreTx):
             {"id": instance_id},
         )
 
-    def child_ids(self, instance_id: str) -> list[str]:
-        rows = self._all("SELECT instance_id FROM instances WHERE parent_instance_id = %s", (instance_id,))
-        return [r[0] for r in rows]
-
-    def query(self, q: InstanceQuery) -> list[Instance]:
-        # A LIKE prefix can use the primary key's index (instance_id is COLLATE "C").
-        sql, args = query_sql(q, "%s", lambda p: ("instance_id LIKE %s", [_like_prefix(p)]))
-        return [row_instance(r) for r in self._all(sql, args)]
-
     # history
-
-    def history(self, instance_id: str) -> list[bytes]:
-        rows = self._all("SELECT event FROM history WHERE instance_id = %s ORDER BY seq", (instance_id,))
-        return [r[0] for r in rows]
 
     def append_history(self, instance_id: str, first_seq: int, events: list[bytes]) -> None:
         if not events:
@@ -259,9 +242,6 @@ class _PostgresTx(StoreTx):
             "SELECT %s, %s + n - 1, e FROM unnest(%s::bytea[]) WITH ORDINALITY AS t(e, n)",
             (instance_id, first_seq, events),
         )
-
-    def clear_history(self, instance_id: str) -> None:
-        self._c.execute("DELETE FROM history WHERE instance_id = %s", (instance_id,))
 
     # inbox
 
@@ -273,20 +253,9 @@ class _PostgresTx(StoreTx):
         assert row is not None
         return int(row[0])
 
-    def inbox(self, instance_id: str, visible_before: int) -> list[InboxRow]:
-        rows = self._all(
-            "SELECT id, instance_id, visible_at, event FROM inbox "
-            "WHERE instance_id = %s AND visible_at <= %s ORDER BY id",
-            (instance_id, visible_before),
-        )
-        return [InboxRow(*r) for r in rows]
-
     def delete_inbox(self, row_ids: list[int]) -> None:
         if row_ids:
             self._c.execute("DELETE FROM inbox WHERE id = ANY(%s)", (row_ids,))
-
-    def clear_inbox(self, instance_id: str) -> None:
-        self._c.execute("DELETE FROM inbox WHERE instance_id = %s", (instance_id,))
 
     # activities
 
@@ -301,13 +270,6 @@ class _PostgresTx(StoreTx):
         assert row is not None
         return int(row[0])
 
-    def get_activity(self, activity_id: int) -> ActivityRow | None:
-        row = self._one(f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE id = %s", (activity_id,))
-        return ActivityRow(*row) if row else None
-
-    def delete_activity(self, activity_id: int) -> bool:
-        return self._c.execute("DELETE FROM activities WHERE id = %s", (activity_id,)).rowcount > 0
-
     def clear_activities(self, instance_id: str) -> list[int]:
         rows = self._all("DELETE FROM activities WHERE instance_id = %s RETURNING id", (instance_id,))
         return sorted(r[0] for r in rows)
@@ -320,39 +282,6 @@ class _PostgresTx(StoreTx):
         )
         assert row is not None
         return int(row[0])
-
-    def outbox(self, after_id: int, limit: int) -> list[tuple[int, str]]:
-        rows = self._all(
-            "SELECT id, payload FROM outbox WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit)
-        )
-        return [(r[0], r[1]) for r in rows]
-
-    def delete_outbox(self, event_id: int) -> bool:
-        return self._c.execute("DELETE FROM outbox WHERE id = %s", (event_id,)).rowcount > 0
-
-    def expire_outbox(self, created_before: int) -> int:
-        return self._c.execute("DELETE FROM outbox WHERE created_at < %s", (created_before,)).rowcount
-
-    # recovery
-
-    def ready_instances(self, now: int) -> list[tuple[str, str]]:
-        rows = self._all(
-            "SELECT DISTINCT i.instance_id, i.dialect FROM inbox b "
-            "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at <= %s",
-            (now,),
-        )
-        return [(r[0], r[1]) for r in rows]
-
-    def future_timers(self, now: int) -> list[tuple[int, str, str]]:
-        rows = self._all(
-            "SELECT DISTINCT b.visible_at, b.instance_id, i.dialect FROM inbox b "
-            "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at > %s",
-            (now,),
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    def all_activities(self) -> list[tuple[int, str]]:
-        return [(r[0], r[1]) for r in self._all("SELECT id, dialect FROM activities ORDER BY id")]
 
     # leases
 
@@ -393,7 +322,7 @@ class _PostgresTx(StoreTx):
         row = self._one(
             f"UPDATE activities SET lease_token = %s, lease_until = {_DB_NOW} + %s "
             f"WHERE id = %s AND ({_LEASE_FREE} OR lease_token = %s OR lease_token LIKE %s) "
-            f"RETURNING {_ACTIVITY_COLUMNS}",
+            f"RETURNING {ACTIVITY_COLUMNS}",
             (token, _micros(seconds), activity_id, token, _own_tokens(token)),
         )
         return ActivityRow(*row) if row else None

@@ -10,21 +10,13 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable
-from typing import IO, TypeVar
+from collections.abc import Callable, Sequence
+from typing import IO, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from ..workflows import Instance, InstanceQuery
-from .base import (
-    INSTANCE_COLUMNS,
-    ActivityRow,
-    InboxRow,
-    Store,
-    StoreTx,
-    instance_row,
-    query_sql,
-    row_instance,
-)
+from ..workflows import Instance
+from .base import Store, StoreTx
+from .sql import INSTANCE_COLUMNS, SqlTx, instance_row, row_instance
 
 T = TypeVar("T")
 
@@ -89,9 +81,15 @@ _MIGRATIONS: dict[int, str] = {
 }
 
 
-class _SQLiteTx(StoreTx):
+class _SQLiteTx(SqlTx):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._c = conn
+
+    def _execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self._c.execute(sql, args)
+
+    def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
+        return "substr(instance_id, 1, ?) = ?", [len(prefix), prefix]
 
     def get_instance(self, instance_id: str) -> Instance | None:
         row = self._c.execute(
@@ -110,30 +108,11 @@ class _SQLiteTx(StoreTx):
         for table in ("instances", "history", "inbox", "activities"):
             self._c.execute(f"DELETE FROM {table} WHERE instance_id = ?", (instance_id,))
 
-    def child_ids(self, instance_id: str) -> list[str]:
-        rows = self._c.execute(
-            "SELECT instance_id FROM instances WHERE parent_instance_id = ?", (instance_id,)
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    def query(self, q: InstanceQuery) -> list[Instance]:
-        sql, args = query_sql(q, "?", lambda p: ("substr(instance_id, 1, ?) = ?", [len(p), p]))
-        return [row_instance(r) for r in self._c.execute(sql, args).fetchall()]
-
-    def history(self, instance_id: str) -> list[bytes]:
-        rows = self._c.execute(
-            "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,)
-        ).fetchall()
-        return [r[0] for r in rows]
-
     def append_history(self, instance_id: str, first_seq: int, events: list[bytes]) -> None:
         self._c.executemany(
             "INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
             [(instance_id, first_seq + n, e) for n, e in enumerate(events)],
         )
-
-    def clear_history(self, instance_id: str) -> None:
-        self._c.execute("DELETE FROM history WHERE instance_id = ?", (instance_id,))
 
     def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> int:
         cur = self._c.execute(
@@ -143,19 +122,8 @@ class _SQLiteTx(StoreTx):
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def inbox(self, instance_id: str, visible_before: int) -> list[InboxRow]:
-        rows = self._c.execute(
-            "SELECT id, instance_id, visible_at, event FROM inbox "
-            "WHERE instance_id = ? AND visible_at <= ? ORDER BY id",
-            (instance_id, visible_before),
-        ).fetchall()
-        return [InboxRow(*r) for r in rows]
-
     def delete_inbox(self, row_ids: list[int]) -> None:
         self._c.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in row_ids])
-
-    def clear_inbox(self, instance_id: str) -> None:
-        self._c.execute("DELETE FROM inbox WHERE instance_id = ?", (instance_id,))
 
     def add_activity(
         self, instance_id: str, execution_id: str, dialect: str, task_id: int, request: bytes
@@ -168,16 +136,6 @@ class _SQLiteTx(StoreTx):
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def get_activity(self, activity_id: int) -> ActivityRow | None:
-        row = self._c.execute(
-            "SELECT id, instance_id, execution_id, dialect, task_id, request FROM activities WHERE id = ?",
-            (activity_id,),
-        ).fetchone()
-        return ActivityRow(*row) if row else None
-
-    def delete_activity(self, activity_id: int) -> bool:
-        return self._c.execute("DELETE FROM activities WHERE id = ?", (activity_id,)).rowcount > 0
-
     def clear_activities(self, instance_id: str) -> list[int]:
         ids = [
             r[0] for r in self._c.execute("SELECT id FROM activities WHERE instance_id = ?", (instance_id,))
@@ -189,37 +147,6 @@ class _SQLiteTx(StoreTx):
         cur = self._c.execute("INSERT INTO outbox (created_at, payload) VALUES (?, ?)", (created_at, payload))
         assert cur.lastrowid is not None
         return cur.lastrowid
-
-    def outbox(self, after_id: int, limit: int) -> list[tuple[int, str]]:
-        rows = self._c.execute(
-            "SELECT id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
-        ).fetchall()
-        return [(r[0], r[1]) for r in rows]
-
-    def delete_outbox(self, event_id: int) -> bool:
-        return self._c.execute("DELETE FROM outbox WHERE id = ?", (event_id,)).rowcount > 0
-
-    def expire_outbox(self, created_before: int) -> int:
-        return self._c.execute("DELETE FROM outbox WHERE created_at < ?", (created_before,)).rowcount
-
-    def ready_instances(self, now: int) -> list[tuple[str, str]]:
-        rows = self._c.execute(
-            "SELECT DISTINCT i.instance_id, i.dialect FROM inbox b "
-            "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at <= ?",
-            (now,),
-        ).fetchall()
-        return [(r[0], r[1]) for r in rows]
-
-    def future_timers(self, now: int) -> list[tuple[int, str, str]]:
-        rows = self._c.execute(
-            "SELECT DISTINCT b.visible_at, b.instance_id, i.dialect FROM inbox b "
-            "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at > ?",
-            (now,),
-        ).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    def all_activities(self) -> list[tuple[int, str]]:
-        return [(r[0], r[1]) for r in self._c.execute("SELECT id, dialect FROM activities ORDER BY id")]
 
 
 class SQLiteStore(Store):
