@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from .engine.core import Engine, EngineSettings
+from .engine import Engine, EngineSettings
 from .engine.grpc_server import add_to_server, dialect_server, server_options
 from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH

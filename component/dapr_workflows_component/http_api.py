@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from .engine.core import Engine
+from .engine import Engine
 from .http_openapi import ALIAS_VERSIONS, API_VERSION, OPENAPI_PATH, openapi_document
 from .pluggable.bindings import OutputSettings, wait_until_started
 from .workflows import ErrorCode, StartRequest, WorkflowError, instance_json, json_payload, parse_bool

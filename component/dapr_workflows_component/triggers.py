@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from .engine.core import Engine
+from .engine import Engine
 from .http_api import read_body
 from .workflows import (
     MAX_INSTANCE_ID_LENGTH,

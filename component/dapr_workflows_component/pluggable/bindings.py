@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from ..engine.core import Engine
+from ..engine import Engine
 from ..protos import dapr_components_pb2 as cpb
 from ..protos import dapr_components_pb2_grpc as cgrpc
 from ..protos import dapr_dialect_pb2 as pb

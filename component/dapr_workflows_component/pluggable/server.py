@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 from grpc_reflection.v1alpha import reflection
 
-from ..engine.core import Engine
+from ..engine import Engine
 from ..engine.grpc_server import server_options
 from ..protos import dapr_components_pb2 as cpb
 from ..protos import dapr_components_pb2_grpc as cgrpc

@@ -15,7 +15,7 @@ from typing import TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 
-from ..engine.core import Engine
+from ..engine import Engine
 from ..engine.wire import now_us
 from ..protos import dapr_components_pb2 as cpb
 from ..protos import dapr_components_workflow_pb2 as wpb
