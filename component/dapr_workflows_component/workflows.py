@@ -8,9 +8,10 @@ HTTP API and the proposed Workflow service all call into the engine, which appli
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -94,6 +95,19 @@ class WorkflowError(Exception):
 _INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 MAX_INSTANCE_ID_LENGTH = 256
 
+# Limits of what a caller or a worker may send besides payloads (those have --max-payload-bytes).
+# A name or an ID is kept in every history event and index that mentions it, so a huge one costs far
+# more than its size once; these bounds are far above what any real workflow uses.
+# Instance IDs the engine makes (a child's `parent:0001`) or a workflow chooses for a child may be
+# longer than a caller's: any instance ID in a call is held to this bound.
+MAX_ANY_INSTANCE_ID_LENGTH = 1024
+MAX_NAME_LENGTH = 1024  # workflow, activity and event names, in characters
+MAX_TAGS = 64
+MAX_TAG_KEY_LENGTH = 256
+MAX_TAG_VALUE_LENGTH = 4096
+# JSON nested deeper than this is refused before it is parsed (parsers recurse per level).
+MAX_JSON_DEPTH = 100
+
 
 def validate_new_instance_id(instance_id: str) -> None:
     """Checks an instance ID a caller chose for a new instance.
@@ -119,11 +133,100 @@ def require_instance_id(instance_id: str) -> None:
     """Checks the instance ID of a call on an existing instance."""
     if not instance_id:
         raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the instance ID is empty")
+    _check_length("instance ID", instance_id, MAX_ANY_INSTANCE_ID_LENGTH)
+
+
+def _check_length(what: str, text: str, limit: int) -> None:
+    if len(text) > limit:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT, f"the {what} is {len(text)} characters long; the limit is {limit}"
+        )
+
+
+def require_name(what: str, name: str) -> None:
+    """A workflow, activity or event name: not empty, at most MAX_NAME_LENGTH characters."""
+    if not name:
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f"the {what} is empty")
+    _check_length(what, name, MAX_NAME_LENGTH)
 
 
 def require_workflow_name(name: str) -> None:
-    if not name:
-        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the workflow name is empty")
+    require_name("workflow name", name)
+
+
+def require_event_name(name: str) -> None:
+    require_name("event name", name)
+
+
+def check_tags(tags: Mapping[str, str]) -> None:
+    if len(tags) > MAX_TAGS:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT, f"{len(tags)} tags are given; the limit is {MAX_TAGS} tags"
+        )
+    for key, value in tags.items():
+        _check_length("tag name", key, MAX_TAG_KEY_LENGTH)
+        _check_length(f"value of tag {key!r}", value, MAX_TAG_VALUE_LENGTH)
+
+
+# JSON strings: removed before brackets are counted, so that brackets inside them do not count.
+_JSON_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def check_json_depth(what: str, text: str | bytes | None) -> None:
+    """Refuses text whose brackets nest deeper than MAX_JSON_DEPTH, without parsing it.
+
+    Counted on any text (a payload need not be JSON to reach a worker, whose parser would fail on it).
+    """
+    if not text:
+        return
+    data = text.encode() if isinstance(text, str) else text
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    brackets = _JSON_STRING_RE.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) > MAX_JSON_DEPTH:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"the {what} nests JSON arrays or objects more than {MAX_JSON_DEPTH} levels deep; "
+            f"the limit is {MAX_JSON_DEPTH}",
+        )
+
+
+def check_caller_payload(what: str, payload: str | bytes | None, limit: int) -> None:
+    """A payload a caller sends (workflow input, event data, terminate output): size, then nesting."""
+    check_payload_size(what, payload, limit)
+    check_json_depth(what, payload)
+
+
+def check_start(req: StartRequest, limit: int) -> None:
+    """Everything a start asks for that can be checked before the store is asked."""
+    validate_new_instance_id(req.instance_id)
+    require_workflow_name(req.name)
+    if req.version is not None:
+        _check_length("workflow version", req.version, MAX_NAME_LENGTH)
+    check_tags(req.tags)
+    check_caller_payload("workflow input", req.input, limit)
+
+
+def parse_json(what: str, text: str | bytes) -> Any:
+    """JSON from a caller; INVALID_ARGUMENT when it is no JSON or nests too deep."""
+    check_json_depth(what, text)
+    try:
+        return json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _not_json(what) from None
+
+
+def _not_json(what: str) -> WorkflowError:
+    return WorkflowError(
+        ErrorCode.INVALID_ARGUMENT, f'the {what} is not valid JSON (send a JSON value, e.g. "text" or {{}})'
+    )
+
+
+def internal_error(what: str) -> WorkflowError:
+    """A call that failed inside the engine: the caller hears one sentence, the log has the rest."""
+    return WorkflowError(ErrorCode.INTERNAL, f"{what} failed inside the engine; see its log")
 
 
 def not_found(instance_id: str) -> WorkflowError:
@@ -392,14 +495,11 @@ def json_payload(what: str, data: bytes | str | None, limit: int) -> str | None:
     check_payload_size(what, data, limit)
     try:
         text = data.decode() if isinstance(data, bytes) else data
-        # daprd's HTTP API encodes a missing `data` as JSON null: no payload either.
-        if json.loads(text) is None:
-            return None
-    except (UnicodeDecodeError, ValueError):
-        raise WorkflowError(
-            ErrorCode.INVALID_ARGUMENT,
-            f'the {what} is not valid JSON (send a JSON value, e.g. "text" or {{}})',
-        ) from None
+    except UnicodeDecodeError:
+        raise _not_json(what) from None
+    # daprd's HTTP API encodes a missing `data` as JSON null: no payload either.
+    if parse_json(what, text) is None:
+        return None
     return text
 
 

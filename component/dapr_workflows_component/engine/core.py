@@ -43,16 +43,18 @@ from ..workflows import (
     RuntimeStatus,
     StartRequest,
     WorkflowError,
+    check_caller_payload,
     check_event_allowed,
     check_payload_size,
     check_purge_allowed,
     check_resume_allowed,
+    check_start,
     check_start_allowed,
     check_suspend_allowed,
     lifecycle_json,
     not_found,
+    require_event_name,
     require_instance_id,
-    require_workflow_name,
     validate_new_instance_id,
 )
 from . import wire
@@ -1234,9 +1236,7 @@ class Engine:
     # ---------------------------------------------------------------- management (the workflows interface)
 
     async def start_workflow(self, req: StartRequest) -> str:
-        validate_new_instance_id(req.instance_id)
-        require_workflow_name(req.name)
-        check_payload_size("workflow input", req.input, self.settings.max_payload_bytes)
+        check_start(req, self.settings.max_payload_bytes)
         fx = _Effects()
 
         def tx(t: StoreTx) -> None:
@@ -1287,9 +1287,8 @@ class Engine:
         await self._commit(tx, fx)
 
     async def raise_event(self, instance_id: str, name: str, data: str | None) -> None:
-        if not name:
-            raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the event name is empty")
-        check_payload_size("event payload", data, self.settings.max_payload_bytes)
+        require_event_name(name)
+        check_caller_payload("event payload", data, self.settings.max_payload_bytes)
 
         def change(t: StoreTx, inst: Instance, now: int, fx: _Effects) -> None:
             check_event_allowed(inst)
@@ -1332,7 +1331,7 @@ class Engine:
         log.info("resumed workflow %r", instance_id)
 
     async def terminate(self, instance_id: str, output: str | None = None, recursive: bool = True) -> None:
-        check_payload_size("terminate output", output, self.settings.max_payload_bytes)
+        check_caller_payload("terminate output", output, self.settings.max_payload_bytes)
 
         def change(t: StoreTx, inst: Instance, now: int, fx: _Effects) -> None:
             self._terminate(t, inst, output, recursive, now, fx)
