@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -19,8 +20,10 @@ from .engine.grpc_server import add_to_server, dialect_server, server_options
 from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .pluggable.server import ComponentServer, default_socket_folder
+from .pluggable.socket_folder import parse_socket_mode, preflight
 from .store import open_store
 from .triggers import Trigger, TriggerFileError, TriggerRoutes, load_triggers, summary
+from .workflows import WorkflowError, parse_bool
 
 log = logging.getLogger("dapr_workflows")
 
@@ -143,6 +146,19 @@ SERVE_OPTIONS = (
         "empty to run without the pluggable component",
     ),
     Option(
+        "socket-mode",
+        "0777",
+        "octal mode of the component socket, set when it is created; 0777 lets daprd connect as any "
+        "user (it often runs as another user in another container); 0770 or 0700 to allow only the "
+        "group or the user",
+    ),
+    Option(
+        "allow-foreign-socket-folder",
+        "false",
+        "true to serve the socket in a folder that another non-root user owns, or that others may "
+        "write without the sticky bit (they could replace the socket); such a folder is refused",
+    ),
+    Option(
         "lifecycle-event-retention-hours",
         "168",
         "lifecycle events no input binding has taken are dropped after this long",
@@ -213,6 +229,28 @@ def _http_settings(args: argparse.Namespace, max_payload: int) -> HttpSettings:
     )
 
 
+def _socket_settings(args: argparse.Namespace, folder: str) -> tuple[int, bool]:
+    """The socket's mode and folder permission, with the folder checked before anything listens."""
+    try:
+        mode = parse_socket_mode(args.socket_mode)
+    except ValueError as err:
+        raise SystemExit(f"dapr-workflows: --socket-mode: {err}") from None
+    allow_foreign = _bool(args.allow_foreign_socket_folder, "allow-foreign-socket-folder")
+    if args.socket_name:
+        try:
+            preflight(Path(folder), f"{args.socket_name}.sock", allow_foreign)
+        except (RuntimeError, OSError) as err:
+            raise SystemExit(f"dapr-workflows: cannot serve the component socket: {err}") from None
+    return mode, allow_foreign
+
+
+def _bool(value: str, flag: str) -> bool:
+    try:
+        return parse_bool(f"--{flag}", value, False)
+    except WorkflowError as err:
+        raise SystemExit(f"dapr-workflows: {err.message}") from None
+
+
 def _triggers(path: str, http_settings: HttpSettings | None) -> list[Trigger]:
     if not path:
         return []
@@ -240,6 +278,8 @@ async def serve(args: argparse.Namespace) -> None:
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
     triggers = _triggers(args.triggers, http_settings)
+    socket_folder = args.socket_folder or default_socket_folder()
+    socket_settings = _socket_settings(args, socket_folder)
     try:
         store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
@@ -295,7 +335,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     component: ComponentServer | None = None
     if args.socket_name:
-        component = ComponentServer(engine, args.socket_folder or default_socket_folder(), args.socket_name)
+        component = ComponentServer(engine, socket_folder, args.socket_name, *socket_settings)
         try:
             await component.start()
         except (RuntimeError, OSError) as err:
