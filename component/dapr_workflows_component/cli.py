@@ -19,6 +19,7 @@ from .engine import Engine, EngineSettings
 from .engine.grpc_server import add_to_server, dialect_server, server_options
 from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
+from .log_limits import limit_repeats
 from .pluggable.server import ComponentServer, default_socket_folder
 from .pluggable.socket_folder import parse_socket_mode, preflight
 from .store import open_store
@@ -119,6 +120,24 @@ SERVE_OPTIONS = (
         "10",
         "how long an HTTP start waits for a worker to begin the instance before it answers "
         "(the instance is recorded either way); 0 answers at once",
+    ),
+    Option(
+        "http-max-connections",
+        "",
+        "HTTP connections held open at once; more are answered with 503 and closed (each holds a file "
+        "descriptor, and the gRPC ports need some too); empty: a quarter of the process's file "
+        "descriptor limit, at most 1024",
+    ),
+    Option(
+        "http-header-timeout-seconds",
+        "10",
+        "an HTTP connection must send a request's headers within this long after it opens or after "
+        "its previous response; idle keep-alive connections are closed then too",
+    ),
+    Option(
+        "http-body-timeout-seconds",
+        "60",
+        "an HTTP request body must arrive within this long (408 beyond)",
     ),
     Option(
         "triggers",
@@ -226,6 +245,11 @@ def _http_settings(args: argparse.Namespace, max_payload: int) -> HttpSettings:
         start_timeout_seconds=_seconds(
             args.http_start_timeout_seconds, "http-start-timeout-seconds", zero=True
         ),
+        max_connections=_int(args.http_max_connections, "http-max-connections")
+        if args.http_max_connections
+        else 0,
+        header_timeout_seconds=_seconds(args.http_header_timeout_seconds, "http-header-timeout-seconds"),
+        body_timeout_seconds=_seconds(args.http_body_timeout_seconds, "http-body-timeout-seconds"),
     )
 
 
@@ -378,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    limit_repeats()
     if args.command == "serve":
         asyncio.run(serve(args))
 

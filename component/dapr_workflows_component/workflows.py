@@ -67,6 +67,8 @@ class ErrorCode(enum.Enum):
     RESOURCE_EXHAUSTED = ("ERR_PAYLOAD_TOO_LARGE", grpc.StatusCode.RESOURCE_EXHAUSTED, 413)
     UNIMPLEMENTED = ("ERR_NOT_IMPLEMENTED", grpc.StatusCode.UNIMPLEMENTED, 501)
     UNAVAILABLE = ("ERR_UNAVAILABLE", grpc.StatusCode.UNAVAILABLE, 503)
+    # A request that did not arrive in time (an HTTP body sent too slowly).
+    REQUEST_TIMEOUT = ("ERR_REQUEST_TIMEOUT", grpc.StatusCode.DEADLINE_EXCEEDED, 408)
     INTERNAL = ("ERR_INTERNAL", grpc.StatusCode.INTERNAL, 500)
 
     @property
