@@ -88,6 +88,20 @@ SERVE_OPTIONS = (
         "(a worker that disconnects gives its work back at once)",
     ),
     Option(
+        "keepalive-seconds",
+        "10",
+        "every gRPC connection (workers, clients, daprd) silent this long is pinged, and dropped when "
+        "it does not answer within as long again: a frozen or vanished worker's work is offered to "
+        "others then",
+    ),
+    Option(
+        "worker-stall-seconds",
+        "10",
+        "a worker holding work that has not been heard from (no call, no new stream) for this long "
+        "gets no more work while another worker can take it, and its workflow turns go to other "
+        "workers at once (its activities stay with it until it answers, disconnects or their lease ends)",
+    ),
+    Option(
         "store-lease-seconds",
         "10",
         "with a PostgreSQL store: how long the work an engine held waits after the engine dies "
@@ -298,6 +312,8 @@ async def serve(args: argparse.Namespace) -> None:
         worker_max_in_flight=_int(args.worker_max_in_flight, "worker-max-in-flight"),
         poll_seconds=_seconds(args.poll_seconds, "poll-seconds"),
         store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
+        keepalive_seconds=_seconds(args.keepalive_seconds, "keepalive-seconds"),
+        worker_stall_seconds=_seconds(args.worker_stall_seconds, "worker-stall-seconds"),
     )
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
@@ -312,7 +328,7 @@ async def serve(args: argparse.Namespace) -> None:
     engine = Engine(store, settings)
     await engine.start()
 
-    options = server_options(max_payload)
+    options = server_options(max_payload, settings.keepalive_seconds)
     servers: list[grpc.aio.Server] = []
     for dialect, address, sdk in (
         ("dapr", args.engine_address, "dapr.ext.workflow"),

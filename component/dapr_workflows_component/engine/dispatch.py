@@ -34,6 +34,7 @@ from . import wire
 from .effects import Effects
 from .leasing import LeasePolicy
 from .settings import EngineSettings
+from .stalls import StallWatch
 from .turns import Turn, deliverable, turn_events
 from .wire import now_us
 
@@ -102,6 +103,7 @@ class Worker:
     capacity: int
     held: int = 0
     freed: asyncio.Event = field(default_factory=asyncio.Event)
+    peer: str = ""  # its connection, when known (stalls.py)
 
 
 class HistoryCache:
@@ -146,6 +148,7 @@ class Dispatch:
         self._boot = uuid.uuid4().hex[:12]
         self._counter = itertools.count(1)
         self._worker_ids = itertools.count(1)
+        self.stalls = StallWatch(settings.worker_stall_seconds, self._stalled)
 
     def start(self) -> None:
         for dialect in DIALECTS:
@@ -195,11 +198,14 @@ class Dispatch:
 
     # ------------------------------------------------------------ workers
 
-    def connect_worker(self, dialect: str, capacity: int = 0) -> int:
-        """Registers a worker's stream; `capacity` > 0 caps what it holds below the engine's limit."""
+    def connect_worker(self, dialect: str, capacity: int = 0, peer: str = "") -> int:
+        """Registers a worker's stream; `capacity` > 0 caps what it holds below the engine's limit;
+        `peer` is its connection, which tells its process apart (stalls.py)."""
         worker_id = next(self._worker_ids)
         limit = self.settings.worker_max_in_flight
-        self.workers[worker_id] = Worker(dialect, min(capacity, limit) if capacity > 0 else limit)
+        self.workers[worker_id] = Worker(dialect, min(capacity, limit) if capacity > 0 else limit, peer=peer)
+        if peer:
+            self.stalls.connected(peer)
         log.info(
             "worker %d connected (%s dialect); %d workers connected", worker_id, dialect, len(self.workers)
         )
@@ -210,7 +216,10 @@ class Dispatch:
         held = [lease for lease in self._leases.values() if lease.worker_id == worker_id]
         for lease in held:
             self.release(lease)
-        self.workers.pop(worker_id, None)
+        worker = self.workers.pop(worker_id, None)
+        if worker is not None and worker.peer:
+            if not any(other.peer == worker.peer for other in self.workers.values()):
+                self.stalls.forget(worker.peer)
         log.info("worker %d disconnected; %d leased work items returned to the queue", worker_id, len(held))
 
     def worker_dialects(self) -> list[str]:
@@ -228,6 +237,12 @@ class Dispatch:
         deadline = loop.time() + self.settings.health_ping_seconds
         worker = self.workers[worker_id]
         while not self.closing.is_set():
+            if worker.peer and self.stalls.is_stalled(worker.peer) and self._another_can_take(worker):
+                # Stalled: nothing more until it is heard from (or a ping is due).
+                await self.stalls.wait_heard(worker.peer, deadline - loop.time())
+                if loop.time() >= deadline:
+                    return None
+                continue
             if worker.held >= worker.capacity:
                 # Full: wait until the worker finishes something (or a ping is due).
                 worker.freed.clear()
@@ -237,6 +252,9 @@ class Dispatch:
             key = await self._take(dialect, deadline - loop.time())
             if key is None:
                 return None
+            if worker.peer and self.stalls.is_stalled(worker.peer) and self._another_can_take(worker):
+                self._reoffer(key, dialect)  # it stalled while it waited for this key
+                continue
             try:
                 if isinstance(key, InstanceWork):
                     item = await self._lease_turn(key, worker_id)
@@ -286,6 +304,40 @@ class Dispatch:
             for w in waits:
                 w.cancel()
         return event.is_set() and not self.closing.is_set()
+
+    def _another_can_take(self, worker: Worker) -> bool:
+        """Whether a worker of the dialect on another connection, not stalled, has room for work."""
+        return any(
+            other.dialect == worker.dialect
+            and other.peer != worker.peer
+            and not (other.peer and self.stalls.is_stalled(other.peer))
+            and other.held < other.capacity
+            for other in self.workers.values()
+        )
+
+    def _stalled(self, peer: str) -> None:
+        """The peer holds work it was given long ago and has not been heard from since."""
+        workers = {wid: w for wid, w in self.workers.items() if w.peer == peer}
+        if not workers:
+            return
+        turns = [
+            lease
+            for lease in self._leases.values()
+            if isinstance(lease, TurnLease) and lease.worker_id in workers
+        ]
+        others = self._another_can_take(next(iter(workers.values())))
+        log.warning(
+            "worker %s (%d streams) has not been heard from for %.0fs while holding work: %s",
+            peer,
+            len(workers),
+            self.stalls.stall_seconds,
+            f"it gets no more work, and its {len(turns)} workflow turns are offered to other workers"
+            if others
+            else "no other worker could take its work",
+        )
+        if others:
+            for lease in turns:
+                self.release(lease)
 
     def _next_token(self) -> str:
         return f"{self._boot}-{next(self._counter)}"
@@ -359,6 +411,8 @@ class Dispatch:
         worker = self.workers.get(lease.worker_id)
         if worker is not None:
             worker.held += 1
+            if worker.peer:
+                self.stalls.gave(worker.peer)
         lease.expiry = asyncio.get_running_loop().call_later(seconds, self._expire, lease)
 
     def turn_lease(self, instance_id: str, token: str | None = None) -> TurnLease | None:

@@ -123,8 +123,12 @@ class Engine:
 
     # ---------------------------------------------------------------- workers
 
-    def connect_worker(self, dialect: str, capacity: int = 0) -> int:
-        return self.dispatch.connect_worker(dialect, capacity)
+    def connect_worker(self, dialect: str, capacity: int = 0, peer: str = "") -> int:
+        return self.dispatch.connect_worker(dialect, capacity, peer)
+
+    def heard_from(self, peer: str) -> None:
+        """A client connection made a call: a worker on it is alive (dispatch's stall watch)."""
+        self.dispatch.stalls.heard(peer)
 
     def disconnect_worker(self, worker_id: int) -> None:
         self.dispatch.disconnect_worker(worker_id)

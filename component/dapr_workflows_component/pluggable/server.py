@@ -61,7 +61,9 @@ class ComponentServer:
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         check_folder(self.path.parent, self.allow_foreign_folder)
-        server = grpc.aio.server(options=server_options(self.engine.settings.max_payload_bytes))
+        settings = self.engine.settings
+        options = server_options(settings.max_payload_bytes, settings.keepalive_seconds)
+        server = grpc.aio.server(options=options)
         cgrpc.add_OutputBindingServicer_to_server(OutputBinding(self.engine, self.output_settings), server)
         cgrpc.add_InputBindingServicer_to_server(InputBinding(self.dispatcher, self.output_settings), server)
         # The proposed Workflow service: a daprd without it (all so far) ignores it.
