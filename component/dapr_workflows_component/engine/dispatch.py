@@ -25,6 +25,7 @@ import asyncio
 import enum
 import itertools
 import logging
+import secrets
 import uuid
 from dataclasses import dataclass, field
 
@@ -41,6 +42,8 @@ from .wire import now_us
 log = logging.getLogger("dapr_workflows.engine")
 
 DIALECTS = ("dapr", "durabletask")
+# Random bytes of a completion token (128 bits).
+TOKEN_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ class ActivityLease:
     token: str
     worker_id: int
     expiry: asyncio.TimerHandle | None = None
+    # What the activity is: a result must name the same instance and task as its token's lease.
+    instance_id: str = ""
+    task_id: int = -1
 
     @property
     def key(self) -> ActivityWork:
@@ -144,9 +150,9 @@ class Dispatch:
         self._arrived_while_busy: set[str] = set()  # instances
         self._leases: dict[WorkKey, Lease] = {}
         self._tokens: dict[str, WorkKey] = {}
-        # Tokens are unique across the engines sharing a store: the boot ID tells them apart.
+        # Tokens cannot be guessed from others (128 random bits); the boot ID in front tells the
+        # engines sharing a store apart in logs and lease rows.
         self._boot = uuid.uuid4().hex[:12]
-        self._counter = itertools.count(1)
         self._worker_ids = itertools.count(1)
         self.stalls = StallWatch(settings.worker_stall_seconds, self._stalled)
 
@@ -340,7 +346,7 @@ class Dispatch:
                 self.release(lease)
 
     def _next_token(self) -> str:
-        return f"{self._boot}-{next(self._counter)}"
+        return f"{self._boot}-{secrets.token_urlsafe(TOKEN_BYTES)}"
 
     async def _lease_turn(self, key: InstanceWork, worker_id: int) -> bytes | None:
         instance_id = key.instance_id
@@ -396,9 +402,10 @@ class Dispatch:
         if row is None:
             self._state.pop(key, None)
             return None
-        self._hold(
-            ActivityLease(key.activity_id, dialect, token, worker_id), self.settings.activity_lease_seconds
+        lease = ActivityLease(
+            key.activity_id, dialect, token, worker_id, instance_id=row.instance_id, task_id=row.task_id
         )
+        self._hold(lease, self.settings.activity_lease_seconds)
         return wire.encode_activity_work_item(row.request, token)
 
     # ------------------------------------------------------------ leases
@@ -427,6 +434,10 @@ class Dispatch:
         key = self._tokens.get(token)
         lease = self._leases.get(key) if key is not None else None
         return lease if isinstance(lease, ActivityLease) and lease.token == token else None
+
+    def knows_token(self, token: str) -> bool:
+        """Whether the token is a current lease's (of whatever work item)."""
+        return token in self._tokens
 
     def is_current(self, lease: Lease) -> bool:
         return self._leases.get(lease.key) is lease

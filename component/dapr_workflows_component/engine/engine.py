@@ -126,6 +126,12 @@ class Engine:
     def connect_worker(self, dialect: str, capacity: int = 0, peer: str = "") -> int:
         return self.dispatch.connect_worker(dialect, capacity, peer)
 
+    @property
+    def ignored_completions(self) -> dict[str, int]:
+        """Results from workers that were ignored, by reason: "stale" (no current lease has the token:
+        late, duplicate or guessed) and "mismatched" (the token is another work item's)."""
+        return dict(self.completions.ignored)
+
     def heard_from(self, peer: str) -> None:
         """A client connection made a call: a worker on it is alive (dispatch's stall watch)."""
         self.dispatch.stalls.heard(peer)
