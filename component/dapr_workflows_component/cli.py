@@ -161,6 +161,12 @@ SERVE_OPTIONS = (
         "to the --http-address port; empty: no triggers",
     ),
     Option(
+        "history-cache-bytes",
+        str(64 * 1024 * 1024),
+        "bytes of workflow histories (inputs and results included) kept in memory between turns, "
+        "least recently used dropped first; with SQLite only (PostgreSQL keeps none)",
+    ),
+    Option(
         "worker-max-in-flight",
         "100",
         "work items one worker holds at most (a durabletask worker may ask for fewer); the rest "
@@ -314,6 +320,7 @@ async def serve(args: argparse.Namespace) -> None:
         store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
         keepalive_seconds=_seconds(args.keepalive_seconds, "keepalive-seconds"),
         worker_stall_seconds=_seconds(args.worker_stall_seconds, "worker-stall-seconds"),
+        history_cache_bytes=_int(args.history_cache_bytes, "history-cache-bytes"),
     )
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None

@@ -33,6 +33,7 @@ from ..store import Store, StoreTx
 from ..workflows import Instance
 from . import wire
 from .effects import Effects
+from .history_cache import HistoryCache
 from .leasing import LeasePolicy
 from .settings import EngineSettings
 from .stalls import StallWatch
@@ -112,29 +113,6 @@ class Worker:
     peer: str = ""  # its connection, when known (stalls.py)
 
 
-class HistoryCache:
-    """Instances' histories kept between turns (least recently stored dropped first), if allowed."""
-
-    def __init__(self, size: int, enabled: bool) -> None:
-        self.size = size
-        self.enabled = enabled
-        self._cache: dict[str, list[bytes]] = {}
-
-    def get(self, instance_id: str) -> list[bytes] | None:
-        return self._cache.get(instance_id)
-
-    def remember(self, instance_id: str, events: list[bytes]) -> None:
-        if not self.enabled:
-            return  # another engine may append to the history at any time
-        self._cache.pop(instance_id, None)
-        self._cache[instance_id] = events
-        if len(self._cache) > self.size:
-            del self._cache[next(iter(self._cache))]
-
-    def forget(self, instance_id: str) -> None:
-        self._cache.pop(instance_id, None)
-
-
 class Dispatch:
     def __init__(
         self, store: Store, settings: EngineSettings, leasing: LeasePolicy, closing: asyncio.Event
@@ -143,7 +121,9 @@ class Dispatch:
         self.settings = settings
         self.leasing = leasing
         self.closing = closing
-        self.history = HistoryCache(settings.history_cache_size, leasing.caches_history)
+        self.history = HistoryCache(
+            settings.history_cache_size, settings.history_cache_bytes, leasing.caches_history
+        )
         self.workers: dict[int, Worker] = {}
         self._queues: dict[str, asyncio.Queue[WorkKey]] = {}
         self._state: dict[WorkKey, WorkState] = {}

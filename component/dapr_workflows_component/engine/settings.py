@@ -20,6 +20,8 @@ class EngineSettings:
     # other workers, and a crash returns no more than this.
     worker_max_in_flight: int = 100
     history_cache_size: int = 10_000
+    # The cached histories' bytes at most (history_cache.py).
+    history_cache_bytes: int = 64 * 1024 * 1024
     # Record lifecycle events in the outbox for the input binding (on when the component socket is).
     lifecycle_events: bool = False
     # With a shared store: how often to look for work no other engine announced (expired leases of
