@@ -259,3 +259,34 @@ def test_triggers_drop_nested_events_as_malformed(engine: EngineProcess) -> None
     log = engine.log_text()
     assert log.count(DEPTH_MESSAGE) >= 3, log[-3000:]
     assert_clean_log(engine)
+
+
+# ---------------------------------------------------------------------------------- names from workers
+
+
+def test_a_turn_with_a_huge_activity_name_fails_the_instance_naming_the_limit(engine: EngineProcess) -> None:
+    """A worker's action is held to the same limits: the instance fails with the reason (a turn
+    refused as a whole would only come back after every lease)."""
+    with RawClient(engine.durabletask_address, "durabletask") as raw:
+        pb = raw.pb
+        stream = raw.work_items()
+        try:
+            iid = raw.start("raw_huge_name", unique("worker-limits"))
+            turn = stream.next(timeout=30)
+            while turn.orchestratorRequest.instanceId != iid:  # earlier tests' instances wait too
+                turn = stream.next(timeout=30)
+            action = pb.OrchestratorAction(id=0, scheduleTask=pb.ScheduleTaskAction(name=HUGE_NAME))
+            raw.unary(
+                "CompleteOrchestratorTask",
+                pb.OrchestratorResponse(
+                    instanceId=iid, completionToken=turn.completionToken, actions=[action]
+                ),
+                timeout=30,
+            )
+        finally:
+            stream.cancel()
+        state = raw.get(iid)
+        assert status_name(pb, state) == "FAILED"
+        assert state.failureDetails.errorType == "InvalidAction"
+        assert f"the activity name is {MEGABYTE} characters long" in state.failureDetails.errorMessage
+    assert_clean_log(engine)

@@ -25,6 +25,10 @@ from ..workflows import (
     RuntimeStatus,
     WorkflowError,
     check_payload_size,
+    check_tags,
+    require_event_name,
+    require_instance_id,
+    require_name,
     runs_execution,
 )
 from . import wire
@@ -158,6 +162,7 @@ class Turns:
     def _schedule_task(self, step: _Step, action: pb.WorkflowAction) -> None:
         a = action.scheduleTask
         inst = step.inst
+        require_name("activity name", a.name)
         check_payload_size("activity input", a.input.value, self.max_payload_bytes)
         scheduled = pb.TaskScheduledEvent(name=a.name, taskExecutionId=a.taskExecutionId)
         if a.HasField("version"):
@@ -207,6 +212,9 @@ class Turns:
 
     def _create_child_workflow(self, step: _Step, action: pb.WorkflowAction) -> None:
         a = action.createChildWorkflow
+        require_name("child workflow name", a.name)
+        if a.instanceId:
+            require_instance_id(a.instanceId)
         t, inst, now, fx = step.t, step.inst, step.now, step.fx
         child_id = a.instanceId or f"{inst.instance_id}:{action.id:04x}"
         if inst.rerun and inst.rerun.get("task_id") == action.id:
@@ -262,6 +270,7 @@ class Turns:
 
     def _send_event(self, step: _Step, action: pb.WorkflowAction) -> None:
         send = action.sendEvent
+        require_event_name(send.name)
         sent = pb.EventSentEvent(instanceId=send.instance.instanceId, name=send.name)
         if send.HasField("data"):
             sent.input.CopyFrom(send.data)
@@ -278,6 +287,9 @@ class Turns:
 
     def _create_detached_workflow(self, step: _Step, action: pb.WorkflowAction) -> None:
         detached = action.createDetachedWorkflow
+        require_name("workflow name", detached.name)
+        require_instance_id(detached.instanceId)
+        check_tags(detached.tags)
         if step.t.get_instance(detached.instanceId) is None:
             self.create_instance(
                 step.t,
