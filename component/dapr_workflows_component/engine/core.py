@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import heapq
 import itertools
 import json
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..store import Announcement, Store, StoreTx, StoreUnavailable
+from ..telemetry.observer import EngineObserver, observed
 from ..workflows import (
     TERMINAL_STATUSES,
     ErrorCode,
@@ -142,6 +144,7 @@ class _Effects:
     cancelled_activities: list[int] = field(default_factory=list)
     history: dict[str, list[bytes]] = field(default_factory=dict)  # new full history per instance
     outbox: bool = False  # lifecycle events were recorded
+    notes: list[Callable[[], None]] = field(default_factory=list)  # observer calls after the commit
 
     def reset(self) -> None:
         """Forgets what an attempt recorded: a shared store may run a transaction again."""
@@ -164,9 +167,12 @@ class _Worker:
 
 
 class Engine:
-    def __init__(self, store: Store, settings: EngineSettings | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: EngineSettings | None = None, observer: EngineObserver | None = None
+    ) -> None:
         self.store = store
         self.settings = settings or EngineSettings()
+        self.observer = observer or EngineObserver()
         self._queues: dict[str, asyncio.Queue[Key]] = {}
         self._queued: set[str] = set()
         self._queued_activities: set[int] = set()
@@ -263,6 +269,7 @@ class Engine:
             return
         self._queued.add(instance_id)
         self._queues[dialect].put_nowait(("o", instance_id))
+        self.observer.work_queued(("o", instance_id), dialect)
 
     def _queue_activity(self, activity_id: int, dialect: str) -> None:
         if (
@@ -273,6 +280,7 @@ class Engine:
             return
         self._queued_activities.add(activity_id)
         self._queues[dialect].put_nowait(("a", activity_id))
+        self.observer.work_queued(("a", activity_id), dialect)
 
     async def _commit(self, fn: Callable[[StoreTx], T], fx: _Effects) -> T:
         """Runs `fn` in one transaction that also announces its effects to the engines sharing the
@@ -378,6 +386,7 @@ class Engine:
     def _apply(self, fx: _Effects) -> None:
         for instance_id in fx.dropped:
             self._history.pop(instance_id, None)
+            self.observer.history_cached(instance_id, None)
             lease = self._orch_leases.pop(instance_id, None)
             if lease:
                 self._forget_lease(lease.token, lease.expiry)
@@ -391,6 +400,7 @@ class Engine:
                 self._remember_history(instance_id, events)
         for instance_id in fx.finished:
             self._history.pop(instance_id, None)
+            self.observer.history_cached(instance_id, None)
         for instance_id, dialect in fx.ready.items():
             self._mark_ready(instance_id, dialect)
         for activity_id, dialect in fx.activities:
@@ -403,6 +413,8 @@ class Engine:
             self.outbox_signal.set()
         for instance_id in fx.changed:
             self._wake(instance_id)
+        for note in fx.notes:
+            note()
 
     def _wake(self, instance_id: str) -> None:
         for fut in self._waiters.pop(instance_id, ()):
@@ -415,11 +427,15 @@ class Engine:
         cache = self._history
         cache.pop(instance_id, None)
         cache[instance_id] = events
+        self.observer.history_cached(instance_id, events)
         if len(cache) > self.settings.history_cache_size:
-            del cache[next(iter(cache))]
+            evicted = next(iter(cache))
+            del cache[evicted]
+            self.observer.history_cached(evicted, None)
 
     def _forget_lease(self, token: str, expiry: asyncio.TimerHandle | None) -> None:
         entry = self._tokens.pop(token, None)
+        self.observer.lease_ended(token)
         if expiry:
             expiry.cancel()
         worker = self.workers.get(entry[1]) if entry else None
@@ -457,6 +473,7 @@ class Engine:
         worker_id = next(self._worker_ids)
         limit = self.settings.worker_max_in_flight
         self.workers[worker_id] = _Worker(dialect, min(capacity, limit) if capacity > 0 else limit)
+        self.observer.worker_connected(dialect)
         log.info(
             "worker %d connected (%s dialect); %d workers connected", worker_id, dialect, len(self.workers)
         )
@@ -471,7 +488,9 @@ class Engine:
         for act in [a for a in self._act_leases.values() if a.worker_id == worker_id]:
             self._release_activity(act)
             returned += 1
-        self.workers.pop(worker_id, None)
+        gone = self.workers.pop(worker_id, None)
+        if gone is not None:
+            self.observer.worker_disconnected(gone.dialect)
         log.info("worker %d disconnected; %d leased work items returned to the queue", worker_id, returned)
 
     async def next_work_item(self, dialect: str, worker_id: int) -> bytes | None:
@@ -512,6 +531,7 @@ class Engine:
                 key = getter.result()
             else:
                 key = queue.get_nowait()
+            self.observer.work_taken(key)
             try:
                 if key[0] == "o":
                     self._queued.discard(key[1])
@@ -596,6 +616,7 @@ class Engine:
             self.settings.orchestration_lease_seconds, self._expire_orchestration, lease
         )
         self._orch_leases[instance_id] = lease
+        self.observer.turn_started(instance_id, inst.name, token, history, new_events)
         return wire.encode_workflow_work_item(instance_id, inst.execution_id, history, new_events, token)
 
     async def _lease_activity(self, activity_id: int, dialect: str, worker_id: int) -> bytes | None:
@@ -623,6 +644,7 @@ class Engine:
             self.settings.activity_lease_seconds, self._expire_activity, lease
         )
         self._act_leases[activity_id] = lease
+        self.observer.activity_dispatched(token, activity_id, row.request)
         return wire.encode_activity_work_item(row.request, token)
 
     def _expire_orchestration(self, lease: _OrchestrationLease) -> None:
@@ -631,7 +653,9 @@ class Engine:
                 "orchestration lease of %r expired after %.0fs; offering it again",
                 lease.instance_id,
                 self.settings.orchestration_lease_seconds,
+                extra={"instanceID": lease.instance_id},
             )
+            self.observer.lease_expired("orchestration")
             lease.expiry = None
             self._release_orchestration(lease)
 
@@ -642,10 +666,12 @@ class Engine:
                 lease.activity_id,
                 self.settings.activity_lease_seconds,
             )
+            self.observer.lease_expired("activity")
             lease.expiry = None
             self._release_activity(lease)
 
     def _release_orchestration(self, lease: _OrchestrationLease) -> None:
+        self.observer.lease_returned(lease.token)
         self._orch_leases.pop(lease.instance_id, None)
         self._forget_lease(lease.token, lease.expiry)
         self._dirty.discard(lease.instance_id)
@@ -653,6 +679,7 @@ class Engine:
         self._mark_ready(lease.instance_id, lease.dialect)
 
     def _release_activity(self, lease: _ActivityLease) -> None:
+        self.observer.lease_returned(lease.token)
         self._act_leases.pop(lease.activity_id, None)
         self._forget_lease(lease.token, lease.expiry)
         self._release_in_store(lambda t: t.release_activity(lease.activity_id, lease.token))
@@ -684,6 +711,7 @@ class Engine:
                 response.instanceId,
                 response.taskId,
             )
+            self.observer.completion_ignored("activity", "stale")
             return
         refused: WorkflowError | None = None
         if response.HasField("result"):
@@ -730,6 +758,7 @@ class Engine:
             t.add_inbox(row.instance_id, event.SerializeToString(), now)
             fx.ready[row.instance_id] = inst.dialect
 
+        self.observer.activity_completed(act.token, response.HasField("failureDetails"))
         self._act_leases.pop(act.activity_id, None)
         self._forget_lease(act.token, act.expiry)
         try:
@@ -745,6 +774,7 @@ class Engine:
         lease = self._orch_leases.get(response.instanceId)
         if lease is None or lease.token != response.completionToken:
             log.info("ignored a stale orchestration result for %r (its lease is gone)", response.instanceId)
+            self.observer.completion_ignored("orchestration", "stale")
             return
         fx = _Effects()
         try:
@@ -765,6 +795,7 @@ class Engine:
         except BaseException:
             self._offer_turn_again(lease)
             raise
+        self.observer.turn_completed(lease.token)
         if self._orch_leases.get(lease.instance_id) is lease:
             self._orch_leases.pop(lease.instance_id)
             self._forget_lease(lease.token, lease.expiry)
@@ -963,6 +994,7 @@ class Engine:
             request.version.CopyFrom(scheduled.version)
         if scheduled.HasField("input"):
             request.input.CopyFrom(scheduled.input)
+        self.observer.trace_activity(inst.instance_id, request, scheduled)
         activity_id = t.add_activity(
             inst.instance_id, inst.execution_id, inst.dialect, action.id, request.SerializeToString()
         )
@@ -1115,7 +1147,10 @@ class Engine:
         )
         t.create_instance(inst)
         visible_at = scheduled_start_at if scheduled_start_at and scheduled_start_at > now else now
-        t.add_inbox(instance_id, self._execution_started(inst, now, parent), visible_at)
+        started = self.observer.trace_execution_started(
+            self._execution_started(inst, now, parent), inst.parent_instance_id
+        )
+        t.add_inbox(instance_id, started, visible_at)
         fx.history[instance_id] = []
         fx.changed.add(instance_id)
         fx.dropped.discard(instance_id)
@@ -1160,7 +1195,18 @@ class Engine:
         fx.changed.add(inst.instance_id)
         fx.finished.add(inst.instance_id)
         self._emit(t, LifecycleEvent.of_terminal(status), inst, now, fx)
-        log.info("workflow %r (%s) %s", inst.instance_id, inst.name, status.name)
+        log.info(
+            "workflow %r (%s) %s",
+            inst.instance_id,
+            inst.name,
+            status.name,
+            extra={"instanceID": inst.instance_id},
+        )
+        fx.notes.append(
+            functools.partial(
+                self.observer.workflow_finished, inst.instance_id, inst.name, status.name, inst.created_at
+            )
+        )
         if not inst.parent_instance_id:
             return
         parent = t.get_instance(inst.parent_instance_id)
@@ -1233,6 +1279,7 @@ class Engine:
 
     # ---------------------------------------------------------------- management (the workflows interface)
 
+    @observed("create_workflow")
     async def start_workflow(self, req: StartRequest) -> str:
         validate_new_instance_id(req.instance_id)
         require_workflow_name(req.name)
@@ -1258,12 +1305,13 @@ class Engine:
             )
 
         await self._commit(tx, fx)
-        log.info("started workflow %r (%s)", req.instance_id, req.name)
+        log.info("started workflow %r (%s)", req.instance_id, req.name, extra={"instanceID": req.instance_id})
         return req.instance_id
 
     async def get_instance(self, instance_id: str) -> Instance | None:
         return await self.store.read(lambda t: t.get_instance(instance_id))
 
+    @observed("get_workflow")
     async def require_instance(self, instance_id: str) -> Instance:
         require_instance_id(instance_id)
         inst = await self.get_instance(instance_id)
@@ -1286,6 +1334,7 @@ class Engine:
 
         await self._commit(tx, fx)
 
+    @observed("add_event")
     async def raise_event(self, instance_id: str, name: str, data: str | None) -> None:
         if not name:
             raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the event name is empty")
@@ -1297,6 +1346,7 @@ class Engine:
 
         await self._change(instance_id, change)
 
+    @observed("suspend_workflow")
     async def suspend(self, instance_id: str, reason: str | None = None) -> None:
         def change(t: StoreTx, inst: Instance, now: int, fx: _Effects) -> None:
             if not check_suspend_allowed(inst):
@@ -1313,8 +1363,9 @@ class Engine:
             fx.changed.add(inst.instance_id)
 
         await self._change(instance_id, change)
-        log.info("suspended workflow %r", instance_id)
+        log.info("suspended workflow %r", instance_id, extra={"instanceID": instance_id})
 
+    @observed("resume_workflow")
     async def resume(self, instance_id: str, reason: str | None = None) -> None:
         def change(t: StoreTx, inst: Instance, now: int, fx: _Effects) -> None:
             if not check_resume_allowed(inst):
@@ -1329,8 +1380,9 @@ class Engine:
             fx.changed.add(inst.instance_id)
 
         await self._change(instance_id, change)
-        log.info("resumed workflow %r", instance_id)
+        log.info("resumed workflow %r", instance_id, extra={"instanceID": instance_id})
 
+    @observed("terminate_workflow")
     async def terminate(self, instance_id: str, output: str | None = None, recursive: bool = True) -> None:
         check_payload_size("terminate output", output, self.settings.max_payload_bytes)
 
@@ -1339,6 +1391,7 @@ class Engine:
 
         await self._change(instance_id, change)
 
+    @observed("purge_workflow")
     async def purge(self, instance_id: str, recursive: bool = True, force: bool = False) -> int:
         """Deletes a terminal instance (and, recursively, its children); returns how many were deleted."""
         require_instance_id(instance_id)
@@ -1378,9 +1431,11 @@ class Engine:
                     raise
         return total
 
+    @observed("list_workflows")
     async def query(self, query: InstanceQuery) -> list[Instance]:
         return await self.store.read(lambda t: t.query(query))
 
+    @observed("get_workflow_history")
     async def history(self, instance_id: str) -> list[bytes]:
         require_instance_id(instance_id)
 
@@ -1434,6 +1489,7 @@ class Engine:
             )
         )
 
+    @observed("rerun_workflow")
     async def rerun_from_event(
         self,
         source_id: str,
