@@ -34,7 +34,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
     def __init__(self, receiver: OtlpReceiver) -> None:
         self.receiver = receiver
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (the RPC's name)
+    def Export(self, request: Any, context: Any) -> Any:
         spans: list[ReceivedSpan] = []
         for resource_spans in request.resource_spans:
             attrs = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
