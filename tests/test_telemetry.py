@@ -116,6 +116,8 @@ def test_chains_show_in_metrics_and_traces(
     assert value(found, "dapr_workflows_leases_held", kind="orchestration") == 0
     assert value(found, "dapr_workflows_store_transaction_duration_seconds_count") > 0
     assert value(found, "dapr_workflows_turn_duration_seconds_count") >= CHAINS * (STEPS + 1)
+    # No input binding takes the lifecycle events: each chain's started and completed wait.
+    assert value(found, "dapr_workflows_outbox_backlog") == 2 * CHAINS
     for name in ("dapr_workflows_store_errors_total", "dapr_workflows_history_cache_bytes"):
         assert (name, frozenset()) in found
 

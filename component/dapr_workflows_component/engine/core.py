@@ -1623,6 +1623,10 @@ class Engine:
         """Recorded lifecycle events after `after_id`, oldest first, as (event ID, JSON)."""
         return await self.store.read(lambda t: t.outbox(after_id, limit))
 
+    async def lifecycle_backlog(self) -> int:
+        """How many recorded lifecycle events no input binding has taken yet."""
+        return await self.store.read(lambda t: t.outbox_count())
+
     async def ack_lifecycle_event(self, event_id: int) -> None:
         """The event reached the app: it is deleted."""
         await self.store.run(lambda t: t.delete_outbox(event_id))

@@ -77,6 +77,13 @@ class _Health:
         telemetry = self.telemetry
         if telemetry is None:
             raise web.HTTPNotFound(text="metrics are not collected by this engine\n")
+        if self.engine.settings.lifecycle_events:
+            # Counted in the store when scraped: other engines sharing it add and take events too.
+            try:
+                backlog = await asyncio.wait_for(self.engine.lifecycle_backlog(), STORE_CHECK_SECONDS)
+                telemetry.outbox_backlog(backlog)
+            except Exception as err:  # the store is down: the last count stays
+                log.debug("metrics: counting the outbox failed: %s", err)
         return web.Response(body=telemetry.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
