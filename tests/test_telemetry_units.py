@@ -55,10 +55,10 @@ def sample(telemetry: Telemetry, name: str, **labels: str) -> float:
 def test_a_returned_activity_counts_as_recoverable_and_its_lease_is_released() -> None:
     telemetry = Telemetry()
     request = pb.ActivityRequest(name="add_one", taskId=1).SerializeToString()
-    telemetry.work_queued(("a", 7), "dapr")
+    telemetry.work_queued("activity", ("a", 7), "dapr")
     assert sample(telemetry, "dapr_workflows_queue_depth", kind="activity", dialect="dapr") == 1
     telemetry.work_taken(("a", 7))
-    telemetry.activity_dispatched("t1", 7, request)
+    telemetry.activity_dispatched("t1", ("a", 7), request)
     assert sample(telemetry, "dapr_workflows_queue_depth", kind="activity", dialect="dapr") == 0
     assert sample(telemetry, "dapr_workflows_leases_held", kind="activity") == 1
     telemetry.lease_returned("t1")
@@ -67,7 +67,7 @@ def test_a_returned_activity_counts_as_recoverable_and_its_lease_is_released() -
     count = "dapr_runtime_workflow_activity_execution_count"
     assert sample(telemetry, count, activity_name="add_one", status="recoverable") == 1
     # Its next run completes it.
-    telemetry.activity_dispatched("t2", 7, request)
+    telemetry.activity_dispatched("t2", ("a", 7), request)
     telemetry.activity_completed("t2", failed=True)
     telemetry.lease_ended("t2")
     assert sample(telemetry, count, activity_name="add_one", status="failed") == 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -27,16 +27,16 @@ CALLER_TRACE_PARENT: contextvars.ContextVar[str | None] = contextvars.ContextVar
     "caller_trace_parent", default=None
 )
 
-# Work items as the engine's queues hold them: ("o", instance_id) or ("a", activity_id).
-WorkKey = tuple[str, Any]
+# A work item as the engine's queues hold it (an instance's next turn, or one activity).
+WorkKey = Hashable
 
 
 class EngineObserver:
     """The hooks, all doing nothing. Subclasses override what they need."""
 
     # -- queues and leases
-    def work_queued(self, key: WorkKey, dialect: str) -> None:
-        """A turn or an activity waits in the engine's queue for a worker of `dialect`."""
+    def work_queued(self, kind: str, key: WorkKey, dialect: str) -> None:
+        """A turn (`kind` orchestration) or an activity waits in the queue for a worker of `dialect`."""
 
     def work_taken(self, key: WorkKey) -> None:
         """A worker's stream took the item out of the queue."""
@@ -49,7 +49,7 @@ class EngineObserver:
     def turn_completed(self, token: str) -> None:
         """The worker's answer to the turn was recorded."""
 
-    def activity_dispatched(self, token: str, activity_id: int, request: bytes) -> None:
+    def activity_dispatched(self, token: str, key: WorkKey, request: bytes) -> None:
         """An activity (a serialized ActivityRequest) was leased to a worker under `token`."""
 
     def activity_completed(self, token: str, failed: bool) -> None:

@@ -15,7 +15,6 @@ from .tracing import Tracing, tracing_from_environment
 
 # The wire dialects, as the `dialect` label.
 DIALECT_NAMES = ("dapr", "durabletask")
-_KIND = {"o": "orchestration", "a": "activity"}
 
 
 def execution_status(runtime_status: str) -> str:
@@ -49,7 +48,7 @@ class Telemetry(EngineObserver):
         self._waiting: dict[tuple[str, str], dict[WorkKey, float]] = {
             (k, d): {} for k in KINDS for d in DIALECT_NAMES
         }
-        self._dialect_of: dict[WorkKey, str] = {}
+        self._queued_as: dict[WorkKey, tuple[str, str]] = {}  # (kind, dialect)
         self._waited: dict[WorkKey, float] = {}
         self._leases: dict[str, _Lease] = {}
         self._history_bytes: dict[str, int] = {}
@@ -80,23 +79,23 @@ class Telemetry(EngineObserver):
 
     # -- queues and leases
 
-    def work_queued(self, key: WorkKey, dialect: str) -> None:
-        waiting = self._waiting.get((_KIND[key[0]], dialect))
+    def work_queued(self, kind: str, key: WorkKey, dialect: str) -> None:
+        waiting = self._waiting.get((kind, dialect))
         if waiting is not None:
             waiting[key] = time.monotonic()
-            self._dialect_of[key] = dialect
+            self._queued_as[key] = (kind, dialect)
 
     def work_taken(self, key: WorkKey) -> None:
-        dialect = self._dialect_of.pop(key, None)
-        if dialect is not None:
-            queued = self._waiting[(_KIND[key[0]], dialect)].pop(key, None)
-            if queued is not None:
-                self._waited[key] = time.monotonic() - queued
+        queued_as = self._queued_as.pop(key, None)
+        if queued_as is None:
+            return
+        queued = self._waiting[queued_as].pop(key, None)
+        if queued is not None and queued_as[0] == "activity":
+            self._waited[key] = time.monotonic() - queued  # for activity_dispatched
 
     def turn_started(
         self, instance_id: str, name: str, token: str, history: list[bytes], new_events: list[bytes]
     ) -> None:
-        self._waited.pop(("o", instance_id), None)
         self._leases[token] = _Lease("orchestration", name, time.monotonic())
         self.tracing.turn_started(instance_id, name, token, history, new_events)
 
@@ -106,9 +105,9 @@ class Telemetry(EngineObserver):
             self.metrics.turn_duration.observe(time.monotonic() - lease.started)
         self.tracing.turn_ended(token, None)
 
-    def activity_dispatched(self, token: str, activity_id: int, request: bytes) -> None:
+    def activity_dispatched(self, token: str, key: WorkKey, request: bytes) -> None:
         parsed = pb.ActivityRequest.FromString(request)
-        waited = self._waited.pop(("a", activity_id), 0.0)
+        waited = self._waited.pop(key, 0.0)
         m = self.metrics
         m.activity_operation_count.labels(parsed.name, SUCCESS).inc()
         m.activity_operation_latency.labels(parsed.name, SUCCESS).observe(waited * 1000)
