@@ -243,3 +243,33 @@ def test_readyz_is_503_while_postgresql_is_down(tmp_path: Path, own_postgres: Po
         assert wait_status(ready, 200)[:2] == (200, "ready\n")
     finally:
         proc.kill()
+
+
+def test_timers_and_child_workflows_in_the_trace(
+    traced_engine: EngineProcess, traced_sdk: SdkHost, receiver: OtlpReceiver
+) -> None:
+    traced_sdk.call("start", workflow="timer_then_add", input={"seconds": 0.5, "value": 1}, instance_id="t")
+    traced_sdk.call("start", workflow="parent_by_name", input={"n": 1, "child_id": "c"}, instance_id="p")
+    for instance_id in ("t", "p"):
+        assert traced_sdk.call("wait_done", instance_id=instance_id)["status"] == "COMPLETED"
+
+    def done(spans: list[ReceivedSpan]) -> bool:
+        names = [s.name for s in spans]
+        return "timer" in names and names.count("workflow chain") == 1 and "workflow parent_by_name" in names
+
+    spans = receiver.wait_for(done)
+    assert done(spans), sorted(s.name for s in spans)
+    timer_wf = next(s for s in spans if s.name == "workflow timer_then_add")
+    timer = next(s for s in spans if s.name == "timer")
+    assert (timer.trace_id, timer.parent_span_id) == (timer_wf.trace_id, timer_wf.span_id)
+    parent = next(s for s in spans if s.name == "workflow parent_by_name")
+    child = next(s for s in spans if s.name == "workflow chain")
+    assert child.attributes["workflow.instance_id"] == "c"
+    # The child's spans are in its parent's trace, under the parent's span and linked to it.
+    assert (child.trace_id, child.parent_span_id, child.links) == (
+        parent.trace_id,
+        parent.span_id,
+        (parent.span_id,),
+    )
+    child_activity = next(s for s in spans if s.name == "activity add_one" and s.trace_id == parent.trace_id)
+    assert child_activity.parent_span_id == child.span_id

@@ -15,6 +15,8 @@ from .tracing import Tracing, tracing_from_environment
 
 # The wire dialects, as the `dialect` label.
 DIALECT_NAMES = ("dapr", "durabletask")
+# Queue waits of taken activities kept for their dispatch (one that finds nothing leaves its own).
+_MAX_WAITED = 10_000
 
 
 def execution_status(runtime_status: str) -> str:
@@ -91,6 +93,8 @@ class Telemetry(EngineObserver):
             return
         queued = self._waiting[queued_as].pop(key, None)
         if queued is not None and queued_as[0] == "activity":
+            if len(self._waited) > _MAX_WAITED:  # taken activities that were gone from the store
+                self._waited.clear()
             self._waited[key] = time.monotonic() - queued  # for activity_dispatched
 
     def turn_started(
