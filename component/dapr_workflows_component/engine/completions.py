@@ -89,7 +89,12 @@ class Completions:
                 self._offer_turn_again(lease)
                 raise
             # The turn cannot be recorded as asked (e.g. an oversized output): fail the instance instead.
-            log.warning("workflow %r: %s; failing the instance", response.instanceId, err.message)
+            log.warning(
+                "workflow %r: %s; failing the instance",
+                response.instanceId,
+                err.message,
+                extra={"instanceID": response.instanceId},
+            )
             fx = Effects()
             refused = err
             await self.commit(
@@ -113,7 +118,12 @@ class Completions:
         lease = self.dispatch.turn_lease(instance_id, token)
         if lease is None:
             return
-        log.warning("workflow %r: %s; failing the instance", instance_id, err.message)
+        log.warning(
+            "workflow %r: %s; failing the instance",
+            instance_id,
+            err.message,
+            extra={"instanceID": instance_id},
+        )
         fx = Effects()
         try:
             await self.commit(

@@ -441,7 +441,8 @@ class Dispatch:
             )
         else:
             what, seconds = f"activity lease {lease.activity_id}", self.settings.activity_lease_seconds
-        log.warning("%s expired after %.0fs; offering it again", what, seconds)
+        instance = {"instanceID": lease.turn.instance_id} if isinstance(lease, TurnLease) else None
+        log.warning("%s expired after %.0fs; offering it again", what, seconds, extra=instance)
         self.observer.lease_expired("orchestration" if isinstance(lease, TurnLease) else "activity")
         lease.expiry = None
         self.release(lease)

@@ -157,6 +157,7 @@ class Engine:
     async def start_workflow(self, req: StartRequest) -> str:
         return await self.management.start_workflow(req)
 
+    @observed("get_workflow")
     async def get_instance(self, instance_id: str) -> Instance | None:
         return await self.management.get_instance(instance_id)
 
@@ -247,6 +248,10 @@ class Engine:
     async def lifecycle_events(self, after_id: int, limit: int = 100) -> list[tuple[int, str]]:
         """Recorded lifecycle events after `after_id`, oldest first, as (event ID, JSON)."""
         return await self.store.read(lambda t: t.outbox(after_id, limit))
+
+    async def check_store(self) -> None:
+        """One short read transaction; raises when the store does not answer (readiness)."""
+        await self.store.read(lambda t: None)
 
     async def lifecycle_backlog(self) -> int:
         """How many recorded lifecycle events no input binding has taken yet."""

@@ -70,8 +70,7 @@ class _Health:
         return None
 
     async def _ask_store(self) -> None:
-        # A lookup of an ID no instance has: one short read transaction.
-        await self.engine.get_instance("")
+        await self.engine.check_store()
 
     async def metrics(self, request: web.Request) -> web.Response:
         telemetry = self.telemetry

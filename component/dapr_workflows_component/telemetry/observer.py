@@ -15,7 +15,7 @@ import contextvars
 import functools
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from ..protos import dapr_dialect_pb2 as pb
 
@@ -111,17 +111,18 @@ class _Observed(Protocol):
 
 
 S = TypeVar("S", bound=_Observed)
+P = ParamSpec("P")
 
 
 def observed(
     operation: str,
-) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
+) -> Callable[[Callable[Concatenate[S, P], Awaitable[T]]], Callable[Concatenate[S, P], Awaitable[T]]]:
     """Decorates an async engine method as the management operation `operation`: its duration and
     outcome reach `self.observer`."""
 
-    def wrap(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    def wrap(fn: Callable[Concatenate[S, P], Awaitable[T]]) -> Callable[Concatenate[S, P], Awaitable[T]]:
         @functools.wraps(fn)
-        async def run(self: _Observed, *args: Any, **kwargs: Any) -> T:
+        async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
             with self.observer.operation(operation):
                 return await fn(self, *args, **kwargs)
 
