@@ -6,7 +6,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
 from dapr_workflows_component.telemetry.logs import JsonFormatter, configure_logging
 from dapr_workflows_component.telemetry.metrics import DAPR_LATENCY_BUCKETS_MS, Metrics
@@ -128,3 +132,25 @@ def test_json_log_lines() -> None:
     assert lines[0]["time"].endswith("+00:00")
     assert "instanceID" not in lines[1] and "RuntimeError: boom" in lines[1]["exception"]
     assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--log-format", "xml"], "--log-format must be text or json, not 'xml'"),
+        (["--metrics", "maybe"], "--metrics must be true or false, not 'maybe'"),
+    ],
+)
+def test_bad_telemetry_flags_are_refused_with_a_clear_message(
+    flags: list[str], message: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dapr_workflows_component.cli", "serve", "--store", "sqlite:///x.db", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x.db").exists()  # refused before anything was opened

@@ -255,16 +255,17 @@ async def serve(args: argparse.Namespace) -> None:
     )
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
+    try:
+        serve_metrics = parse_bool("--metrics", args.metrics, True)
+    except WorkflowError as err:
+        raise SystemExit(f"dapr-workflows: {err.message}") from None
     triggers = _triggers(args.triggers, http_settings)
     try:
         store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
-    try:
-        telemetry = Telemetry.from_environment(serve_metrics=parse_bool("--metrics", args.metrics, True))
-    except WorkflowError as err:
-        raise SystemExit(f"dapr-workflows: {err.message}") from None
+    telemetry = Telemetry.from_environment(serve_metrics=serve_metrics)
     engine = Engine(ObservedStore(store, telemetry), settings, telemetry)
     await engine.start()
 
