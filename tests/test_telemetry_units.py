@@ -6,12 +6,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
+from dapr_workflows_component.telemetry.http import METRICS_PATH
 from dapr_workflows_component.telemetry.logs import JsonFormatter, configure_logging
 from dapr_workflows_component.telemetry.metrics import DAPR_LATENCY_BUCKETS_MS, Metrics
 from dapr_workflows_component.telemetry.recorder import Telemetry, execution_status
@@ -154,3 +157,45 @@ def test_bad_telemetry_flags_are_refused_with_a_clear_message(
     assert done.returncode != 0
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x.db").exists()  # refused before anything was opened
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def exported_names() -> set[str]:
+    """Every metric family the engine exports, and the sample names Prometheus sees."""
+    names: set[str] = set()
+    for family in Metrics().registry.collect():
+        names.add(family.name)
+        kind_suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+        for suffix in kind_suffixes.get(family.type, ()):
+            names.add(family.name + suffix)
+    return names
+
+
+def test_the_dashboard_asks_only_for_exported_metrics() -> None:
+    dashboard = json.loads((REPO / "deploy/grafana/dapr-workflows.json").read_text())
+    exported = exported_names()
+    asked: set[str] = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            asked |= set(re.findall(r"\bdapr_[a-z_]+", target["expr"]))
+    assert asked and asked <= exported, asked - exported
+    families = {n for n in exported if n.startswith("dapr_")}
+    # Every family has a panel.
+    assert all(any(a.startswith(f) for a in asked) for f in families if not f.endswith(("_total", "_sum")))
+
+
+def test_the_scrape_config_asks_the_metrics_path() -> None:
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    assert {job["metrics_path"] for job in config["scrape_configs"]} == {METRICS_PATH}
+
+
+def test_the_readme_lists_every_metric() -> None:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Observability", 1)[1].split("\n## ", 1)[0]
+    for family in Metrics().registry.collect():
+        shown = family.name + (
+            "_total" if family.type == "counter" and family.name.startswith("dapr_workflows") else ""
+        )
+        assert f"`{shown}`" in section, shown
