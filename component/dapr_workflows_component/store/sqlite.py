@@ -157,22 +157,25 @@ class SQLiteStore(Store):
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             self._guard = FileGuard(path)
+        where = os.path.abspath(path) if path != ":memory:" else path
         try:
             self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:
+            self._close_guard()
+            raise RuntimeError(
+                store_error(err, where) or f"cannot open the SQLite store {where}: {err}"
+            ) from None
+        try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute("PRAGMA foreign_keys=OFF")
             self._migrate()
-        except sqlite3.Error as err:
-            if self._guard is not None:
-                self._guard.close()
-            where = os.path.abspath(path) if path != ":memory:" else path
-            raise RuntimeError(
-                store_error(err, where) or f"cannot open the SQLite store {where}: {err}"
-            ) from None
-        except BaseException:
-            if self._guard is not None:
-                self._guard.close()
+        except BaseException as err:
+            self._conn.close()
+            self._close_guard()
+            if isinstance(err, sqlite3.Error):
+                sentence = store_error(err, where) or f"cannot open the SQLite store {where}: {err}"
+                raise RuntimeError(sentence) from None
             raise
         self._tx = _SQLiteTx(self._conn)
         self.description = f"SQLite {os.path.abspath(path) if path != ':memory:' else ':memory:'}"
@@ -265,6 +268,11 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         self._conn.close()
+        self._close_guard()
+
+    def _close_guard(self) -> None:
+        # Only after the connection closed: closing any descriptor of the file drops the POSIX
+        # locks SQLite holds on it.
         if self._guard is not None:
             self._guard.close()
             self._guard = None
