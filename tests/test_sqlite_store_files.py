@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -249,6 +250,25 @@ def test_a_corrupt_store_refuses_to_start_with_one_sentence(tmp_path: Path) -> N
     assert_refused_with(
         serve_once(path, tmp_path),
         f"the SQLite store {path} is corrupt (file is not a database): restore it from a backup",
+    )
+    # A sound header over a broken table: found while the engine recovers its work.
+    path.unlink()
+    engine = EngineProcess(tmp_path, *ENGINE_ARGS, store_url=f"sqlite:///{path}").start()
+    engine.wait_http()
+    for n in range(30):
+        assert start(engine, f"w{n}", json.dumps("y" * 500)).status == 202
+    assert engine.stop() == 0
+    with sqlite3.connect(path) as conn:
+        root, page_size = conn.execute(
+            "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master "
+            "WHERE name = 'inbox'"
+        ).fetchone()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xde\xad" * (page_size // 2))
+    assert_refused_with(
+        serve_once(path, tmp_path),
+        f"the SQLite store {path} is corrupt (database disk image is malformed): restore it from a backup",
     )
 
 

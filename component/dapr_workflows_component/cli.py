@@ -19,7 +19,7 @@ from .engine.grpc_server import add_to_server, dialect_server, server_options
 from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .pluggable.server import ComponentServer, default_socket_folder
-from .store import Store, open_store
+from .store import Store, StoreUnavailable, open_store
 from .triggers import Trigger, TriggerFileError, TriggerRoutes, load_triggers, summary
 
 log = logging.getLogger("dapr_workflows")
@@ -246,7 +246,10 @@ async def serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
     engine = Engine(store, settings)
-    await engine.start()
+    try:
+        await engine.start()
+    except StoreUnavailable as err:  # e.g. a corrupt page found while recovering
+        raise SystemExit(f"dapr-workflows: cannot open the store: {err.message}") from None
 
     options = server_options(max_payload)
     servers: list[grpc.aio.Server] = []
