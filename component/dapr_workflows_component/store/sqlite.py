@@ -221,7 +221,7 @@ class SQLiteStore(Store):
         guard = self._guard
         if guard is not None:
             await guard.wait_turn()
-            guard.check()
+            guard.refuse_if_lost()
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -248,7 +248,7 @@ class SQLiteStore(Store):
         # This process is the file's only writer and `fn` runs without yielding to the event loop,
         # so nothing changes under it: no transaction (and no write lock) is needed.
         if self._guard is not None:
-            self._guard.check()
+            self._guard.refuse_if_lost()
         try:
             return fn(self._tx)
         except sqlite3.Error as err:

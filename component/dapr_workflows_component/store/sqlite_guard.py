@@ -4,10 +4,9 @@
   database file itself (its device and inode), so a symlink or a hard link to a file in use is
   refused. A network file system is not supported (SQLite's WAL mode needs one host anyway).
 - A file deleted or replaced under a running engine: each write transaction compares the device
-  and inode the path names with those of the open file, before it begins and again after its
-  commit, so no write is acknowledged once the path names another file (or none); `lost()` also
-  checks twice a second while the engine is idle. The store then refuses every call and the
-  engine stops.
+  and inode the path names with those of the open file after its commit, so no write is
+  acknowledged once the path names another file (or none); `lost()` also checks twice a second,
+  for an idle engine. The store then refuses every call and the engine stops.
 - A file the engine cannot write, a full disk, a corrupt file: one sentence (`StoreUnavailable`,
   UNAVAILABLE / 503 to the caller), one log line when the store starts failing and one when it
   recovers, and while it fails, writes wait out a doubling delay (up to `MAX_BACKOFF_SECONDS`)
@@ -88,8 +87,8 @@ class FileGuard:
     """The lock on a store file, its identity checks, and how its failures are reported."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.where = os.path.abspath(path)
+        # Absolute, so that the checks look at the same place whatever the working directory.
+        self.path = self.where = os.path.abspath(path)
         self.lost_reason: str | None = None
         self._failing: str | None = None  # the sentence of the failure in progress
         self._refused = 0
@@ -163,6 +162,11 @@ class FileGuard:
                 pass
 
     # ------------------------------------------------------------------------ identity
+
+    def refuse_if_lost(self) -> None:
+        """Raises StoreUnavailable if the file was found deleted or replaced (no system call)."""
+        if self.lost_reason is not None:
+            raise StoreUnavailable(self.lost_reason)
 
     def check(self) -> None:
         """Raises StoreUnavailable once the path names another file than the one open (or none)."""
