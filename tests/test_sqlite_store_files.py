@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -186,6 +187,37 @@ def test_no_start_is_acknowledged_after_the_store_file_was_deleted(tmp_path: Pat
         assert start(fresh, "new").status == 202
     finally:
         fresh.kill()
+
+
+def test_an_engine_on_a_deleted_file_keeps_a_new_one_off_until_it_stopped(tmp_path: Path) -> None:
+    """The write-ahead log beside the path still belongs to the engine on the deleted file: a new
+    engine there would mix the two databases."""
+    (tmp_path / "first").mkdir()
+    first = EngineProcess(tmp_path / "first", *ENGINE_ARGS).start()
+    assert first.proc is not None
+    try:
+        first.wait_http()
+        assert start(first, "before").status == 202
+        first.proc.send_signal(signal.SIGSTOP)  # it cannot notice the deletion yet
+        first.db_path.unlink()
+        assert_refused_with(
+            serve_once(first.db_path, tmp_path),
+            f"the SQLite store {first.db_path} was deleted while an engine still runs on it (its "
+            "write-ahead log is in use): stop that engine first",
+        )
+        assert not first.db_path.exists()  # the refused start left no empty file behind
+        first.proc.send_signal(signal.SIGCONT)
+        assert first.proc.wait(timeout=30) != 0
+    finally:
+        first.kill()
+    second = EngineProcess(tmp_path / "first", *ENGINE_ARGS, log_name="second.log").start()
+    try:
+        second.wait_http()
+        assert get_status(second, "before") == 404
+        assert start(second, "new").status == 202
+        assert "the write-ahead log of a deleted database" in second.log_text()
+    finally:
+        second.kill()
 
 
 @pytest.fixture

@@ -183,6 +183,9 @@ def test_a_new_file_beside_a_deleted_databases_log_starts_clean(
     finally:
         within(5, store.close)
     assert any("write-ahead log of a deleted database" in r.getMessage() for r in caplog.records)
+    # Kept aside, should someone bring the deleted file back.
+    (aside,) = db.parent.glob("store.db-wal.of-a-deleted-database-*")
+    assert aside.read_bytes() == saved[wal]
 
 
 # -- a full disk, a corrupt file, a read-only file

@@ -154,12 +154,16 @@ class FileGuard:
                 f"the SQLite store {self.where} was deleted while an engine still runs on it (its "
                 "write-ahead log is in use): stop that engine first"
             )
-        for leftover in (wal, shm):
-            try:
-                os.unlink(leftover)
-                log.warning("removed %s: the write-ahead log of a deleted database", leftover)
-            except FileNotFoundError:
-                pass
+        # Kept aside rather than removed: it holds that database's last changes, should someone
+        # bring its file back. The -shm file is only an index of it.
+        if os.path.exists(wal):
+            aside = f"{wal}.of-a-deleted-database-{time.strftime('%Y%m%dT%H%M%S')}"
+            os.replace(wal, aside)
+            log.warning("moved %s to %s: the write-ahead log of a deleted database", wal, aside)
+        try:
+            os.unlink(shm)
+        except FileNotFoundError:
+            pass
 
     # ------------------------------------------------------------------------ identity
 
