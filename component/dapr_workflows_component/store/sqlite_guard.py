@@ -229,10 +229,10 @@ class FileGuard:
         self._backoff = min(MAX_BACKOFF_SECONDS, max(FIRST_BACKOFF_SECONDS, self._backoff * 2))
         self._retry_at = now + self._backoff
         if reason != self._failing:
-            log.error("%s; retrying with backoff", reason)
+            log.error("%s", reason)
             self._logged_at = now
         elif now - self._logged_at >= REPEAT_LOG_SECONDS:
-            log.error("%s; %d changes refused so far", reason, self._refused)
+            log.error("%s (still: %d changes refused so far)", reason, self._refused)
             self._logged_at = now
         self._failing = reason
         return StoreUnavailable(reason)
