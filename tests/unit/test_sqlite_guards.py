@@ -316,6 +316,11 @@ def test_disk_errors_are_sentences_and_sql_errors_stay_what_they_are() -> None:
     assert sqlite_guard.store_error(error(10 | (3 << 8), "disk I/O error"), "/d/s.db") == (
         "the SQLite store /d/s.db cannot be read or written (disk I/O error)"
     )
+    # Without the code (Python 3.10's sqlite3), SQLite's wording tells.
+    assert sqlite_guard.store_error(sqlite3.OperationalError("database or disk is full"), "/d/s.db") == (
+        "the disk holding the SQLite store /d/s.db is full (free some space; nothing was recorded)"
+    )
+    assert sqlite_guard.store_error(sqlite3.OperationalError("near x: syntax error"), "/d/s.db") is None
     # A constraint or an SQL mistake is not the store's condition: it is raised as it was.
     assert sqlite_guard.store_error(error(19, "UNIQUE constraint failed"), "/d/s.db") is None
     assert sqlite_guard.store_error(error(1, "no such table: x"), "/d/s.db") is None

@@ -22,6 +22,7 @@ import logging
 import os
 import sqlite3
 import struct
+import sys
 import time
 
 from .base import StoreUnavailable
@@ -51,6 +52,17 @@ _SQLITE_CANTOPEN = 14
 _SQLITE_PROTOCOL = 15
 _SQLITE_NOTADB = 26
 
+# SQLite's own wording of those errors, for Pythons whose sqlite3 does not give the code.
+_CODES_BY_TEXT = {
+    "database or disk is full": _SQLITE_FULL,
+    "attempt to write a readonly database": _SQLITE_READONLY,
+    "unable to open database file": _SQLITE_CANTOPEN,
+    "database disk image is malformed": _SQLITE_CORRUPT,
+    "file is not a database": _SQLITE_NOTADB,
+    "disk I/O error": _SQLITE_IOERR,
+    "database is locked": _SQLITE_BUSY,
+}
+
 # The byte of the -shm file every connection of a database keeps a shared lock on (SQLite's
 # "DMS" slot): a lock there means some process has that write-ahead log open.
 _SHM_DMS_BYTE = 128
@@ -63,9 +75,11 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
 def store_error(err: sqlite3.Error, where: str) -> str | None:
     """The sentence for a SQLite error that is about the file or the disk (None for others: a
     constraint or SQL error is the caller's or the code's, and stays as it is)."""
-    code = getattr(err, "sqlite_errorcode", None)
+    code = getattr(err, "sqlite_errorcode", None)  # Python 3.11 and later
     if code is None:
-        return None
+        code = _CODES_BY_TEXT.get(str(err))
+        if code is None:
+            return None
     code &= 0xFF
     if code == _SQLITE_FULL:
         return f"the disk holding the SQLite store {where} is full (free some space; nothing was recorded)"
@@ -254,7 +268,10 @@ class FileGuard:
 
 
 def _locked_elsewhere(path: str) -> bool:
-    """True when another process holds a lock on the -shm file's DMS byte."""
+    """True when another process holds a lock on the -shm file's DMS byte (Linux only: elsewhere
+    `struct flock` is laid out differently, and this says False)."""
+    if not sys.platform.startswith("linux"):
+        return False
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
