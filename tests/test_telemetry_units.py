@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
+from dapr_workflows_component.store import Store
 from dapr_workflows_component.telemetry.http import METRICS_PATH
 from dapr_workflows_component.telemetry.logs import JsonFormatter, configure_logging
 from dapr_workflows_component.telemetry.metrics import DAPR_LATENCY_BUCKETS_MS, Metrics
 from dapr_workflows_component.telemetry.recorder import Telemetry, execution_status
+from dapr_workflows_component.telemetry.store import ObservedStore
 from dapr_workflows_component.telemetry.tracing import Tracing
 
 
@@ -199,3 +201,9 @@ def test_the_readme_lists_every_metric() -> None:
             "_total" if family.type == "counter" and family.name.startswith("dapr_workflows") else ""
         )
         assert f"`{shown}`" in section, shown
+
+
+def test_the_observed_store_passes_on_every_method_of_a_store() -> None:
+    # A Store method it did not pass on would run the base class's default instead of the store's.
+    public = {name for name in vars(Store) if not name.startswith("_") and callable(getattr(Store, name))}
+    assert public and public <= set(vars(ObservedStore)), public - set(vars(ObservedStore))

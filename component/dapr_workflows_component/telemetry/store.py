@@ -61,6 +61,9 @@ class ObservedStore(Store):
     async def listen(self, on_announcement: Callable[[Announcement], None]) -> None:
         await self.inner.listen(on_announcement)
 
+    async def lost(self) -> str:
+        return await self.inner.lost()
+
     async def close(self) -> None:
         await self.inner.close()
 
