@@ -2,6 +2,13 @@
 
 from .engine import Engine
 from .outbox import Delivery, LifecycleDispatcher, LifecycleStream
-from .settings import EngineSettings
+from .settings import EngineSettings, server_options
 
-__all__ = ["Delivery", "Engine", "EngineSettings", "LifecycleDispatcher", "LifecycleStream"]
+__all__ = [
+    "Delivery",
+    "Engine",
+    "EngineSettings",
+    "LifecycleDispatcher",
+    "LifecycleStream",
+    "server_options",
+]
