@@ -11,7 +11,7 @@ import enum
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeGuard
 
@@ -365,7 +365,8 @@ def page_query(
 
     The continuation token is the last instance ID of the previous page.
     """
-    return replace(where or InstanceQuery(), after_id=continuation_token or None, limit=size + 1)
+    fields = {**vars(where or InstanceQuery()), "after_id": continuation_token or None, "limit": size + 1}
+    return InstanceQuery(**fields)
 
 
 def page_of(found: list[Instance], size: int) -> tuple[list[Instance], str | None]:
