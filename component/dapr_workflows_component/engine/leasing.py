@@ -42,7 +42,8 @@ class WorkSink(Protocol):
 
 
 class LeasePolicy:
-    """The local policy; `SharedLeases` overrides what differs."""
+    """What a lease means in the store. This base is the local policy (`LocalLeases`);
+    `SharedLeases` overrides what differs."""
 
     shared = False
     # The instance's history may be kept in memory between turns.
@@ -81,7 +82,8 @@ class LeasePolicy:
         """Gives a lease back in the store without waiting (the local side is already released)."""
 
 
-LocalLeases = LeasePolicy
+class LocalLeases(LeasePolicy):
+    """One engine owns the store: leases live in its memory only."""
 
 
 class SharedLeases(LeasePolicy):
