@@ -48,8 +48,11 @@ class LeasePolicy:
     shared = False
     # The instance's history may be kept in memory between turns.
     caches_history = True
-    # How often a waiter looks at an instance again by itself; None: only when told of a change.
+    # How often a waiter looks at an instance (or the outbox) again by itself; None: only when told
+    # of a change.
     change_poll_seconds: float | None = None
+    # Rows commit in the order of their IDs (one writer): a reader may read on from the last ID seen.
+    ids_commit_in_order = True
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -89,6 +92,8 @@ class LocalLeases(LeasePolicy):
 class SharedLeases(LeasePolicy):
     shared = True
     caches_history = False
+    # Another engine's transaction may commit a lower ID after a higher one.
+    ids_commit_in_order = False
 
     def __init__(
         self, store: Store, poll_seconds: float, sweep_batch: int, store_lease_seconds: float
