@@ -5,12 +5,15 @@ work items and responses, as a worker's stream carries them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import pytest
 from dapr_workflows_component.engine.dispatch import ActivityWork, InstanceWork, WorkState
 from dapr_workflows_component.engine.timers import Timers
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
-from dapr_workflows_component.store import SQLiteStore
+from dapr_workflows_component.store import SQLiteStore, StoreTx, StoreUnavailable
 from dapr_workflows_component.workflows import RuntimeStatus
 
 from tests.unit.engine_parts import (
@@ -25,6 +28,8 @@ from tests.unit.engine_parts import (
     start,
     take,
 )
+
+T = TypeVar("T")
 
 
 def new_event_kinds(item: pb.WorkItem) -> list[str]:
@@ -294,6 +299,29 @@ def test_a_waiter_hears_of_the_change_it_waits_for() -> None:
         await eventually(lambda: asyncio.sleep(0, waiting.done()))
         inst = waiting.result()
         assert inst is not None and inst.status == RuntimeStatus.RUNNING
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_store_failure_while_reading_a_turn_leaves_the_instance_offerable_again() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        real_read = engine.store.read
+
+        async def failing_read(fn: Callable[[StoreTx], T]) -> T:
+            engine.store.read = real_read  # type: ignore[method-assign]
+            raise StoreUnavailable("the store is down")
+
+        engine.store.read = failing_read  # type: ignore[method-assign]
+        with pytest.raises(StoreUnavailable):
+            await engine.next_work_item("dapr", worker)
+        assert engine.dispatch.state(InstanceWork("a")) is None  # not stuck "claiming"
+        await engine.raise_event("a", "go", None)  # made ready again (or found by a sweep)
+        item = await take(engine, worker)
+        assert new_event_kinds(item) == ["workflowStarted", "executionStarted", "eventRaised"]
         await engine.stop()
 
     run(body())
