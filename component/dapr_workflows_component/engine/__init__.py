@@ -1,8 +1,9 @@
 """The engine's public API: what adapters (gRPC, binding, HTTP, triggers, CLI) may import."""
 
 from .engine import Engine
+from .grpc_server import server_options  # after Engine, which it imports
 from .outbox import Delivery, LifecycleDispatcher, LifecycleStream
-from .settings import EngineSettings, server_options
+from .settings import EngineSettings
 
 __all__ = [
     "Delivery",

@@ -72,10 +72,10 @@ class TurnLease:
     token: str
     worker_id: int
     expiry: asyncio.TimerHandle | None = None
-    key: InstanceWork = field(init=False)  # looked up often: made once
 
-    def __post_init__(self) -> None:
-        self.key = InstanceWork(self.turn.instance_id)
+    @property
+    def key(self) -> InstanceWork:
+        return InstanceWork(self.turn.instance_id)
 
 
 @dataclass
@@ -85,10 +85,10 @@ class ActivityLease:
     token: str
     worker_id: int
     expiry: asyncio.TimerHandle | None = None
-    key: ActivityWork = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.key = ActivityWork(self.activity_id)
+    @property
+    def key(self) -> ActivityWork:
+        return ActivityWork(self.activity_id)
 
 
 Lease = TurnLease | ActivityLease

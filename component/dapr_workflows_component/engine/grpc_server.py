@@ -35,7 +35,6 @@ from ..workflows import (
     statuses,
 )
 from . import Engine, wire
-from . import server_options as server_options  # the command's TCP servers use it too
 
 log = logging.getLogger("dapr_workflows.grpc")
 
@@ -490,6 +489,19 @@ class DurableTaskDialectServer(DialectServer):
 
 def dialect_server(engine: Engine, dialect: str) -> DialectServer:
     return DaprDialectServer(engine) if dialect == "dapr" else DurableTaskDialectServer(engine)
+
+
+def server_options(max_payload_bytes: int) -> list[tuple[str, int]]:
+    """Options of every gRPC server of the component: TCP for the SDKs and the component socket.
+
+    A message may be the payload limit plus room around it: a payload over the limit gets the
+    engine's own RESOURCE_EXHAUSTED that names the limit, a grossly larger message gRPC's.
+    """
+    return [
+        ("grpc.max_receive_message_length", max_payload_bytes + 1024 * 1024),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.so_reuseport", 0),
+    ]
 
 
 def add_to_server(server: grpc.aio.Server, handlers: dict[str, grpc.RpcMethodHandler]) -> None:

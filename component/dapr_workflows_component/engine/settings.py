@@ -25,16 +25,3 @@ class EngineSettings:
     # With a shared store: how long the leases of an engine outlive it. A live engine renews its
     # leases in the store every third of this; a worker's own time limit is the lease seconds above.
     store_lease_seconds: float = 10.0
-
-
-def server_options(max_payload_bytes: int) -> list[tuple[str, int]]:
-    """Options of every gRPC server of the component: TCP for the SDKs and the component socket.
-
-    A message may be the payload limit plus room around it: a payload over the limit gets the
-    engine's own RESOURCE_EXHAUSTED that names the limit, a grossly larger message gRPC's.
-    """
-    return [
-        ("grpc.max_receive_message_length", max_payload_bytes + 1024 * 1024),
-        ("grpc.max_send_message_length", -1),
-        ("grpc.so_reuseport", 0),
-    ]
