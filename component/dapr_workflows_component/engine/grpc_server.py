@@ -39,13 +39,14 @@ from . import Engine, wire
 log = logging.getLogger("dapr_workflows.grpc")
 
 SERVICE = "TaskHubSidecarService"
+
+Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+Streaming = Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[bytes]]
+
 # The page size of Dapr's ListInstanceIDs when the caller gives none.
 _DAPR_LIST_PAGE_SIZE = 1024
 # History events per message of StreamInstanceHistory.
 _HISTORY_CHUNK = 200
-
-Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
-Streaming = Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[bytes]]
 
 
 def parse(cls: type[Any], raw: bytes) -> Any:
