@@ -22,7 +22,10 @@ from .http_openapi import OPENAPI_PATH
 from .log_limits import limit_repeats
 from .pluggable.server import ComponentServer, default_socket_folder
 from .pluggable.socket_folder import parse_socket_mode, preflight
-from .store import open_store
+from .store import Store, StoreUnavailable, open_store
+from .telemetry.logs import configure_logging
+from .telemetry.recorder import Telemetry
+from .telemetry.store import ObservedStore
 from .triggers import Trigger, TriggerFileError, TriggerRoutes, load_triggers, summary
 from .workflows import WorkflowError, parse_bool
 
@@ -203,6 +206,18 @@ SERVE_OPTIONS = (
         "lifecycle events no input binding has taken are dropped after this long",
     ),
     Option("log-level", "info", "debug, info, warning or error"),
+    Option(
+        "log-format",
+        "text",
+        "text, or json for log shippers: one JSON object per line with time, level, logger, message "
+        "and instanceID",
+    ),
+    Option(
+        "metrics",
+        "true",
+        "serve Prometheus metrics at /metrics on the --http-address (false: not served); /healthz and "
+        "/readyz are served either way",
+    ),
 )
 
 
@@ -324,6 +339,10 @@ async def serve(args: argparse.Namespace) -> None:
     )
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
+    try:
+        serve_metrics = parse_bool("--metrics", args.metrics, True)
+    except WorkflowError as err:
+        raise SystemExit(f"dapr-workflows: {err.message}") from None
     triggers = _triggers(args.triggers, http_settings)
     socket_folder = args.socket_folder or default_socket_folder()
     socket_settings = _socket_settings(args, socket_folder)
@@ -332,8 +351,12 @@ async def serve(args: argparse.Namespace) -> None:
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
-    engine = Engine(store, settings)
-    await engine.start()
+    telemetry = Telemetry.from_environment(serve_metrics=serve_metrics)
+    engine = Engine(ObservedStore(store, telemetry), settings, telemetry)
+    try:
+        await engine.start()
+    except StoreUnavailable as err:  # e.g. a corrupt page found while recovering
+        raise SystemExit(f"dapr-workflows: cannot open the store: {err.message}") from None
 
     options = server_options(max_payload, settings.keepalive_seconds)
     servers: list[grpc.aio.Server] = []
@@ -393,9 +416,13 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    lost: list[str] = []
+    watch = loop.create_task(_stop_when_lost(store, stop, lost))
     # Every listener is up: scripts and probes can wait for this line.
+    telemetry.listening = True
     log.info("%s: ready", READY_MESSAGE)
     await stop.wait()
+    watch.cancel()
     log.info("stopping: finishing calls in flight (up to %gs)", GRACE_SECONDS)
     # Long-lived streams (workers' work items, daprd's lifecycle events) end first, so that the
     # grace period is spent only on calls that finish by themselves; all servers share it.
@@ -409,7 +436,16 @@ async def serve(args: argparse.Namespace) -> None:
     await asyncio.gather(*stopping)
     await engine.stop()
     await store.close()
+    telemetry.close()
     log.info("stopped")
+    if lost:
+        raise SystemExit(f"dapr-workflows: {lost[0]}")
+
+
+async def _stop_when_lost(store: Store, stop: asyncio.Event, lost: list[str]) -> None:
+    """A store lost under the engine (its SQLite file deleted or replaced) stops it with the reason."""
+    lost.append(await store.lost())
+    stop.set()
 
 
 async def _expire_events(engine: Engine, retention_seconds: float) -> None:
@@ -420,10 +456,8 @@ async def _expire_events(engine: Engine, retention_seconds: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        str(getattr(args, "log_level", "info")), str(getattr(args, "log_format", "text")), sys.stderr
     )
     limit_repeats()
     if args.command == "serve":

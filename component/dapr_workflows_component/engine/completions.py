@@ -3,7 +3,8 @@
 A result counts only under the current lease's token, and only for the work item of that lease (the
 same instance, and for an activity the same task; the execution is the lease's): a stale or duplicate
 one (the lease expired, the worker was replaced, the instance was terminated) or one that names
-another item is ignored, and counted in `ignored`, so nothing is applied twice or to the wrong work.
+another item (forged) is ignored, and counted in `ignored` and by the observer, so nothing is
+applied twice or to the wrong work.
 Tokens carry 128 random bits, so one cannot be guessed from another. On a shared store the
 transaction that records a result also checks that the store still holds the lease.
 """
@@ -33,22 +34,23 @@ class Completions:
         self.commit = commit
         self.max_payload_bytes = max_payload_bytes
         # Results ignored, by reason: "stale" (no current lease has the token: late, duplicate or
-        # guessed) and "mismatched" (the token is another work item's).
+        # guessed) and "forged" (the token is another work item's).
         self.ignored: Counter[str] = Counter()
 
-    def _ignore(self, token: str, what: str) -> None:
-        if self.dispatch.knows_token(token):
-            self.ignored["mismatched"] += 1
+    def _ignore(self, kind: str, token: str, what: str) -> None:
+        reason = "forged" if self.dispatch.knows_token(token) else "stale"
+        self.ignored[reason] += 1
+        self.dispatch.observer.completion_ignored(kind, reason)
+        if reason == "forged":
             log.warning("ignored an %s: its completion token belongs to another work item", what)
         else:
-            self.ignored["stale"] += 1
             log.info("ignored a stale %s (its lease is gone)", what)
 
     async def complete_activity(self, response: pb.ActivityResponse) -> None:
         act = self.dispatch.activity_lease(response.completionToken)
         if act is None or (act.instance_id, act.task_id) != (response.instanceId, response.taskId):
             what = f"activity result for {response.instanceId!r} task {response.taskId}"
-            self._ignore(response.completionToken, what)
+            self._ignore("activity", response.completionToken, what)
             return
         refused: WorkflowError | None = None
         if response.HasField("result"):
@@ -65,6 +67,7 @@ class Completions:
                     failureDetails=wire.failure_details(FAILURE_TYPES[err.code], err.message),
                 )
         fx = Effects()
+        self.dispatch.observer.activity_completed(act.token, response.HasField("failureDetails"))
         self.dispatch.end(act)
         try:
             await self.commit(lambda t: _record_activity_result(t, act, response, fx), fx)
@@ -78,7 +81,8 @@ class Completions:
     async def complete_orchestration(self, response: pb.WorkflowResponse) -> None:
         lease = self.dispatch.turn_lease(response.instanceId, response.completionToken)
         if lease is None:
-            self._ignore(response.completionToken, f"orchestration result for {response.instanceId!r}")
+            what = f"orchestration result for {response.instanceId!r}"
+            self._ignore("orchestration", response.completionToken, what)
             return
         history = self.dispatch.history
         fx = Effects()
@@ -98,7 +102,12 @@ class Completions:
                 self._offer_turn_again(lease)
                 raise
             # The turn cannot be recorded as asked (e.g. an oversized output): fail the instance instead.
-            log.warning("workflow %r: %s; failing the instance", response.instanceId, err.message)
+            log.warning(
+                "workflow %r: %s; failing the instance",
+                response.instanceId,
+                err.message,
+                extra={"instanceID": response.instanceId},
+            )
             fx = Effects()
             refused = err
             await self.commit(
@@ -107,6 +116,7 @@ class Completions:
         except BaseException:
             self._offer_turn_again(lease)
             raise
+        self.dispatch.observer.turn_completed(lease.token)
         self.dispatch.end(lease)
         self.dispatch.settle(lease.turn.instance_id, lease.dialect)
 
@@ -121,7 +131,12 @@ class Completions:
         lease = self.dispatch.turn_lease(instance_id, token)
         if lease is None:
             return
-        log.warning("workflow %r: %s; failing the instance", instance_id, err.message)
+        log.warning(
+            "workflow %r: %s; failing the instance",
+            instance_id,
+            err.message,
+            extra={"instanceID": instance_id},
+        )
         fx = Effects()
         try:
             await self.commit(

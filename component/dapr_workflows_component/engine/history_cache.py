@@ -8,13 +8,18 @@ store for each turn).
 
 from __future__ import annotations
 
+from ..telemetry.observer import EngineObserver
+
 
 class HistoryCache:
-    def __init__(self, size: int, max_bytes: int, enabled: bool) -> None:
+    def __init__(
+        self, size: int, max_bytes: int, enabled: bool, observer: EngineObserver | None = None
+    ) -> None:
         self.size = size
         self.max_bytes = max_bytes
         # Off when another engine may append to a history at any time (a shared store).
         self.enabled = enabled
+        self.observer = observer or EngineObserver()
         self._cache: dict[str, tuple[list[bytes], int]] = {}
         self.bytes = 0
 
@@ -31,6 +36,7 @@ class HistoryCache:
             return
         self._cache[instance_id] = (events, weight)
         self.bytes += weight
+        self.observer.history_cached(instance_id, events)
         while len(self._cache) > self.size or self.bytes > self.max_bytes:
             self.forget(next(iter(self._cache)))
 
@@ -38,6 +44,7 @@ class HistoryCache:
         entry = self._cache.pop(instance_id, None)
         if entry is not None:
             self.bytes -= entry[1]
+            self.observer.history_cached(instance_id, None)
 
     def __len__(self) -> int:
         return len(self._cache)
