@@ -1,10 +1,10 @@
 """Repeated log lines are rate-limited, so that a flood of one failure cannot fill the disk or bury
 everything else.
 
-Lines of the same logger, level and message template count as repeats, whatever their arguments.
-Warnings and errors are limited (and info lines that ask for it with `extra=RATE_LIMITED`); each
-kind may log a few lines per interval, the rest are counted and the count is told with the next
-line of that kind that is logged.
+Lines of the same logger and level with the same text count as repeats (a line about another
+instance or another reason is not one). Warnings and errors are limited (and info lines that ask for
+it with `extra=RATE_LIMITED`); each may be logged a few times per interval, the rest are counted and
+the count is told with the next one logged.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 INTERVAL_SECONDS = 10.0
 BURST = 5
+# Distinct lines remembered at most; windows that ended are forgotten first.
+MAX_KEYS = 10_000
 RATE_LIMITED = {"rate_limited": True}
 
 
@@ -37,9 +39,11 @@ class RepeatFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING and not getattr(record, "rate_limited", False):
             return True
-        key = (record.name, record.levelno, str(record.msg))
+        key = (record.name, record.levelno, record.getMessage())
         now = time.monotonic()
         with self._lock:
+            if len(self._windows) >= MAX_KEYS:
+                self._prune(now)
             window = self._windows.get(key)
             if window is None or now - window.started >= self.interval:
                 suppressed = window.suppressed if window else 0
@@ -56,6 +60,12 @@ class RepeatFilter(logging.Filter):
             if window.logged == self.burst:
                 record.msg = f"{record.msg} [repeats of this line are now limited for {self.interval:g}s]"
         return True
+
+
+    def _prune(self, now: float) -> None:
+        ended = [k for k, w in self._windows.items() if now - w.started >= self.interval]
+        for k in ended or list(self._windows)[: MAX_KEYS // 2]:
+            del self._windows[k]
 
 
 def limit_repeats(logger: logging.Logger | None = None) -> RepeatFilter:
