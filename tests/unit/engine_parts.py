@@ -14,6 +14,7 @@ from dapr_workflows_component.engine.turns import Turn, Turns, deliverable, turn
 from dapr_workflows_component.engine.wire import now_us, timestamp
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
 from dapr_workflows_component.store import SQLiteStore, StoreTx
+from dapr_workflows_component.telemetry.observer import EngineObserver
 from dapr_workflows_component.workflows import Instance, StartRequest
 from google.protobuf import wrappers_pb2
 
@@ -132,7 +133,7 @@ class Machine:
 
     def __init__(self, lifecycle_events: bool = True, max_payload_bytes: int = LIMIT) -> None:
         self.store = SQLiteStore(":memory:")
-        self.turns = Turns(max_payload_bytes, LifecycleOutbox(lifecycle_events))
+        self.turns = Turns(max_payload_bytes, LifecycleOutbox(lifecycle_events), EngineObserver())
 
     def tx(self, fn: Callable[[StoreTx], T]) -> T:
         return run(self.store.run(fn))
