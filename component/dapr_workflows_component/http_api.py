@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from .dashboard import dashboard_routes
 from .engine import Engine
 from .http_openapi import ALIAS_VERSIONS, API_VERSION, OPENAPI_PATH, openapi_document
 from .pluggable.bindings import OutputSettings, wait_until_started
@@ -117,6 +118,7 @@ class HttpApi:
         app.router.add_post(instance + "/resume", self._resume)
         app.router.add_post(instance + "/purge", self._purge)
         app.router.add_routes(self.routes)
+        app.router.add_routes(dashboard_routes(self.settings.component_names[0]))
         return app
 
     @web.middleware
