@@ -440,3 +440,54 @@ def test_readable_without_sideways_scrolling(
     finally:
         page.context.close()
     assert problems == []
+
+
+# ---------------------------------------------------------------------------------------- token
+
+
+def serve_has_api_token() -> bool:
+    """The token check of the HTTP API (`--api-token`) is in this build."""
+    import argparse
+
+    from dapr_workflows_component.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return "--api-token" in commands.choices["serve"].format_help()
+
+
+@pytest.mark.skipif(not serve_has_api_token(), reason="serve has no --api-token in this build")
+def test_a_bad_token_is_refused_and_a_good_one_is_kept_for_the_tab(browser: Browser, tmp_path: Path) -> None:
+    engine = EngineProcess(tmp_path, "--api-token", "s3cret-token").start()
+    engine.wait_http()
+    page, problems = new_page(browser)
+    sent: list[str | None] = []
+    page.on(
+        "request",
+        lambda r: sent.append(r.headers.get("dapr-api-token")) if "/v1.0/" in r.url else None,
+    )
+    try:
+        page.goto(f"{engine.http_url}/dashboard/")  # the page itself needs no token
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        page.get_by_label("API token").fill("wrong")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_have_text(
+            "The server refused this token. Check it and try again."
+        )
+        expect(page.get_by_role("heading", name="Workflow instances")).to_have_count(0)
+
+        page.get_by_label("API token").fill("s3cret-token")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Workflow instances")).to_be_visible()
+        expect(page.locator(".empty")).to_be_visible()
+        page.reload()  # kept for the tab
+        expect(page.get_by_role("heading", name="Workflow instances")).to_be_visible()
+        assert sent[-1] == "s3cret-token"
+        assert "wrong" in sent and None in sent
+
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    finally:
+        page.context.close()
+        engine.kill()
+    assert problems == []

@@ -189,7 +189,7 @@ export function instanceView({ main, navigate, flash }, id) {
 
     const timeline = historyError
       ? h("p", { class: "error" }, historyError)
-      : renderTimeline(events, { running: running && inst.runtimeStatus !== "SUSPENDED", onSelect: showDetails });
+      : renderTimeline(events, { running, onSelect: showDetails });
     const eventTable = historyError ? null : h("details", { class: "events-wrap" },
       h("summary", {}, `All ${events.length} history events`),
       h("div", { class: "table-wrap" }, renderEventTable(events, { onSelect: showDetails })));

@@ -92,8 +92,8 @@ function spanLabel(span) {
   return parts.join(" ");
 }
 
-function spanSummary(span, t0) {
-  const state = span.outcome === "pending" ? "still waiting" : span.outcome;
+function spanSummary(span, t0, running) {
+  const state = span.outcome !== "pending" ? span.outcome : running ? "still waiting" : "never finished";
   const attempt = span.attempt ? `, attempt ${span.attempt}` : "";
   const took = span.point ? "" : `, ${duration((span.end ?? Date.now()) - span.start)}`;
   return `${spanLabel(span)}${attempt}: ${state}${took}, at +${duration(span.start - t0)}`;
@@ -122,13 +122,14 @@ export function renderTimeline(events, { running, onSelect }) {
 
   const rows = spans.slice(0, MAX_ROWS).map((span) => {
     const end = span.end ?? t1;
+    const summary = spanSummary(span, t0, running);
     const bar = h("button", {
       type: "button",
       class: `tl-bar kind-${span.kind} outcome-${span.outcome}${span.point ? " point" : ""}${span.retried ? " retried" : ""}`,
-      "aria-label": spanSummary(span, t0),
-      title: spanSummary(span, t0),
+      "aria-label": summary,
+      title: summary,
       dataset: { kind: span.kind, outcome: span.outcome, name: span.name },
-      onclick: () => onSelect(span.events, spanSummary(span, t0)),
+      onclick: () => onSelect(span.events, summary),
     });
     bar.style.left = x(span.start);
     if (!span.point) bar.style.width = `max(${(((end - span.start) / total) * 100).toFixed(3)}%, 3px)`;
