@@ -296,6 +296,8 @@ def test_the_timeline_of_a_retried_activity_shows_each_attempt(
     outcomes = [attempts.nth(i).get_attribute("data-outcome") for i in range(3)]
     assert outcomes == ["failed", "failed", "completed"]
     expect(page.locator(".tl-row").filter(has_text="attempt 3")).to_have_count(1)
+    # The waits of the retry policy between the attempts are drawn too.
+    expect(page.locator('.tl-bar[data-kind="timer"][data-name="retry delay of flaky"]')).to_have_count(2)
     lefts = [box["x"] for box in (attempts.nth(i).bounding_box() for i in range(3)) if box]
     assert lefts == sorted(lefts) and lefts[0] < lefts[2]  # one after another
 

@@ -77,7 +77,7 @@ def dashboard_routes(component_name: str) -> list[web.RouteDef]:
     return [
         web.get(PREFIX, to_page),
         web.get(PREFIX + "/", page),
-        web.get(PREFIX + "/instances/{instanceID:.+}", page),
+        web.get(PREFIX + "/instances/{rest:.+}", page),
         web.get(PREFIX + "/static/{file}", static),
     ]
 

@@ -46,7 +46,7 @@ export function instanceView({ main, navigate, flash }, id) {
         h("h2", { id: "details-title", tabindex: "-1" }, title),
         h("button", { type: "button", class: "ghost", onclick: () => { details.hidden = true; } }, "Close")),
       events.map((event) => h("div", { class: "event-detail" },
-        h("h3", {}, `#${event.eventID} ${event.type}`, event.name ? ` · ${event.name}` : ""),
+        h("h3", {}, event.type, event.name ? ` · ${event.name}` : "", event.eventID >= 0 ? ` (event ID ${event.eventID})` : ""),
         h("p", { class: "muted" }, h("time", { datetime: event.timestamp }, exactTime(event.timestamp))),
         jsonBlock(event.details ?? {}, `Fields of event ${event.eventID}`))));
     details.querySelector("h2").focus();

@@ -37,7 +37,8 @@ function detail(event, ...keys) {
 export function spansOf(events) {
   const spans = [];
   const open = new Map();
-  const bySchedule = new Map();
+  const attempts = new Map(); // the attempts of one call: retries keep its taskExecutionId
+  const names = new Map(); // taskExecutionId -> activity name, for the delays between retries
   let suspended = null;
   for (const event of events) {
     const kind = OPENERS[event.type];
@@ -45,24 +46,33 @@ export function spansOf(events) {
       suspended = { kind, name: "suspended", start: time(event), end: null, outcome: "pending", events: [event] };
       spans.push(suspended);
     } else if (kind) {
-      const name = event.name ?? detail(event, "name") ?? (kind === "timer" ? "timer" : "");
+      let name = event.name ?? detail(event, "name") ?? "";
       const span = { kind, name, start: time(event), end: null, outcome: "pending", events: [event], id: event.eventID };
       if (kind === "child") span.childID = detail(event, "instanceId") ?? null;
-      if (kind === "timer") span.fireAt = detail(event, "fireAt") ?? null;
-      // A retry: the same work scheduled again after an earlier attempt failed.
-      const earlier = bySchedule.get(`${kind}:${name}`);
-      if (earlier && earlier.outcome === "failed" && earlier.end !== null && earlier.end <= span.start) {
-        span.attempt = (earlier.attempt ?? 1) + 1;
-        earlier.retried = true;
+      if (kind === "timer") {
+        span.fireAt = Date.parse(detail(event, "fireAt") ?? "") || null;
+        const retryOf = names.get(detail(event, "activityRetry", "taskExecutionId"));
+        span.name = name || (retryOf ? `retry delay of ${retryOf}` : "timer");
       }
-      bySchedule.set(`${kind}:${name}`, span);
+      const call = detail(event, "taskExecutionId") || (kind === "child" ? span.childID : null);
+      if (call) {
+        const earlier = attempts.get(call) ?? [];
+        if (earlier.length) {
+          span.attempt = earlier.length + 1;
+          earlier[earlier.length - 1].retried = true;
+        }
+        attempts.set(call, [...earlier, span]);
+        if (kind === "activity") names.set(call, name);
+      }
       open.set(event.eventID, span);
       spans.push(span);
     } else if (CLOSERS[event.type]) {
       const ref = event.taskScheduledID ?? detail(event, "taskScheduledId") ?? detail(event, "timerId");
       const span = open.get(ref);
       if (span) {
-        span.end = time(event);
+        // A timer ends when it was due, which its fired event records.
+        const due = span.kind === "timer" ? Date.parse(detail(event, "fireAt") ?? "") : NaN;
+        span.end = Math.max(time(event), Number.isNaN(due) ? -Infinity : due);
         span.outcome = CLOSERS[event.type];
         span.events.push(event);
         open.delete(ref);
@@ -73,8 +83,8 @@ export function spansOf(events) {
       suspended.events.push(event);
       suspended = null;
     } else if (POINTS[event.type]) {
-      spans.push({ kind: POINTS[event.type], name: event.name ?? "", start: time(event), end: time(event),
-        outcome: "point", events: [event], point: true });
+      spans.push({ kind: POINTS[event.type], name: event.name ?? detail(event, "name") ?? "", start: time(event),
+        end: time(event), outcome: "point", events: [event], point: true });
     }
   }
   return spans;
@@ -165,11 +175,12 @@ export function renderEventTable(events, { onSelect }) {
   const t0 = events.length ? time(events[0]) : 0;
   return h("table", { class: "events" },
     h("caption", { class: "visually-hidden" }, "History events"),
-    h("thead", {}, h("tr", {}, ["#", "Event", "Name", "Answers", "Time"].map((c) => h("th", { scope: "col" }, c)))),
-    h("tbody", {}, events.map((event) => h("tr", { dataset: { eventId: event.eventID, type: event.type } },
-      h("td", { "data-label": "#" }, String(event.eventID)),
+    h("thead", {}, h("tr", {}, ["#", "Event ID", "Event", "Name", "Answers", "Time"].map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, events.map((event, index) => h("tr", { dataset: { eventId: event.eventID, type: event.type } },
+      h("td", { "data-label": "#" }, String(index + 1)),
+      h("td", { "data-label": "Event ID" }, event.eventID >= 0 ? String(event.eventID) : ""),
       h("td", { "data-label": "Event" }, h("button", {
-        type: "button", class: "link-button", onclick: () => onSelect([event], `Event #${event.eventID} ${event.type}`),
+        type: "button", class: "link-button", onclick: () => onSelect([event], `Event ${index + 1}: ${event.type}`),
       }, event.type)),
       h("td", { "data-label": "Name" }, event.name ?? ""),
       h("td", { "data-label": "Answers" }, event.taskScheduledID === null || event.taskScheduledID === undefined
