@@ -20,6 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from .engine import Engine
+from .http_management import ManagementRoutes
 from .http_openapi import ALIAS_VERSIONS, API_VERSION, OPENAPI_PATH, openapi_document
 from .pluggable.bindings import OutputSettings, wait_until_started
 from .workflows import ErrorCode, StartRequest, WorkflowError, instance_json, json_payload, parse_bool
@@ -116,6 +117,7 @@ class HttpApi:
         app.router.add_post(instance + "/pause", self._pause)
         app.router.add_post(instance + "/resume", self._resume)
         app.router.add_post(instance + "/purge", self._purge)
+        ManagementRoutes(self).register(app.router, base)
         app.router.add_routes(self.routes)
         return app
 

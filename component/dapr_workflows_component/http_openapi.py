@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .http_openapi_management import add_management
 from .workflows import MAX_INSTANCE_ID_LENGTH, ErrorCode, RuntimeStatus
 
 API_VERSION = "v1.0"
@@ -111,7 +112,7 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
         "Resumes a suspended instance; a GET right after says RUNNING. Resuming an instance that "
         "is not suspended does nothing.",
     )
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
             "title": "dapr-workflows: the Dapr Workflow HTTP API",
@@ -308,3 +309,6 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
             }
         },
     }
+    errors = {"malformed": _MALFORMED, "not_found": _NOT_FOUND, "state": _STATE, "too_large": _TOO_LARGE}
+    add_management(document, component, {**errors, "internal": _INTERNAL})
+    return document
