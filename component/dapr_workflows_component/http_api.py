@@ -23,7 +23,15 @@ from .engine import Engine
 from .http_management import ManagementRoutes
 from .http_openapi import ALIAS_VERSIONS, API_VERSION, OPENAPI_PATH, openapi_document
 from .pluggable.bindings import OutputSettings, wait_until_started
-from .workflows import ErrorCode, StartRequest, WorkflowError, instance_json, json_payload, parse_bool
+from .workflows import (
+    ErrorCode,
+    StartRequest,
+    WorkflowError,
+    instance_json,
+    json_payload,
+    parse_bool,
+    parse_rfc3339,
+)
 
 log = logging.getLogger("dapr_workflows.http")
 
@@ -206,14 +214,17 @@ class HttpApi:
     async def _start(self, request: web.Request) -> web.Response:
         component = self._component(request)
         instance_id = self._query(request, "instanceID") or uuid.uuid4().hex
+        start_time = self._query(request, "startTime")  # ours: a scheduled start (RFC 3339)
         await self.engine.start_workflow(
             StartRequest(
                 name=request.match_info["workflowName"],
                 instance_id=instance_id,
                 input=await self._payload(request, "workflow input"),
+                scheduled_start_at=parse_rfc3339("startTime", start_time) if start_time else None,
             )
         )
-        await self._wait_started(instance_id)
+        if not start_time:
+            await self._wait_started(instance_id)
         version = request.match_info["version"]
         location = f"/{version}/workflows/{quote(component, safe='')}/{quote(instance_id, safe='')}"
         return web.json_response({"instanceID": instance_id}, status=202, headers={"Location": location})
@@ -245,7 +256,8 @@ class HttpApi:
 
     async def _purge(self, request: web.Request) -> web.Response:
         instance_id = self._instance_id(request)
-        await self.engine.purge(instance_id, self._recursive(request))
+        force = parse_bool("force", self._query(request, "force"), False)  # ours, as Dapr's gRPC force
+        await self.engine.purge(instance_id, self._recursive(request), force=force)
         return _accepted()
 
 

@@ -59,6 +59,14 @@ _RECURSIVE = {
     "schema": {"type": "boolean", "default": True},
 }
 
+_FORCE = {
+    "name": "force",
+    "in": "query",
+    "required": False,
+    "description": "Purge the instance even if it has not finished (default `false`).",
+    "schema": {"type": "boolean", "default": False},
+}
+
 
 def _json_body(description: str) -> dict[str, Any]:
     return {
@@ -94,7 +102,7 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
         "summary": "Purge an instance",
         "description": "Deletes a finished instance (COMPLETED, FAILED, TERMINATED or CANCELED) and "
         "its history; afterwards its ID is free and a GET answers 404.",
-        "parameters": params(_INSTANCE, _RECURSIVE),
+        "parameters": params(_INSTANCE, _RECURSIVE, _FORCE),
         "responses": {
             "202": _ACCEPTED,
             "400": _MALFORMED,
@@ -151,6 +159,14 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
                                 "pattern": "^[A-Za-z0-9_-]*$",
                                 "maxLength": MAX_INSTANCE_ID_LENGTH,
                             },
+                        },
+                        {
+                            "name": "startTime",
+                            "in": "query",
+                            "required": False,
+                            "description": "Start the instance at this time (RFC 3339) instead of now; "
+                            "the call then answers without waiting for a worker.",
+                            "schema": {"type": "string", "format": "date-time"},
                         },
                     ),
                     "requestBody": _json_body("The workflow's input."),

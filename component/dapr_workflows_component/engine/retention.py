@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,12 +41,23 @@ class RetentionStats:
     last_run_at: float | None = None  # time.time() of the last finished run
 
 
+# The retention each engine runs, for whoever reports on the engine (metrics).
+_RUNNING: weakref.WeakKeyDictionary[Engine, Retention] = weakref.WeakKeyDictionary()
+
+
+def retention_stats(engine: Engine) -> RetentionStats | None:
+    """The counters of the engine's retention; None when it has no retention policy."""
+    retention = _RUNNING.get(engine)
+    return retention.stats if retention is not None else None
+
+
 class Retention:
     def __init__(self, engine: Engine, policy: RetentionPolicy, batch_size: int = BATCH_SIZE) -> None:
         self.engine = engine
         self.policy = policy
         self.batch_size = batch_size
         self.stats = RetentionStats()
+        _RUNNING[engine] = self
         shortest = min(policy.seconds.values(), default=MAX_INTERVAL_SECONDS)
         self.interval = min(MAX_INTERVAL_SECONDS, max(MIN_INTERVAL_SECONDS, shortest / 4))
 
