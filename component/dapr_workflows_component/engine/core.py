@@ -1581,3 +1581,20 @@ class Engine:
                 older_than_seconds / 3600,
             )
         return count
+
+    # ---------------------------------------------------------------- batches (retention)
+
+    async def purge_batch(self, query: InstanceQuery) -> list[str]:
+        """Purges, in one transaction, the finished instances the query finds (not their children);
+        with `query.skip_locked`, those another engine's transaction holds are left to it."""
+        fx = _Effects()
+
+        def tx(t: StoreTx) -> list[str]:
+            purged = []
+            for inst in t.query(query):
+                if inst.status.is_terminal:
+                    self._delete(t, inst, fx)
+                    purged.append(inst.instance_id)
+            return purged
+
+        return await self._commit(tx, fx)

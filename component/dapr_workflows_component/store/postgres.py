@@ -32,13 +32,13 @@ from psycopg_pool import ConnectionPool
 
 from ..workflows import Instance, RuntimeStatus
 from .base import ActivityRow, Announcement, Store, StoreTx, StoreUnavailable
-from .sql import ACTIVITY_COLUMNS, INSTANCE_COLUMNS, SqlTx, instance_row, row_instance
+from .sql import ACTIVITY_COLUMNS, INSTANCE_COLUMNS, MANAGEMENT_INDEXES, SqlTx, instance_row, row_instance
 
 T = TypeVar("T")
 
 log = logging.getLogger("dapr_workflows.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The NOTIFY channel every engine of one database listens on.
 CHANNEL = "dapr_workflows"
@@ -151,6 +151,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX instances_lease_token ON instances (lease_token) WHERE lease_token IS NOT NULL",
         "CREATE INDEX activities_lease_token ON activities (lease_token) WHERE lease_token IS NOT NULL",
     ),
+    # The management listing's filters and orders, and retention (management indexes).
+    4: tuple(s.strip() for s in MANAGEMENT_INDEXES.split(";") if s.strip()),
 }
 
 # The upsert rewrites every column but the lease, which only claims and releases change.
@@ -199,6 +201,17 @@ class _PostgresTx(SqlTx):
     def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
         # A LIKE prefix can use the primary key's index (instance_id is COLLATE "C").
         return "instance_id LIKE ?", [_like_prefix(prefix)]
+
+    def _contains(self, column: str, text: str) -> tuple[str, list[Any]]:
+        return f"strpos({column}, ?) > 0", [text]
+
+    def put_instances(self, instances: list[Instance]) -> None:
+        with self._c.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({', '.join(['%s'] * 19)}) "
+                f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}",
+                [instance_row(i) for i in instances],
+            )
 
     def _one(self, sql: str, params: Any = None) -> TupleRow | None:
         return self._c.execute(sql, params).fetchone()
