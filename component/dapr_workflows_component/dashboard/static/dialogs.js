@@ -29,6 +29,21 @@ export function confirmDialog({ title, text, fields = [], confirmLabel, danger =
     h("div", { class: "dialog-actions" }, cancel, confirm));
   const dialog = h("dialog", { "aria-labelledby": titleId }, form);
   cancel.addEventListener("click", () => dialog.close());
+  // A modal dialog keeps the rest of the page inert, but Tab may still leave for the browser's
+  // own controls: it cycles through the dialog's controls instead.
+  dialog.addEventListener("keydown", (event) => {
+    if (event.key !== "Tab") return;
+    const controls = [...form.querySelectorAll("input, textarea, select, button")].filter((c) => !c.disabled);
+    const first = controls[0];
+    const last = controls[controls.length - 1];
+    if (event.shiftKey && document.activeElement === first) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && document.activeElement === last) {
+      event.preventDefault();
+      first.focus();
+    }
+  });
   dialog.addEventListener("close", () => {
     dialog.remove();
     if (opener && document.contains(opener)) opener.focus();

@@ -162,11 +162,16 @@ export function renderTimeline(events, { running, onSelect }) {
   if (!rows.length) {
     return h("div", { class: "timeline" }, h("p", { class: "muted" }, "No activities, timers, child workflows or events yet."));
   }
+  const lines = h("div", { class: "tl-lines", "aria-hidden": "true" }, ticks.map((t) => {
+    const line = h("span");
+    line.style.left = x(t0 + t);
+    return line;
+  }));
   return h("div", { class: "timeline" },
-    h("p", { class: "tl-total" }, `${spans.length} steps over ${duration(last - t0)}`),
+    h("p", { class: "tl-total" }, `${spans.length} ${spans.length === 1 ? "step" : "steps"} over ${duration(last - t0)}`),
     legend,
     h("div", { class: "tl-grid" }, h("div", { class: "tl-head" }, h("span", {}, "Step"), axis),
-      h("div", { role: "list", "aria-label": "Steps of the history" }, rows)),
+      h("div", { class: "tl-rows", role: "list", "aria-label": "Steps of the history" }, lines, rows)),
     more);
 }
 
