@@ -74,10 +74,10 @@ export function listView({ main, navigate }, params) {
   const searchMode = select("search-in", "searchIn", { idPrefix: "ID prefix", customStatus: "Custom status" }, search);
   const searchBox = h("input", {
     id: "search", name: "search", type: "search", value: params.get(search) ?? "", autocomplete: "off",
-    placeholder: search === "idPrefix" ? "order-2026-" : "text in the custom status",
+    placeholder: search === "idPrefix" ? "order-" : "text in the custom status",
   });
   searchMode.addEventListener("change", () => {
-    searchBox.placeholder = searchMode.value === "idPrefix" ? "order-2026-" : "text in the custom status";
+    searchBox.placeholder = searchMode.value === "idPrefix" ? "order-" : "text in the custom status";
   });
   const nameBox = h("input", { id: "name", name: "name", value: params.get("name") ?? "", list: "names", autocomplete: "off" });
   const names = h("datalist", { id: "names" });

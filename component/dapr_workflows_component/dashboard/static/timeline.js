@@ -1,6 +1,6 @@
 // The history of an instance as bars over time: what ran in parallel, what waited, what was retried.
 
-import { h, duration, instanceLink } from "./util.js";
+import { h, duration, instancePath } from "./util.js";
 
 const MAX_ROWS = 400;
 const OPENERS = {
@@ -22,8 +22,12 @@ const POINTS = {
 };
 const KIND_LABELS = {
   activity: "Activity", timer: "Timer", child: "Child workflow", suspended: "Suspended", event: "Event",
+  wait: "Waits for",
   terminated: "Terminated", stalled: "Stalled", continued: "Continued as new",
 };
+
+// The row labels are short, to leave room for the names.
+const SHORT_LABELS = { child: "Child", wait: "Waits for" };
 
 const time = (event) => Date.parse(event.timestamp);
 
@@ -39,6 +43,7 @@ export function spansOf(events) {
   const open = new Map();
   const attempts = new Map(); // the attempts of one call: retries keep its taskExecutionId
   const names = new Map(); // taskExecutionId -> activity name, for the delays between retries
+  const waits = []; // waits for an event, not yet answered
   let suspended = null;
   for (const event of events) {
     const kind = OPENERS[event.type];
@@ -50,9 +55,19 @@ export function spansOf(events) {
       const span = { kind, name, start: time(event), end: null, outcome: "pending", events: [event], id: event.eventID };
       if (kind === "child") span.childID = detail(event, "instanceId") ?? null;
       if (kind === "timer") {
-        span.fireAt = Date.parse(detail(event, "fireAt") ?? "") || null;
-        const retryOf = names.get(detail(event, "activityRetry", "taskExecutionId"));
-        span.name = name || (retryOf ? `retry delay of ${retryOf}` : "timer");
+        const fireAt = Date.parse(detail(event, "fireAt") ?? "");
+        const retryOf = names.get(detail(event, "activityRetry", "taskExecutionId"))
+          ?? detail(event, "childWorkflowRetry", "instanceId");
+        const waitsFor = detail(event, "externalEvent", "name");
+        if (waitsFor !== undefined) {
+          // The SDK's wait for an event: it ends when the event comes.
+          span.kind = "wait";
+          span.name = waitsFor;
+          waits.push(span);
+        } else {
+          const after = Number.isNaN(fireAt) ? "" : ` (${duration(fireAt - span.start)})`;
+          span.name = name || (retryOf ? `retry delay of ${retryOf}` : `timer${after}`);
+        }
       }
       const call = detail(event, "taskExecutionId") || (kind === "child" ? span.childID : null);
       if (call) {
@@ -83,6 +98,14 @@ export function spansOf(events) {
       suspended.events.push(event);
       suspended = null;
     } else if (POINTS[event.type]) {
+      const eventName = event.name ?? detail(event, "name");
+      const wait = event.type === "eventRaised" ? waits.find((w) => w.name === eventName) : undefined;
+      if (wait) {
+        wait.end = time(event);
+        wait.outcome = "received";
+        wait.events.push(event);
+        waits.splice(waits.indexOf(wait), 1);
+      }
       spans.push({ kind: POINTS[event.type], name: event.name ?? detail(event, "name") ?? "", start: time(event),
         end: time(event), outcome: "point", events: [event], point: true });
     }
@@ -120,12 +143,12 @@ export function renderTimeline(events, { running, onSelect }) {
   const total = t1 - t0;
   const x = (t) => `${(((t - t0) / total) * 100).toFixed(3)}%`;
 
-  const step = niceStep(total);
+  const step = niceStep(total, matchMedia("(max-width: 760px)").matches ? 3 : 6);
   const ticks = [];
   for (let t = 0; t <= total; t += step) ticks.push(t);
   const axis = h("div", { class: "tl-axis", "aria-hidden": "true" },
     ticks.map((t) => {
-      const tick = h("span", { class: "tl-tick" }, `+${duration(t)}`);
+      const tick = h("span", { class: `tl-tick${t > 0.85 * total ? " end" : ""}` }, `+${duration(t)}`);
       tick.style.left = x(t0 + t);
       return tick;
     }));
@@ -135,7 +158,8 @@ export function renderTimeline(events, { running, onSelect }) {
     const summary = spanSummary(span, t0, running);
     const bar = h("button", {
       type: "button",
-      class: `tl-bar kind-${span.kind} outcome-${span.outcome}${span.point ? " point" : ""}${span.retried ? " retried" : ""}`,
+      class: `tl-bar kind-${span.kind} outcome-${span.outcome}${span.point ? " point" : ""}`
+        + `${span.outcome === "pending" && !running ? " abandoned" : ""}`,
       "aria-label": summary,
       title: summary,
       dataset: { kind: span.kind, outcome: span.outcome, name: span.name },
@@ -144,21 +168,27 @@ export function renderTimeline(events, { running, onSelect }) {
     bar.style.left = x(span.start);
     if (!span.point) bar.style.width = `max(${(((end - span.start) / total) * 100).toFixed(3)}%, 3px)`;
     const label = h("div", { class: "tl-label" },
-      h("span", { class: `tl-kind kind-${span.kind}` }, KIND_LABELS[span.kind] ?? span.kind),
-      h("span", { class: "tl-name" }, span.name || "—"),
-      span.attempt ? h("span", { class: "tl-attempt" }, `attempt ${span.attempt}`) : null,
-      span.childID ? instanceLink(span.childID, { class: "tl-child mono" }) : null);
+      h("span", { class: `tl-kind kind-${span.kind}` }, SHORT_LABELS[span.kind] ?? KIND_LABELS[span.kind] ?? span.kind),
+      span.childID
+        ? h("a", { class: "tl-name", href: instancePath(span.childID), title: span.childID }, span.name || span.childID)
+        : h("span", { class: "tl-name", title: span.name }, span.name || "—"),
+      span.attempt ? h("span", { class: "tl-attempt" }, `attempt ${span.attempt}`) : null);
     return h("div", { class: "tl-row", role: "listitem", dataset: { kind: span.kind, outcome: span.outcome } },
       label, h("div", { class: "tl-track" }, bar));
   });
   const more = spans.length > MAX_ROWS
     ? h("p", { class: "muted" }, `The first ${MAX_ROWS} of ${spans.length} steps are drawn; the table below lists every event.`)
     : null;
+  // The legend names what this timeline shows.
+  const kinds = new Set(spans.map((s) => s.kind));
+  const outcomes = new Set(spans.map((s) => s.outcome));
   const legend = h("p", { class: "tl-legend", "aria-hidden": "true" },
-    ["activity", "timer", "child", "event", "suspended"].map((k) =>
-      h("span", {}, h("span", { class: `swatch kind-${k}` }), KIND_LABELS[k])),
-    h("span", {}, h("span", { class: "swatch outcome-failed" }), "Failed"),
-    h("span", {}, h("span", { class: "swatch outcome-pending" }), "Waiting"));
+    ["activity", "timer", "wait", "child", "event", "suspended"].filter((k) => kinds.has(k)).map((k) =>
+      h("span", {}, h("span", { class: `swatch kind-${k}` }), k === "wait" ? "Waiting for an event" : KIND_LABELS[k])),
+    outcomes.has("failed") ? h("span", {}, h("span", { class: "swatch outcome-failed" }), "Failed") : null,
+    outcomes.has("pending")
+      ? h("span", {}, h("span", { class: "swatch outcome-pending" }), running ? "Not done yet" : "Never finished")
+      : null);
   if (!rows.length) {
     return h("div", { class: "timeline" }, h("p", { class: "muted" }, "No activities, timers, child workflows or events yet."));
   }
