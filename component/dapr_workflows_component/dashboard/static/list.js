@@ -202,39 +202,41 @@ export function listView({ main, navigate }, params) {
 
   // Counting asks more of a large store than a page does: the counts refresh less often.
   let countedAt = 0;
-  async function refresh() {
-    const query = apiQuery(params);
-    const recount = Date.now() - countedAt > COUNTS_EVERY_MS;
-    const [listed, counted] = await Promise.allSettled([
-      api.list({ ...query, continuationToken: after ?? undefined }),
-      recount ? api.counts(query) : Promise.resolve(null),
-    ]);
-    if (recount) countedAt = Date.now();
-    if (!alive) return;
-    const failed = [listed, counted].find((r) => r.status === "rejected");
-    error.hidden = !failed;
-    error.textContent = failed ? failed.reason.message : "";
-    if (listed.status === "fulfilled") {
-      const text = JSON.stringify(listed.value);
-      if (text !== lastList) {
-        lastList = text;
-        renderRows(listed.value.instances ?? []);
-        nextToken = listed.value.continuationToken ?? null;
-      } else {
-        // The relative times move on even when nothing else changed.
-        for (const t of body.querySelectorAll("time")) t.replaceWith(timeCell(t.getAttribute("datetime")));
-      }
-    }
-    if (counted.status === "fulfilled" && counted.value) {
-      const text = JSON.stringify(counted.value);
-      if (text !== lastCounts) {
-        lastCounts = text;
-        renderCounts(counted.value.counts ?? {});
-      }
+  const showList = (listed) => {
+    const text = JSON.stringify(listed);
+    if (text !== lastList) {
+      lastList = text;
+      renderRows(listed.instances ?? []);
+      nextToken = listed.continuationToken ?? null;
+    } else {
+      // The relative times move on even when nothing else changed.
+      for (const t of body.querySelectorAll("time")) t.replaceWith(timeCell(t.getAttribute("datetime")));
     }
     previous.disabled = !after;
     next.disabled = !nextToken;
     pageLabel.textContent = `Page ${pages.tokens.length + 1}`;
+  };
+  const showCounts = (counted) => {
+    const text = JSON.stringify(counted);
+    if (text !== lastCounts) {
+      lastCounts = text;
+      renderCounts(counted.counts ?? {});
+    }
+  };
+
+  // The page shows as soon as it comes; the counts, which take longer on a large store, follow.
+  async function refresh() {
+    const query = apiQuery(params);
+    const recount = Date.now() - countedAt > COUNTS_EVERY_MS;
+    if (recount) countedAt = Date.now();
+    const results = await Promise.allSettled([
+      api.list({ ...query, continuationToken: after ?? undefined }).then((listed) => alive && showList(listed)),
+      recount ? api.counts(query).then((counted) => alive && showCounts(counted)) : null,
+    ]);
+    if (!alive) return;
+    const failed = results.find((r) => r.status === "rejected");
+    error.hidden = !failed;
+    error.textContent = failed ? failed.reason.message : "";
   }
 
   refresh();
