@@ -393,10 +393,12 @@ def test_rerun_from_an_event_and_purge(page: Page, engine: EngineProcess, sdk: S
     source = completed(sdk, "chain", {"n": 2}, unique("rerun-src"))
     open_instance(page, engine, source)
     rerun_id = unique("rerun-new")
-    page.locator("#action-rerun").click()
-    dialog = page.locator("dialog[open]")
     scheduled = [e for e in api_get(engine, f"/{source}/history")["events"] if e["type"] == "taskScheduled"]
-    page.locator("#rerun-from").select_option(str(scheduled[1]["eventID"]))
+    # From the second activity's bar: its details offer to rerun from there.
+    page.locator('.tl-bar[data-kind="activity"]').nth(1).click()
+    page.locator("#details-rerun").click()
+    dialog = page.locator("dialog[open]")
+    expect(page.locator("#rerun-from")).to_have_value(str(scheduled[1]["eventID"]))
     page.locator("#rerun-new-id").fill(rerun_id)
     dialog.get_by_role("button", name="Rerun").click()
     expect(page.locator("#instance-id")).to_have_text(rerun_id)

@@ -39,12 +39,20 @@ export function instanceView({ main, navigate, flash }, id) {
     banner.textContent = message ?? "";
   };
 
+  let shown = null; // what is on screen: { inst, events, parent }
+
   const showDetails = (events, title) => {
     details.hidden = false;
+    // A finished top-level instance can run again from the step these events are of.
+    const step = events.find((e) => RERUN_FROM[e.type]);
+    const canRerun = step && shown && TERMINAL.has(shown.inst.runtimeStatus) && !shown.parent;
     clear(details,
       h("div", { class: "details-head" },
         h("h2", { id: "details-title", tabindex: "-1" }, title),
-        h("button", { type: "button", class: "ghost", onclick: () => { details.hidden = true; } }, "Close")),
+        h("div", { class: "actions" },
+          canRerun ? h("button", { type: "button", id: "details-rerun",
+            onclick: () => rerunDialog(shown.events, step.eventID) }, "Rerun from here…") : null,
+          h("button", { type: "button", class: "ghost", onclick: () => { details.hidden = true; } }, "Close"))),
       events.map((event) => h("div", { class: "event-detail" },
         h("h3", {}, event.type, event.name ? ` · ${event.name}` : "", event.eventID >= 0 ? ` (event ID ${event.eventID})` : ""),
         h("p", { class: "muted" }, h("time", { datetime: event.timestamp }, exactTime(event.timestamp))),
@@ -124,14 +132,15 @@ export function instanceView({ main, navigate, flash }, id) {
     },
   });
 
-  const rerunDialog = (events) => {
+  const rerunDialog = (events, fromEventID) => {
     const choices = events.filter((e) => RERUN_FROM[e.type]);
     if (!choices.length) {
       flash("Nothing to rerun from: the history has no activity, timer or child workflow.");
       return;
     }
     const from = h("select", { id: "rerun-from", name: "rerun-from" }, choices.map((e) =>
-      h("option", { value: String(e.eventID) }, `#${e.eventID} ${RERUN_FROM[e.type]} ${e.name ?? ""}`.trim())));
+      h("option", { value: String(e.eventID), selected: e.eventID === fromEventID },
+        `#${e.eventID} ${RERUN_FROM[e.type]} ${e.name ?? ""}`.trim())));
     const replace = h("input", { type: "checkbox", id: "rerun-replace-input" });
     const input = textField("rerun-input", "New input of the activity (JSON)", { multiline: true, rows: 3, disabled: true });
     replace.addEventListener("change", () => { input.querySelector("textarea").disabled = !replace.checked; });
@@ -163,6 +172,7 @@ export function instanceView({ main, navigate, flash }, id) {
   const render = ({ inst, events, historyError, children, childrenError }) => {
     const props = inst.properties ?? {};
     const parent = parentOf(inst, events);
+    shown = { inst, events, parent };
     const running = !TERMINAL.has(inst.runtimeStatus);
     const took = Date.parse(running ? new Date().toISOString() : inst.lastUpdatedAt) - Date.parse(inst.createdAt);
     const failure = props["dapr.workflow.failure.error_type"] || props["dapr.workflow.failure.error_message"];
