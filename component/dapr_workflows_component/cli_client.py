@@ -337,12 +337,12 @@ def cmd_rerun(client: Client, args: argparse.Namespace) -> None:
 
 def cmd_purge(client: Client, args: argparse.Namespace) -> None:
     bulk = args.all or args.all_older_than is not None
+    if args.all_filter_status and args.all_older_than is None:
+        raise CliError("--all-filter-status needs --all-older-than")
     if args.instance_ids and bulk:
         raise CliError("give instance IDs or --all / --all-older-than, not both")
     if not args.instance_ids and not bulk:
         raise CliError("name the instances to purge, or use --all or --all-older-than")
-    if args.all_filter_status and args.all_older_than is None:
-        raise CliError("--all-filter-status needs --all-older-than")
     force = [("force", "true")] if args.force else []
     for instance_id in args.instance_ids:
         client.call("POST", f"{BASE}/{_quote(instance_id)}/purge", force)

@@ -32,6 +32,7 @@ from .workflows import (
     json_payload,
     parse_bool,
     parse_rfc3339,
+    query_flag,
 )
 
 log = logging.getLogger("dapr_workflows.http")
@@ -222,10 +223,10 @@ class HttpApi:
                 name=request.match_info["workflowName"],
                 instance_id=instance_id,
                 input=await self._payload(request, "workflow input"),
-                scheduled_start_at=parse_rfc3339("startTime", start_time) if start_time else None,
+                scheduled_start_at=parse_rfc3339("startTime", start_time) if start_time is not None else None,
             )
         )
-        if not start_time:
+        if start_time is None:
             await self._wait_started(instance_id)
         version = request.match_info["version"]
         location = f"/{version}/workflows/{quote(component, safe='')}/{quote(instance_id, safe='')}"
@@ -258,7 +259,7 @@ class HttpApi:
 
     async def _purge(self, request: web.Request) -> web.Response:
         instance_id = self._instance_id(request)
-        force = parse_bool("force", self._query(request, "force"), False)  # ours, as Dapr's gRPC force
+        force = query_flag("force", self._query(request, "force"))  # ours, as Dapr's gRPC force
         await self.engine.purge(instance_id, self._recursive(request), force=force)
         return _accepted()
 

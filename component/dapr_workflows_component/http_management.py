@@ -25,7 +25,7 @@ from .workflows import (
     list_order,
     list_page_size,
     management_json,
-    parse_bool,
+    query_flag,
     rerun_request,
     timestamp_rfc3339,
 )
@@ -66,6 +66,10 @@ def history_json(events: list[bytes]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class ManagementRoutes:
@@ -116,7 +120,7 @@ class ManagementRoutes:
         size = list_page_size(params.pop("pageSize", None))
         order = list_order(params.pop("order", None))
         token = params.pop("continuationToken", None)
-        counts_only = parse_bool("countsOnly", params.pop("countsOnly", None), False)
+        counts_only = query_flag("countsOnly", params.pop("countsOnly", None))
         query = instance_filter(params)
         if counts_only:
             return web.json_response({"counts": await counts(self.engine, query)})
@@ -145,6 +149,6 @@ class ManagementRoutes:
     async def _bulk_terminate(self, request: web.Request) -> web.Response:
         self.api._component(request)
         query, dry_run, limit, others = bulk_request(await self._json_body(request, {}), "terminate")
-        output = json.dumps(others["output"]) if others.get("output") is not None else None
+        output = _json_text(others["output"]) if others.get("output") is not None else None
         result = await bulk_terminate(self.engine, query, dry_run, limit, output)
         return web.json_response(result.to_json())

@@ -6,9 +6,11 @@ from typing import Any
 
 from .workflows import (
     BULK_LIMIT,
+    CONTINUATION_TOKEN_PATTERN,
     LIST_PAGE_SIZE,
     MAX_BULK_LIMIT,
     MAX_FILTER_TEXT,
+    MAX_INSTANCE_ID_LENGTH,
     MAX_LIST_PAGE_SIZE,
     RuntimeStatus,
 )
@@ -35,7 +37,7 @@ def _query(name: str, description: str, schema: dict[str, Any], **extra: Any) ->
     }
 
 
-_TEXT = {"type": "string", "maxLength": MAX_FILTER_TEXT}
+_TEXT = {"type": "string", "maxLength": MAX_FILTER_TEXT, "pattern": "^[^\\u0000]*$"}
 _TIME = {"type": "string", "format": "date-time"}
 
 _FILTER_PROPERTIES: dict[str, Any] = {
@@ -130,7 +132,7 @@ def add_management(document: dict[str, Any], component: dict[str, Any], errors: 
                         _query(
                             "continuationToken",
                             "The `continuationToken` of the previous page.",
-                            {"type": "string"},
+                            {"type": "string", "pattern": CONTINUATION_TOKEN_PATTERN},
                         ),
                         _query(
                             "order", "By creation time.", {"type": "string", "enum": ["newest", "oldest"]}
@@ -219,8 +221,17 @@ def add_management(document: dict[str, Any], component: dict[str, Any], errors: 
                                     "required": ["fromEventID"],
                                     "additionalProperties": False,
                                     "properties": {
-                                        "fromEventID": {"type": "integer", "minimum": 0},
-                                        "newInstanceID": {"type": "string"},
+                                        "fromEventID": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "maximum": 2**31 - 1,
+                                        },
+                                        "newInstanceID": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z0-9_-]*$",
+                                            "maxLength": MAX_INSTANCE_ID_LENGTH,
+                                            "description": "Default: a random ID.",
+                                        },
                                         "input": {"description": "The activity's new input."},
                                     },
                                 }

@@ -7,7 +7,6 @@ HTTP API and the proposed Workflow service all call into the engine, which appli
 
 from __future__ import annotations
 
-import base64
 import enum
 import json
 import re
@@ -453,18 +452,22 @@ def _invalid(message: str) -> WorkflowError:
     return WorkflowError(ErrorCode.INVALID_ARGUMENT, message)
 
 
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
 def parse_rfc3339(key: str, text: str) -> int:
     """An RFC 3339 time with its offset (`2026-01-02T15:04:05Z`) in microseconds since the epoch."""
-    value = text.strip()
-    if value[-1:] in ("z", "Z"):
-        value = value[:-1] + "+00:00"
-    # Python keeps microseconds: finer fractions are cut, not refused.
-    value = re.sub(r"(\.\d{6})\d+", r"\1", value)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None or "T" not in value.upper():
+    moment = None
+    if _RFC3339.fullmatch(text):
+        value = text.upper().replace("Z", "+00:00")
+        # Python keeps microseconds (finer fractions are cut) and has no year 0 or leap seconds.
+        value = re.sub(r"(\.\d{6})\d+", r"\1", value)
+        value = re.sub(r"^0000-", "0001-", re.sub(r"(T\d\d:\d\d):60", r"\1:59", value))
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    if moment is None:
         raise _invalid(f"{key} must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not {text!r}")
     delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
@@ -493,34 +496,36 @@ def parse_go_duration(what: str, text: str) -> float:
 
 def parse_statuses(values: Iterable[str]) -> frozenset[RuntimeStatus]:
     """Runtime statuses given as repeated and/or comma-separated names."""
-    found: set[RuntimeStatus] = set()
-    for value in values:
-        for name in value.split(","):
-            if name.strip():
-                found.add(RuntimeStatus.parse(name))
-    return frozenset(found)
+    return frozenset(RuntimeStatus.parse(name) for value in values for name in value.split(","))
 
 
-def _bounded_int(key: str, value: Any, default: int, maximum: int) -> int:
-    if value is None or value == "":
+def _bounded_int(key: str, value: int | str | None, default: int, maximum: int) -> int:
+    """A whole number from 1 to `maximum`: a JSON number, or the digits of a query parameter."""
+    if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise _invalid(f"{key} must be a whole number from 1 to {maximum}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise _invalid(f"{key} must be a whole number from 1 to {maximum}, not {value!r}") from None
-    if not 0 < number <= maximum:
-        raise _invalid(f"{key} must be from 1 to {maximum}, not {number}")
-    return number
+    valid = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value):
+        value, valid = int(value), True
+    if not valid or not 0 < int(value) <= maximum:
+        raise _invalid(f"{key} must be a whole number from 1 to {maximum}, not {value!r}")
+    return int(value)
 
 
-def list_page_size(value: Any) -> int:
+def list_page_size(value: str | None) -> int:
     return _bounded_int("pageSize", value, LIST_PAGE_SIZE, MAX_LIST_PAGE_SIZE)
 
 
 def bulk_limit(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(f"limit must be a whole number from 1 to {MAX_BULK_LIMIT}")
     return _bounded_int("limit", value, BULK_LIMIT, MAX_BULK_LIMIT)
+
+
+def query_flag(key: str, value: str | None) -> bool:
+    """A boolean query parameter: absent (false), `true` or `false`."""
+    if value not in (None, "true", "false"):
+        raise _invalid(f"{key} must be true or false, not {value!r}")
+    return value == "true"
 
 
 def _filter_text(key: str, value: Any) -> str | None:
@@ -530,6 +535,8 @@ def _filter_text(key: str, value: Any) -> str | None:
         raise _invalid(f"{key} must be a string")
     if len(value) > MAX_FILTER_TEXT:
         raise _invalid(f"{key} is {len(value)} characters long; the limit is {MAX_FILTER_TEXT}")
+    if "\x00" in value:
+        raise _invalid(f"{key} contains a NUL character")
     return value or None
 
 
@@ -538,6 +545,9 @@ def instance_filter(fields: dict[str, Any]) -> InstanceQuery:
     unknown = sorted(k for k in fields if k not in FILTER_FIELDS)
     if unknown:
         raise _invalid(f"unknown filter {unknown[0]!r}; filters: {', '.join(FILTER_FIELDS)}")
+    for key, value in fields.items():
+        if value is None:
+            raise _invalid(f"the filter {key} is null: leave it out instead")
     status = fields.get("status")
     if status is None:
         status = []
@@ -547,8 +557,10 @@ def instance_filter(fields: dict[str, Any]) -> InstanceQuery:
         raise _invalid("status must be a runtime status name or a list of them")
     times: dict[str, int | None] = {}
     for key in ("createdFrom", "createdTo", "updatedFrom", "updatedTo"):
-        text = _filter_text(key, fields.get(key))
-        times[key] = parse_rfc3339(key, text) if text else None
+        text = fields.get(key)
+        if text is not None and not isinstance(text, str):
+            raise _invalid(f"{key} must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+        times[key] = parse_rfc3339(key, text) if text is not None else None
     return InstanceQuery(
         statuses=parse_statuses(status),
         created_from=times["createdFrom"],
@@ -563,33 +575,29 @@ def instance_filter(fields: dict[str, Any]) -> InstanceQuery:
 
 
 def list_order(value: str | None) -> str:
-    if value is None or value == "":
+    if value is None:
         return "newest"
     if value not in LIST_ORDERS:
         raise _invalid(f"order must be newest or oldest, not {value!r}")
     return value
 
 
-def continuation_token(order: str, last: Instance) -> str:
-    """An opaque token for the page after `last` (base64 of the order and the last row's key)."""
-    raw = json.dumps([order, last.created_at, last.instance_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+def continuation_token(last: Instance) -> str:
+    """The token of the page after `last`: its creation time and its ID in hex (`1767225600000000.6f72`)."""
+    return f"{last.created_at}.{last.instance_id.encode().hex()}"
 
 
-def parse_continuation_token(token: str | None, order: str) -> tuple[int, str] | None:
-    if not token:
+# Any text of this form is a token: a made-up one only moves where the page starts.
+CONTINUATION_TOKEN_PATTERN = r"^([0-9]{1,18}\.([0-9a-f]{2})*)?$"  # empty: the first page
+
+
+def parse_continuation_token(token: str | None) -> tuple[int, str] | None:
+    if token is None or token == "":
         return None
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        kind, created_at, instance_id = raw
-        valid = isinstance(created_at, int) and isinstance(instance_id, str) and isinstance(kind, str)
-    except (ValueError, TypeError, UnicodeDecodeError):
-        valid = False
-    if not valid:
+    if not re.fullmatch(CONTINUATION_TOKEN_PATTERN, token):
         raise _invalid("the continuation token is malformed: pass the one the previous page returned")
-    if kind != order:
-        raise _invalid(f"the continuation token belongs to a listing in {kind!r} order, not {order!r}")
-    return created_at, instance_id
+    created_at, _, hex_id = token.partition(".")
+    return int(created_at), bytes.fromhex(hex_id).decode(errors="replace")
 
 
 def bulk_query(query: InstanceQuery, terminal: bool, force: bool = False) -> InstanceQuery | None:
@@ -617,11 +625,12 @@ def rerun_request(body: Any) -> tuple[int, str | None, str | None, bool]:
     event_id = body.get("fromEventID")
     if isinstance(event_id, bool) or not isinstance(event_id, int) or not 0 <= event_id < 2**31:
         raise _invalid("fromEventID must be the eventID (a whole number, 0 or more) of a history event")
-    new_id = body.get("newInstanceID")
-    if new_id is not None and not isinstance(new_id, str):
+    new_id = body.get("newInstanceID", "")
+    if not isinstance(new_id, str):
         raise _invalid("newInstanceID must be a string")
     replaced = "input" in body
-    return event_id, new_id or None, json.dumps(body["input"]) if replaced else None, replaced
+    text = json.dumps(body.get("input"), ensure_ascii=False, separators=(",", ":"))
+    return event_id, new_id or None, text if replaced else None, replaced
 
 
 def bulk_request(body: Any, action: str) -> tuple[InstanceQuery, bool, int, dict[str, Any]]:
@@ -633,14 +642,15 @@ def bulk_request(body: Any, action: str) -> tuple[InstanceQuery, bool, int, dict
     unknown = sorted(k for k in body if k not in known)
     if unknown:
         raise _invalid(f"unknown field {unknown[0]!r}; fields: {', '.join(known)}")
-    fields = body.get("filter") or {}
+    fields = body.get("filter", {})
     if not isinstance(fields, dict):
         raise _invalid("filter must be a JSON object of list filters")
     for key in ("dryRun", "force"):
         if not isinstance(body.get(key, False), bool):
             raise _invalid(f"{key} must be true or false")
     others = {k: body[k] for k in extra if k in body}
-    return instance_filter(fields), body.get("dryRun", False), bulk_limit(body.get("limit")), others
+    limit = bulk_limit(body["limit"]) if "limit" in body else BULK_LIMIT
+    return instance_filter(fields), body.get("dryRun", False), limit, others
 
 
 RETENTION_STATUSES = {

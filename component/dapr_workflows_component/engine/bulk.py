@@ -33,10 +33,10 @@ async def list_page(
 ) -> tuple[list[Instance], str | None]:
     """One page of the instances the query matches, in creation order, and the next page's token."""
     query.order = order
-    query.after = parse_continuation_token(token, order)
+    query.after = parse_continuation_token(token)
     query.limit = size + 1  # one more tells whether a page follows
     found = await engine.query(query)
-    following = continuation_token(order, found[size - 1]) if len(found) > size else None
+    following = continuation_token(found[size - 1]) if len(found) > size else None
     return found[:size], following
 
 

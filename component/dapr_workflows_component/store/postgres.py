@@ -206,11 +206,17 @@ class _PostgresTx(SqlTx):
         return f"strpos({column}, ?) > 0", [text]
 
     def put_instances(self, instances: list[Instance]) -> None:
+        # COPY into a scratch table, then one upsert: far fewer round trips than a row at a time.
+        self._c.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS instances_import (LIKE instances) ON COMMIT DELETE ROWS"
+        )
         with self._c.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({', '.join(['%s'] * 19)}) "
-                f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}",
-                [instance_row(i) for i in instances],
+            with cur.copy(f"COPY instances_import ({INSTANCE_COLUMNS}) FROM STDIN") as copy:
+                for inst in instances:
+                    copy.write_row(instance_row(inst))
+            cur.execute(
+                f"INSERT INTO instances ({INSTANCE_COLUMNS}) SELECT {INSTANCE_COLUMNS} FROM instances_import "
+                f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}"
             )
 
     def _one(self, sql: str, params: Any = None) -> TupleRow | None:
