@@ -222,12 +222,22 @@ export function instanceView({ main, navigate, flash }, id) {
       section("Child workflows", kids));
   };
 
+  // The history, the largest read, is read again only when the instance changed (or now and then).
+  let historyOf = null;
+  let history = null;
+  let sinceHistory = 0;
   async function refresh(force = false) {
-    const [got, history, kids] = await Promise.allSettled([
-      api.get(id), api.history(id), api.list({ parentInstanceID: id, pageSize: 20 }),
-    ]);
+    const [got, kids] = await Promise.allSettled([api.get(id), api.list({ parentInstanceID: id, pageSize: 20 })]);
     if (!alive) return;
+    sinceHistory += 1;
+    if (got.status === "fulfilled" && (force || got.value.lastUpdatedAt !== historyOf || sinceHistory >= 5)) {
+      [history] = await Promise.allSettled([api.history(id)]);
+      historyOf = got.value.lastUpdatedAt;
+      sinceHistory = 0;
+      if (!alive) return;
+    }
     if (got.status === "rejected") {
+      historyOf = null;
       if (got.reason.status === 404) {
         clear(body, h("div", { class: "card" }, h("h1", {}, "No such instance"),
           h("p", {}, "There is no instance ", h("span", { class: "mono" }, id), " (it may have been purged)."),
