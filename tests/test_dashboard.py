@@ -221,6 +221,18 @@ def test_filters_narrow_the_list_and_live_in_the_url(page: Page, engine: EngineP
     page.locator("#created").select_option("15m")
     page.get_by_role("button", name="Apply filters").click()
     expect(rows(page)).to_have_count(3)
+    assert "created=15m" in page.url
+    # A range of its own, in the browser's local time.
+    local = datetime.now().astimezone()
+    page.locator("#created").select_option("custom")
+    page.locator("#created-from").fill((local + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    page.locator("#created-to").fill((local + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.locator(".empty")).to_have_text("No instances match these filters.")
+    page.locator("#created-from").fill((local - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Apply filters").click()
+    expect(rows(page)).to_have_count(3)
+    assert "createdFrom=" in page.url and "createdTo=" in page.url
 
     # Pages follow the continuation token, newest first.
     page.goto(f"{base}?idPrefix={prefix}&pageSize=1")
