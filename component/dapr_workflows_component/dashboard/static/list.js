@@ -119,6 +119,12 @@ export function listView({ main, navigate }, params) {
   });
   for (const control of [order, pageSize]) control.addEventListener("change", () => form.requestSubmit());
 
+  // On a phone the filters fold away (unless some are set), so that the list comes first.
+  const filtered = [...params.keys()].some((k) => !["after", "status"].includes(k));
+  const filterPanel = h("details", {
+    class: "filter-panel", open: filtered || !matchMedia("(max-width: 760px)").matches,
+  }, h("summary", {}, "Filters and search"), form);
+
   // -- counts per status, which also toggle the status filter
   const counts = h("div", { class: "counts", role: "group", "aria-label": "Filter by status" });
   const toggleStatus = (status) => {
@@ -176,7 +182,7 @@ export function listView({ main, navigate }, params) {
 
   clear(main,
     h("div", { class: "page-head" }, h("h1", {}, "Workflow instances")),
-    counts, form, chips.length ? h("p", { class: "chips" }, chips) : null, error,
+    counts, filterPanel, chips.length ? h("p", { class: "chips" }, chips) : null, error,
     h("div", { class: "table-wrap" }, table), empty, pager);
   renderCounts({});
 
