@@ -70,8 +70,14 @@ function route() {
   const path = location.pathname;
   const instance = path.match(/^\/dashboard\/instances\/(.+)$/);
   const context = { main, navigate, flash };
-  if (instance) {
-    current = instanceView(context, decodeURIComponent(instance[1]));
+  let instanceID = null;
+  try {
+    instanceID = instance ? decodeURIComponent(instance[1]) : null;
+  } catch {
+    instanceID = instance[1]; // not valid percent-encoding: the ID as written
+  }
+  if (instanceID !== null) {
+    current = instanceView(context, instanceID);
   } else if (path === "/dashboard/" || path === "/dashboard") {
     current = listView(context, new URLSearchParams(location.search));
   } else {
