@@ -22,17 +22,9 @@ from aiohttp.web_protocol import RequestPayloadError
 from .engine import Engine
 from .http_management import ManagementRoutes
 from .http_openapi import ALIAS_VERSIONS, API_VERSION, OPENAPI_PATH, openapi_document
+from .management_rules import parse_rfc3339, query_flag
 from .pluggable.bindings import OutputSettings, wait_until_started
-from .workflows import (
-    ErrorCode,
-    StartRequest,
-    WorkflowError,
-    instance_json,
-    json_payload,
-    parse_bool,
-    parse_rfc3339,
-    query_flag,
-)
+from .workflows import ErrorCode, StartRequest, WorkflowError, instance_json, json_payload, parse_bool
 
 log = logging.getLogger("dapr_workflows.http")
 
