@@ -20,10 +20,11 @@ from .engine.grpc_server import add_to_server, dialect_server, server_options
 from .engine.retention import Retention
 from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
+from .management_rules import RetentionPolicy, parse_retention
 from .pluggable.server import ComponentServer, default_socket_folder
 from .store import open_store
 from .triggers import Trigger, TriggerFileError, TriggerRoutes, load_triggers, summary
-from .workflows import RetentionPolicy, WorkflowError, parse_retention
+from .workflows import WorkflowError
 
 log = logging.getLogger("dapr_workflows")
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from .workflows import WorkflowError, parse_go_duration, parse_rfc3339, parse_statuses, timestamp_rfc3339
+from .management_rules import parse_go_duration, parse_rfc3339, parse_statuses
+from .workflows import WorkflowError, timestamp_rfc3339
 
 DEFAULT_ADDRESS = "http://127.0.0.1:4180"
 ADDRESS_ENV = "DAPR_WORKFLOWS_ADDRESS"

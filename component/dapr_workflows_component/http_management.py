@@ -3,7 +3,7 @@ instances (or their counts by status), an instance's history, rerun from an even
 and terminate by filter.
 
 A thin adapter like the rest of `http_api`: the filters, limits and bodies are checked by
-`workflows.py`, the work is done by the engine (`engine.bulk` for the listing and the bulk actions).
+`management_rules.py`, the work is done by the engine (`engine.bulk` for the listing and the bulk actions).
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from .engine.bulk import bulk_purge, bulk_terminate, counts, list_page
-from .protos import dapr_dialect_pb2 as pb
-from .workflows import (
+from .management_rules import (
     FILTER_FIELDS,
-    ErrorCode,
-    WorkflowError,
     bulk_request,
     instance_filter,
     list_order,
@@ -27,8 +24,9 @@ from .workflows import (
     management_json,
     query_flag,
     rerun_request,
-    timestamp_rfc3339,
 )
+from .protos import dapr_dialect_pb2 as pb
+from .workflows import ErrorCode, WorkflowError, timestamp_rfc3339
 
 if TYPE_CHECKING:
     from .http_api import HttpApi

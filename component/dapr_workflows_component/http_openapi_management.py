@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .workflows import (
+from .management_rules import (
     BULK_LIMIT,
     CONTINUATION_TOKEN_PATTERN,
     LIST_PAGE_SIZE,
     MAX_BULK_LIMIT,
     MAX_FILTER_TEXT,
-    MAX_INSTANCE_ID_LENGTH,
     MAX_LIST_PAGE_SIZE,
-    RuntimeStatus,
 )
+from .workflows import MAX_INSTANCE_ID_LENGTH, RuntimeStatus
 
 _STATUS_NAMES = [s.name for s in RuntimeStatus]
 

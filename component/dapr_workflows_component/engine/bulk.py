@@ -2,7 +2,7 @@
 and terminate by filter, carried out server-side with a cap per request.
 
 Functions of the engine's public API (`query`, `purge`, `terminate`) and of the store's instance
-query; the filters come validated from `workflows.instance_filter`.
+query; the filters come validated from `management_rules.instance_filter`.
 """
 
 from __future__ import annotations
@@ -11,16 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..workflows import (
-    ErrorCode,
-    Instance,
-    InstanceQuery,
-    RuntimeStatus,
-    WorkflowError,
-    bulk_query,
-    continuation_token,
-    parse_continuation_token,
-)
+from ..management_rules import bulk_query, continuation_token, parse_continuation_token
+from ..workflows import ErrorCode, Instance, InstanceQuery, RuntimeStatus, WorkflowError
 
 if TYPE_CHECKING:
     from . import Engine

@@ -16,7 +16,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..workflows import InstanceQuery, RetentionPolicy, RuntimeStatus, WorkflowError
+from ..management_rules import RetentionPolicy
+from ..workflows import InstanceQuery, RuntimeStatus, WorkflowError
 
 if TYPE_CHECKING:
     from . import Engine
