@@ -16,6 +16,11 @@ from importlib import resources
 from aiohttp import web
 
 PREFIX = "/dashboard"
+# The templates of the dashboard's routes (all GET), for tables of routes such as an access policy's.
+PAGE_ROUTE = PREFIX + "/"
+DEEP_LINK_ROUTE = PREFIX + "/instances/{rest:.+}"
+STATIC_ROUTE = PREFIX + "/static/{file}"
+ROUTE_TEMPLATES = (PREFIX, PAGE_ROUTE, PREFIX + "/instances/{rest}", STATIC_ROUTE)
 _CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 # The page pins what the browser may do: its own scripts and styles and requests to this server only.
 _SECURITY_HEADERS = {
@@ -76,10 +81,10 @@ def dashboard_routes(component_name: str) -> list[web.RouteDef]:
 
     return [
         web.get(PREFIX, to_page),
-        web.get(PREFIX + "/", page),
-        web.get(PREFIX + "/instances/{rest:.+}", page),
-        web.get(PREFIX + "/static/{file}", static),
+        web.get(PAGE_ROUTE, page),
+        web.get(DEEP_LINK_ROUTE, page),
+        web.get(STATIC_ROUTE, static),
     ]
 
 
-__all__ = ["PREFIX", "dashboard_routes"]
+__all__ = ["PREFIX", "ROUTE_TEMPLATES", "dashboard_routes"]
