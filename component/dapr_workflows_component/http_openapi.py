@@ -197,6 +197,8 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
                                     "resumeWorkflow",
                                     "purgeWorkflow",
                                     "deleteWorkflow",
+                                    "getWorkflowHistory",
+                                    "rerunWorkflow",
                                 )
                             },
                         },

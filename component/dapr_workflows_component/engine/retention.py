@@ -90,7 +90,7 @@ class Retention:
             by_status = self.stats.purged_by_status
             by_status[status.name] = by_status.get(status.name, 0) + len(purged)
             log.info(
-                "retention: purged %d %s instances that finished before the retention (%s%s)",
+                "retention: purged %d %s instances past their retention (%s%s)",
                 len(purged),
                 status.name,
                 ", ".join(purged[:5]),
