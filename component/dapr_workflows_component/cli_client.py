@@ -264,9 +264,8 @@ def _event_details(event: dict[str, Any]) -> str:
     return json.dumps(details, separators=(",", ":")) if details else "-"
 
 
-def _elapsed(event: dict[str, Any], first: dict[str, Any]) -> str:
-    micros = parse_rfc3339("timestamp", event["timestamp"]) - parse_rfc3339("timestamp", first["timestamp"])
-    return f"{micros / 1_000_000:.3f}s"
+def _elapsed(event: dict[str, Any], began: int) -> str:
+    return f"{(parse_rfc3339('timestamp', event['timestamp']) - began) / 1_000_000:.3f}s"
 
 
 def cmd_history(client: Client, args: argparse.Namespace) -> None:
@@ -278,12 +277,13 @@ def cmd_history(client: Client, args: argparse.Namespace) -> None:
         print(f"Workflow instance {args.instance_id!r} has no history yet.", file=sys.stderr)
         return
     wide = args.output == "wide"
+    began = min(parse_rfc3339("timestamp", e["timestamp"]) for e in events)  # events carry their own clocks
     rows = []
     for e in events:
         row = [e["type"], e["name"] or "-", str(e["eventID"]) if e["eventID"] >= 0 else "-"]
         if wide:
             row += [str(e["taskScheduledID"]) if e["taskScheduledID"] is not None else "-", e["timestamp"]]
-        row += [_elapsed(e, events[0]), _event_details(e) if wide else _clip(_event_details(e), 60)]
+        row += [_elapsed(e, began), _event_details(e) if wide else _clip(_event_details(e), 60)]
         rows.append(row)
     headers = ["TYPE", "NAME", "EVENT ID", *(["ANSWERS", "TIMESTAMP"] if wide else []), "ELAPSED", "DETAILS"]
     print(table(headers, rows))

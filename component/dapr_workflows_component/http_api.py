@@ -23,6 +23,7 @@ from .engine import Engine
 from .http_management import ManagementRoutes
 from .http_openapi import ALIAS_VERSIONS, API_VERSION, OPENAPI_PATH, openapi_document
 from .management_rules import parse_rfc3339, query_flag
+from .telemetry.http import add_routes as add_telemetry_routes
 from .workflows import ErrorCode, StartRequest, WorkflowError, instance_json, json_payload, parse_bool
 
 log = logging.getLogger("dapr_workflows.http")
@@ -112,6 +113,7 @@ class HttpApi:
         app.router.add_post(instance + "/purge", self._purge)
         ManagementRoutes(self).register(app.router, base)
         app.router.add_routes(self.routes)
+        add_telemetry_routes(app, self.engine)
         app.router.add_routes(dashboard_routes(self.settings.component_names[0]))
         return app
 

@@ -198,7 +198,6 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
                                     "purgeWorkflow",
                                     "deleteWorkflow",
                                     "getWorkflowHistory",
-                                    "rerunWorkflow",
                                 )
                             },
                         },
