@@ -19,6 +19,7 @@ from .engine.grpc_server import add_to_server, dialect_server, server_options
 from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .pluggable.server import ComponentServer, default_socket_folder
+from .startup import LISTEN_FLAGS, Startup, check_addresses
 from .store import open_store
 from .triggers import Trigger, TriggerFileError, TriggerRoutes, load_triggers, summary
 
@@ -227,6 +228,15 @@ def _triggers(path: str, http_settings: HttpSettings | None) -> list[Trigger]:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    """Runs the component until SIGTERM or SIGINT; a start that fails undoes what it created."""
+    startup = Startup(args.store)
+    try:
+        await _serve(args, startup)
+    finally:
+        await startup.close()
+
+
+async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
     settings = EngineSettings(
         orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
@@ -240,8 +250,9 @@ async def serve(args: argparse.Namespace) -> None:
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
     triggers = _triggers(args.triggers, http_settings)
+    check_addresses([(flag, getattr(args, flag.replace("-", "_"))) for flag in LISTEN_FLAGS])
     try:
-        store = open_store(args.store)
+        store = startup.store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
@@ -249,7 +260,7 @@ async def serve(args: argparse.Namespace) -> None:
     await engine.start()
 
     options = server_options(max_payload)
-    servers: list[grpc.aio.Server] = []
+    servers: list[grpc.aio.Server] = startup.servers
     for dialect, address, sdk in (
         ("dapr", args.engine_address, "dapr.ext.workflow"),
         ("durabletask", args.durabletask_address, "durabletask"),
@@ -296,6 +307,7 @@ async def serve(args: argparse.Namespace) -> None:
     component: ComponentServer | None = None
     if args.socket_name:
         component = ComponentServer(engine, args.socket_folder or default_socket_folder(), args.socket_name)
+        startup.creates(component.path)
         try:
             await component.start()
         except (RuntimeError, OSError) as err:
@@ -307,6 +319,7 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # Every listener is up: scripts and probes can wait for this line.
+    startup.ready()
     log.info("%s: ready", READY_MESSAGE)
     await stop.wait()
     log.info("stopping: finishing calls in flight (up to %gs)", GRACE_SECONDS)

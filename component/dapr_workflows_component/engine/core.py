@@ -909,6 +909,7 @@ class Engine:
                 if done.workflowStatus == pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
                     self._continue_as_new(t, inst, done, now, fx)
                     return
+                wire.explain_unregistered(done, inst.name, (w.dialect for w in self.workers.values()))
                 completed = pb.ExecutionCompletedEvent(workflowStatus=done.workflowStatus)
                 if done.HasField("result"):
                     completed.result.CopyFrom(done.result)
