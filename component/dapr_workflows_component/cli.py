@@ -20,7 +20,7 @@ from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .pluggable.server import ComponentServer, default_socket_folder
 from .startup import LISTEN_FLAGS, Startup, check_addresses
-from .store import open_store
+from .store import Store, StoreUnavailable, open_store
 from .triggers import Trigger, TriggerFileError, TriggerRoutes, load_triggers, summary
 
 log = logging.getLogger("dapr_workflows")
@@ -257,7 +257,10 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
     engine = Engine(store, settings)
-    await engine.start()
+    try:
+        await engine.start()
+    except StoreUnavailable as err:  # e.g. a corrupt page found while recovering
+        raise SystemExit(f"dapr-workflows: cannot open the store: {err.message}") from None
 
     options = server_options(max_payload)
     servers: list[grpc.aio.Server] = startup.servers
@@ -318,10 +321,13 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    lost: list[str] = []
+    watch = loop.create_task(_stop_when_lost(store, stop, lost))
     # Every listener is up: scripts and probes can wait for this line.
     startup.ready()
     log.info("%s: ready", READY_MESSAGE)
     await stop.wait()
+    watch.cancel()
     log.info("stopping: finishing calls in flight (up to %gs)", GRACE_SECONDS)
     # Long-lived streams (workers' work items, daprd's lifecycle events) end first, so that the
     # grace period is spent only on calls that finish by themselves; all servers share it.
@@ -336,6 +342,14 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     await engine.stop()
     await store.close()
     log.info("stopped")
+    if lost:
+        raise SystemExit(f"dapr-workflows: {lost[0]}")
+
+
+async def _stop_when_lost(store: Store, stop: asyncio.Event, lost: list[str]) -> None:
+    """A store lost under the engine (its SQLite file deleted or replaced) stops it with the reason."""
+    lost.append(await store.lost())
+    stop.set()
 
 
 async def _expire_events(engine: Engine, retention_seconds: float) -> None:

@@ -96,8 +96,8 @@ def check_addresses(addresses: Sequence[tuple[str, str]]) -> None:
 
 class Startup:
     """What a start creates, undone when it fails before it is ready: the gRPC servers it started
-    are stopped, and a new SQLite store (the database, its `-wal`, `-shm` and `.lock`) and the
-    component socket are removed. A store that existed before the start is never touched."""
+    are stopped, and a new SQLite store (the database, its `-wal` and `-shm`) and the component
+    socket are removed. A store that existed before the start is never touched."""
 
     def __init__(self, store_url: str) -> None:
         self._store_files: list[Path] = []
@@ -129,30 +129,40 @@ class Startup:
         for path in self._paths:
             path.unlink(missing_ok=True)
         if self.store is None:
-            return
+            return  # the store was not opened: its files, if any, are another engine's
         store, self.store = self.store, None
-        if not self._store_files:
-            await store.close()
-            return
-        database, *companions = self._store_files
-        lock = companions.pop()
-        # Removed while this process still holds the lock, so that no other engine opens the
-        # database in between; the lock file goes last, and only while nobody else holds it.
-        for path in (database, *companions):
-            path.unlink(missing_ok=True)
+        database = self._store_files[0] if self._store_files else None
+        ours = _identity(database) if database is not None else None
         await store.close()
-        _remove_unheld_lock(lock)
-        log.debug("removed the new store %s: the start failed", database)
+        if database is not None and ours is not None and _remove_store(database, ours):
+            log.debug("removed the new store %s: the start failed", database)
 
 
-def _remove_unheld_lock(lock: Path) -> None:
+def _identity(path: Path) -> tuple[int, int] | None:
     try:
-        handle = open(lock, "a")
+        st = os.stat(path)
     except OSError:
-        return
-    with handle:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _remove_store(database: Path, identity: tuple[int, int]) -> bool:
+    """Removes the database this process created, with its -wal and -shm, under the store's own
+    lock (an exclusive flock on the file), so that no engine that opened it since loses it."""
+    try:
+        fd = os.open(database, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # another engine took it since: its lock now
-        lock.unlink(missing_ok=True)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # another engine took it since: its store now
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != identity:
+            return False
+        for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+            path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)

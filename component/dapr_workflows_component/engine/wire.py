@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
 
 from google.protobuf import timestamp_pb2, wrappers_pb2
 
@@ -94,17 +93,19 @@ def failure_details(error_type: str, message: str) -> pb.TaskFailureDetails:
     return pb.TaskFailureDetails(errorType=error_type, errorMessage=message)
 
 
-def explain_unregistered(
-    done: pb.CompleteWorkflowAction, workflow_name: str, dialects: Iterable[str]
-) -> None:
+def explain_unregistered(response: pb.WorkflowResponse, workflow_name: str, dialects: list[str]) -> None:
     """A worker that failed the workflow because it has none of that name: its failure message
     becomes the sentence of `unregistered_workflow_message` (the stack trace stays as sent)."""
-    if not done.HasField("failureDetails"):
-        return
-    message = unregistered_workflow_message(done.failureDetails.errorType, workflow_name, dialects)
-    if message is not None:
-        done.failureDetails.errorMessage = message
-        log.warning("%s", message)
+    for action in response.actions:
+        done = action.completeWorkflow
+        if action.WhichOneof("workflowActionType") != "completeWorkflow" or not done.HasField(
+            "failureDetails"
+        ):
+            continue
+        message = unregistered_workflow_message(done.failureDetails.errorType, workflow_name, dialects)
+        if message is not None:
+            done.failureDetails.errorMessage = message
+            log.warning("%s", message)
 
 
 def event_type(event: bytes) -> str | None:
