@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError, Message
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..protos import durabletask_dialect_pb2 as mpb
+from ..telemetry.observer import CALLER_TRACE_PARENT
 from ..workflows import (
     ErrorCode,
     Instance,
@@ -193,6 +194,7 @@ class DialectServer:
 
     def start_request(self, raw: bytes) -> StartRequest:
         req = parse(pb.CreateInstanceRequest, raw)
+        CALLER_TRACE_PARENT.set(req.parentTraceContext.traceParent or None)
         return StartRequest(
             name=req.name,
             instance_id=req.instanceId or uuid.uuid4().hex,
