@@ -265,6 +265,8 @@ def _retention(text: str) -> RetentionPolicy:
 
 async def serve(args: argparse.Namespace) -> None:
     """Runs the component until SIGTERM or SIGINT; a start that fails undoes what it created."""
+    # Before anything is created: a busy address is one line, and leaves nothing behind.
+    check_addresses([(flag, getattr(args, flag.replace("-", "_"))) for flag in LISTEN_FLAGS])
     startup = Startup(args.store)
     try:
         await _serve(args, startup)
@@ -291,7 +293,6 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     except WorkflowError as err:
         raise SystemExit(f"dapr-workflows: {err.message}") from None
     triggers = _triggers(args.triggers, http_settings)
-    check_addresses([(flag, getattr(args, flag.replace("-", "_"))) for flag in LISTEN_FLAGS])
     try:
         store = startup.store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
@@ -305,25 +306,8 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err.message}") from None
     retention = asyncio.create_task(Retention(engine, retention_policy).run())
 
-    options = server_options(max_payload)
     servers: list[grpc.aio.Server] = startup.servers
-    for dialect, address, sdk in (
-        ("dapr", args.engine_address, "dapr.ext.workflow"),
-        ("durabletask", args.durabletask_address, "durabletask"),
-    ):
-        if not address:
-            continue
-        server = grpc.aio.server(options=options)
-        add_to_server(server, dialect_server(engine, dialect).handlers())
-        try:
-            server.add_insecure_port(address)
-        except RuntimeError as err:
-            raise SystemExit(
-                f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}"
-            ) from None
-        await server.start()
-        servers.append(server)
-        log.info("listening on %s: Durable Task protocol, %s dialect (for %s)", address, dialect, sdk)
+    await _start_dialect_servers(engine, args, server_options(max_payload), servers)
     if not servers:
         raise SystemExit(
             "dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty"
@@ -390,6 +374,30 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     log.info("stopped")
     if lost:
         raise SystemExit(f"dapr-workflows: {lost[0]}")
+
+
+async def _start_dialect_servers(
+    engine: Engine, args: argparse.Namespace, options: list[tuple[str, int]], servers: list[grpc.aio.Server]
+) -> None:
+    """The Durable Task servers of both dialects (those with an address), added to `servers` as
+    each starts, so that a start that fails further on stops the ones already started."""
+    for dialect, address, sdk in (
+        ("dapr", args.engine_address, "dapr.ext.workflow"),
+        ("durabletask", args.durabletask_address, "durabletask"),
+    ):
+        if not address:
+            continue
+        server = grpc.aio.server(options=options)
+        add_to_server(server, dialect_server(engine, dialect).handlers())
+        try:
+            server.add_insecure_port(address)
+        except RuntimeError as err:
+            raise SystemExit(
+                f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}"
+            ) from None
+        await server.start()
+        servers.append(server)
+        log.info("listening on %s: Durable Task protocol, %s dialect (for %s)", address, dialect, sdk)
 
 
 async def _stop_when_lost(store: Store, stop: asyncio.Event, lost: list[str]) -> None:
