@@ -15,13 +15,17 @@ from pathlib import Path
 
 import grpc
 
+from .cli_client import add_client_commands, package_version, run_client
 from .engine import Engine, EngineSettings
 from .engine.grpc_server import add_to_server, dialect_server, server_options
+from .engine.retention import Retention
 from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .log_limits import limit_repeats
+from .management_rules import RetentionPolicy, parse_retention
 from .pluggable.server import ComponentServer, default_socket_folder
 from .pluggable.socket_folder import parse_socket_mode, preflight
+from .startup import LISTEN_FLAGS, Startup, check_addresses
 from .store import Store, StoreUnavailable, open_store
 from .telemetry.logs import configure_logging
 from .telemetry.recorder import Telemetry
@@ -205,6 +209,14 @@ SERVE_OPTIONS = (
         "168",
         "lifecycle events no input binding has taken are dropped after this long",
     ),
+    Option(
+        "retention",
+        "",
+        "purge finished instances this long after they finish, by status: completed=24h,failed=168h,"
+        "terminated=24h,anyTerminal=720h (Dapr's stateRetentionPolicy names, Go durations; a status "
+        "named alone wins over anyTerminal); also applies to instances that finished earlier; empty: "
+        "keep them until purged",
+    ),
     Option("log-level", "info", "debug, info, warning or error"),
     Option(
         "log-format",
@@ -226,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dapr-workflows",
         description="A durable workflow engine for Dapr; workflow SDKs of Dapr and durabletask run on it.",
     )
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -241,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=os.environ.get(opt.env, opt.default),
             help=f"{opt.help} (env {opt.env}; default: {opt.default!r})",
         )
+    add_client_commands(commands)
     return parser
 
 
@@ -323,7 +337,25 @@ def _triggers(path: str, http_settings: HttpSettings | None) -> list[Trigger]:
         raise SystemExit(f"dapr-workflows: --triggers: {err}") from None
 
 
+def _retention(text: str) -> RetentionPolicy:
+    try:
+        return parse_retention(text)
+    except WorkflowError as err:
+        raise SystemExit(f"dapr-workflows: --retention: {err.message}") from None
+
+
 async def serve(args: argparse.Namespace) -> None:
+    """Runs the component until SIGTERM or SIGINT; a start that fails undoes what it created."""
+    # Before anything is created: a busy address is one line, and leaves nothing behind.
+    check_addresses([(flag, getattr(args, flag.replace("-", "_"))) for flag in LISTEN_FLAGS])
+    startup = Startup(args.store)
+    try:
+        await _serve(args, startup)
+    finally:
+        await startup.close()
+
+
+async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
     settings = EngineSettings(
         orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
@@ -339,6 +371,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
+    retention_policy = _retention(args.retention)
     try:
         serve_metrics = parse_bool("--metrics", args.metrics, True)
     except WorkflowError as err:
@@ -347,7 +380,7 @@ async def serve(args: argparse.Namespace) -> None:
     socket_folder = args.socket_folder or default_socket_folder()
     socket_settings = _socket_settings(args, socket_folder)
     try:
-        store = open_store(args.store)
+        store = startup.store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
@@ -357,26 +390,11 @@ async def serve(args: argparse.Namespace) -> None:
         await engine.start()
     except StoreUnavailable as err:  # e.g. a corrupt page found while recovering
         raise SystemExit(f"dapr-workflows: cannot open the store: {err.message}") from None
+    retention = asyncio.create_task(Retention(engine, retention_policy).run())
 
+    servers: list[grpc.aio.Server] = startup.servers
     options = server_options(max_payload, settings.keepalive_seconds)
-    servers: list[grpc.aio.Server] = []
-    for dialect, address, sdk in (
-        ("dapr", args.engine_address, "dapr.ext.workflow"),
-        ("durabletask", args.durabletask_address, "durabletask"),
-    ):
-        if not address:
-            continue
-        server = grpc.aio.server(options=options)
-        add_to_server(server, dialect_server(engine, dialect).handlers())
-        try:
-            server.add_insecure_port(address)
-        except RuntimeError as err:
-            raise SystemExit(
-                f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}"
-            ) from None
-        await server.start()
-        servers.append(server)
-        log.info("listening on %s: Durable Task protocol, %s dialect (for %s)", address, dialect, sdk)
+    await _start_dialect_servers(engine, args, options, servers)
     if not servers:
         raise SystemExit(
             "dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty"
@@ -406,6 +424,7 @@ async def serve(args: argparse.Namespace) -> None:
     component: ComponentServer | None = None
     if args.socket_name:
         component = ComponentServer(engine, socket_folder, args.socket_name, *socket_settings)
+        startup.creates(component.path)
         try:
             await component.start()
         except (RuntimeError, OSError) as err:
@@ -419,6 +438,7 @@ async def serve(args: argparse.Namespace) -> None:
     lost: list[str] = []
     watch = loop.create_task(_stop_when_lost(store, stop, lost))
     # Every listener is up: scripts and probes can wait for this line.
+    startup.ready()
     telemetry.listening = True
     log.info("%s: ready", READY_MESSAGE)
     await stop.wait()
@@ -427,6 +447,7 @@ async def serve(args: argparse.Namespace) -> None:
     # Long-lived streams (workers' work items, daprd's lifecycle events) end first, so that the
     # grace period is spent only on calls that finish by themselves; all servers share it.
     engine.close_streams()
+    retention.cancel()
     stopping = [s.stop(grace=GRACE_SECONDS) for s in servers]
     if http is not None:
         stopping.append(http.stop())
@@ -440,6 +461,30 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("stopped")
     if lost:
         raise SystemExit(f"dapr-workflows: {lost[0]}")
+
+
+async def _start_dialect_servers(
+    engine: Engine, args: argparse.Namespace, options: list[tuple[str, int]], servers: list[grpc.aio.Server]
+) -> None:
+    """The Durable Task servers of both dialects (those with an address), added to `servers` as
+    each starts, so that a start that fails further on stops the ones already started."""
+    for dialect, address, sdk in (
+        ("dapr", args.engine_address, "dapr.ext.workflow"),
+        ("durabletask", args.durabletask_address, "durabletask"),
+    ):
+        if not address:
+            continue
+        server = grpc.aio.server(options=options)
+        add_to_server(server, dialect_server(engine, dialect).handlers())
+        try:
+            server.add_insecure_port(address)
+        except RuntimeError as err:
+            raise SystemExit(
+                f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}"
+            ) from None
+        await server.start()
+        servers.append(server)
+        log.info("listening on %s: Durable Task protocol, %s dialect (for %s)", address, dialect, sdk)
 
 
 async def _stop_when_lost(store: Store, stop: asyncio.Event, lost: list[str]) -> None:
@@ -456,6 +501,8 @@ async def _expire_events(engine: Engine, retention_seconds: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        raise SystemExit(run_client(args))
     configure_logging(
         str(getattr(args, "log_level", "info")), str(getattr(args, "log_format", "text")), sys.stderr
     )

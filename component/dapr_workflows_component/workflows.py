@@ -11,6 +11,7 @@ import enum
 import itertools
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -231,6 +232,35 @@ def internal_error(what: str) -> WorkflowError:
     return WorkflowError(ErrorCode.INTERNAL, f"{what} failed inside the engine; see its log")
 
 
+# The error type a worker of either SDK fails a workflow with when it has no workflow of that name
+# (Dapr's SDK sends the class name, durabletask's its dotted path).
+_NOT_REGISTERED_ERROR = "OrchestratorNotRegisteredError"
+_SDK_OF_DIALECT = {"dapr": "Dapr SDK", "durabletask": "durabletask SDK"}
+
+
+def unregistered_workflow_message(
+    error_type: str, workflow_name: str, worker_dialects: Iterable[str]
+) -> str | None:
+    """The failure message of an instance whose worker has no workflow of its name, in one sentence;
+    None for any other failure (whose message stays the worker's).
+
+    Workers do not tell the engine which names they register, so the sentence says what the engine
+    knows: the connected workers' SDKs and numbers."""
+    if error_type.rsplit(".", 1)[-1] != _NOT_REGISTERED_ERROR:
+        return None
+    counts = Counter(worker_dialects)
+    workers = " and ".join(
+        f"{n} {_SDK_OF_DIALECT.get(dialect, dialect)} worker{'s' if n > 1 else ''}"
+        for dialect, n in sorted(counts.items())
+    )
+    connected = f"{workers} {'are' if counts.total() > 1 else 'is'}" if workers else "no worker is"
+    return (
+        f"no workflow named {workflow_name!r} is registered in the worker that was offered it "
+        f"({connected} connected to this engine; workers do not tell the engine the names they "
+        "register, so each should register every workflow)"
+    )
+
+
 def not_found(instance_id: str) -> WorkflowError:
     return WorkflowError(ErrorCode.NOT_FOUND, f"no workflow instance with ID {instance_id!r}")
 
@@ -434,6 +464,18 @@ class InstanceQuery:
     id_prefix: str | None = None
     after_id: str | None = None
     limit: int = 100
+    # The management listing's filters (see `instance_filter`).
+    name: str | None = None
+    updated_from: int | None = None
+    updated_to: int | None = None
+    custom_status: str | None = None  # a substring of the custom status
+    parent_instance_id: str | None = None
+    # "id" (by instance ID, after `after_id`), "newest" / "oldest" (by creation time, after `after`)
+    # or "completed" (oldest completion first).
+    order: str = "id"
+    after: tuple[int, str] | None = None  # (created_at, instance_id) of the previous page's last
+    # Rows another engine's transaction holds are left out (a shared store's batch jobs).
+    skip_locked: bool = False
 
 
 DEFAULT_PAGE_SIZE = 100

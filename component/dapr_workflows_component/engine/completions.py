@@ -85,6 +85,8 @@ class Completions:
             self._ignore("orchestration", response.completionToken, what)
             return
         history = self.dispatch.history
+        workers = [worker.dialect for worker in self.dispatch.workers.values()]
+        wire.explain_unregistered(response, lease.turn.workflow_name, workers)
         fx = Effects()
         try:
             await self.commit(

@@ -15,12 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..workflows import Instance
 from .base import Store, StoreTx, StoreUnavailable
-from .sql import INSTANCE_COLUMNS, INSTANCE_VALUES, SqlTx, instance_row, row_instance
+from .sql import INSTANCE_COLUMNS, INSTANCE_VALUES, MANAGEMENT_INDEXES, SqlTx, instance_row, row_instance
 from .sqlite_guard import FileGuard, store_error
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -80,6 +80,8 @@ _MIGRATIONS: dict[int, str] = {
     """,
     # PostgreSQL's outbox had this index from the start; lifecycle events expire by created_at.
     3: "CREATE INDEX outbox_created ON outbox (created_at);",
+    # The management listing's filters and orders, and retention (management indexes).
+    4: MANAGEMENT_INDEXES,
 }
 
 
@@ -91,7 +93,13 @@ class _SQLiteTx(SqlTx):
         return self._c.execute(sql, args)
 
     def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
-        return "substr(instance_id, 1, ?) = ?", [len(prefix), prefix]
+        # The range lets the primary key's index find the rows (IDs compare as UTF-8 bytes, in the
+        # order of code points); substr keeps the condition exact where no upper bound is found.
+        last = ord(prefix[-1])
+        upper = last + 1 if last + 1 != 0xD800 else 0xE000
+        if upper > 0x10FFFF:
+            return "instance_id >= ? AND substr(instance_id, 1, ?) = ?", [prefix, len(prefix), prefix]
+        return "instance_id >= ? AND instance_id < ?", [prefix, prefix[:-1] + chr(upper)]
 
     def get_instance(self, instance_id: str) -> Instance | None:
         row = self._c.execute(
@@ -103,6 +111,12 @@ class _SQLiteTx(SqlTx):
         self._c.execute(
             f"INSERT OR REPLACE INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES})",
             instance_row(i),
+        )
+
+    def put_instances(self, instances: list[Instance]) -> None:
+        self._c.executemany(
+            f"INSERT OR REPLACE INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES})",
+            [instance_row(i) for i in instances],
         )
 
     def delete_instance(self, instance_id: str) -> None:
@@ -150,6 +164,27 @@ class _SQLiteTx(SqlTx):
         return cur.lastrowid
 
 
+def sqlite_path(url: str) -> str:
+    """The file a `sqlite://` store URL names, or ":memory:"."""
+    parts = urlsplit(url)
+    if parts.netloc == ":memory:" or parts.path in ("/:memory:", ":memory:"):
+        return ":memory:"
+    # sqlite:///relative.db -> "relative.db"; sqlite:////abs/file.db -> "/abs/file.db"
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path:
+        raise ValueError(f"the store URL {url!r} names no file: use sqlite:///PATH")
+    return path
+
+
+def sqlite_files(url: str) -> list[str]:
+    """Every file a store of this URL may create: the database first, then SQLite's `-wal` and
+    `-shm` beside it (none for ":memory:")."""
+    path = sqlite_path(url)
+    if path == ":memory:":
+        return []
+    return [path, path + "-wal", path + "-shm"]
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
@@ -182,15 +217,8 @@ class SQLiteStore(Store):
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
-        parts = urlsplit(url)
-        if parts.netloc == ":memory:" or parts.path in ("/:memory:", ":memory:"):
-            path = ":memory:"
-        else:
-            # sqlite:///relative.db -> "relative.db"; sqlite:////abs/file.db -> "/abs/file.db"
-            path = parts.path[1:] if parts.path.startswith("/") else parts.path
-            if not path:
-                raise ValueError(f"the store URL {url!r} names no file: use sqlite:///PATH")
-        options = parse_qs(parts.query)
+        path = sqlite_path(url)
+        options = parse_qs(urlsplit(url).query)
         sync = options.get("sync", ["normal"])[0].upper()
         if sync not in ("NORMAL", "FULL"):
             raise ValueError(f"sync={sync.lower()} is not supported: use sync=normal or sync=full")
