@@ -302,8 +302,24 @@ def _http_settings(args: argparse.Namespace, max_payload: int) -> HttpSettings:
     )
 
 
-def _socket_settings(args: argparse.Namespace, folder: str) -> tuple[int, bool]:
-    """The socket's mode and folder permission, with the folder checked before anything listens."""
+def _engine_settings(args: argparse.Namespace) -> EngineSettings:
+    return EngineSettings(
+        orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
+        activity_lease_seconds=_seconds(args.activity_lease_seconds, "activity-lease-seconds"),
+        max_payload_bytes=_int(args.max_payload_bytes, "max-payload-bytes"),
+        lifecycle_events=bool(args.socket_name),
+        worker_max_in_flight=_int(args.worker_max_in_flight, "worker-max-in-flight"),
+        poll_seconds=_seconds(args.poll_seconds, "poll-seconds"),
+        store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
+        keepalive_seconds=_seconds(args.keepalive_seconds, "keepalive-seconds"),
+        worker_stall_seconds=_seconds(args.worker_stall_seconds, "worker-stall-seconds"),
+        history_cache_bytes=_int(args.history_cache_bytes, "history-cache-bytes"),
+    )
+
+
+def _socket_settings(args: argparse.Namespace) -> tuple[str, int, bool]:
+    """The socket's folder, mode and folder permission, the folder checked before anything listens."""
+    folder = args.socket_folder or default_socket_folder()
     try:
         mode = parse_socket_mode(args.socket_mode)
     except ValueError as err:
@@ -314,7 +330,7 @@ def _socket_settings(args: argparse.Namespace, folder: str) -> tuple[int, bool]:
             preflight(Path(folder), f"{args.socket_name}.sock", allow_foreign)
         except (RuntimeError, OSError) as err:
             raise SystemExit(f"dapr-workflows: cannot serve the component socket: {err}") from None
-    return mode, allow_foreign
+    return folder, mode, allow_foreign
 
 
 def _bool(value: str, flag: str) -> bool:
@@ -356,19 +372,8 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 async def _serve(args: argparse.Namespace, startup: Startup) -> None:
-    max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
-    settings = EngineSettings(
-        orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
-        activity_lease_seconds=_seconds(args.activity_lease_seconds, "activity-lease-seconds"),
-        max_payload_bytes=max_payload,
-        lifecycle_events=bool(args.socket_name),
-        worker_max_in_flight=_int(args.worker_max_in_flight, "worker-max-in-flight"),
-        poll_seconds=_seconds(args.poll_seconds, "poll-seconds"),
-        store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
-        keepalive_seconds=_seconds(args.keepalive_seconds, "keepalive-seconds"),
-        worker_stall_seconds=_seconds(args.worker_stall_seconds, "worker-stall-seconds"),
-        history_cache_bytes=_int(args.history_cache_bytes, "history-cache-bytes"),
-    )
+    settings = _engine_settings(args)
+    max_payload = settings.max_payload_bytes
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
     retention_policy = _retention(args.retention)
@@ -377,8 +382,7 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     except WorkflowError as err:
         raise SystemExit(f"dapr-workflows: {err.message}") from None
     triggers = _triggers(args.triggers, http_settings)
-    socket_folder = args.socket_folder or default_socket_folder()
-    socket_settings = _socket_settings(args, socket_folder)
+    socket_folder, socket_mode, allow_foreign_folder = _socket_settings(args)
     try:
         store = startup.store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
@@ -423,7 +427,9 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
 
     component: ComponentServer | None = None
     if args.socket_name:
-        component = ComponentServer(engine, socket_folder, args.socket_name, *socket_settings)
+        component = ComponentServer(
+            engine, socket_folder, args.socket_name, socket_mode, allow_foreign_folder
+        )
         startup.creates(component.path)
         try:
             await component.start()
