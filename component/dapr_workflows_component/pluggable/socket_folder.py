@@ -122,11 +122,12 @@ def preflight(folder: Path, name: str, allow_foreign: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     check_folder(folder, allow_foreign)
     with _folder_fd(folder) as fd:
-        _check_stale(fd, folder, name)
+        _check_stale(fd, folder, name, probe=False)
 
 
-def _check_stale(fd: int, folder: Path, name: str) -> bool:
-    """Whether `folder/name` is there and a stale socket of ours; refuses anything else there."""
+def _check_stale(fd: int, folder: Path, name: str, probe: bool = True) -> bool:
+    """Whether `folder/name` is there and a stale socket of ours; refuses anything else there (with
+    `probe`, also a socket some process serves)."""
     try:
         st = os.lstat(name, dir_fd=fd)
     except FileNotFoundError:
@@ -137,7 +138,7 @@ def _check_stale(fd: int, folder: Path, name: str) -> bool:
             f"{path} exists and is not a socket of this user (uid {os.geteuid()}); it is left alone: "
             "remove it yourself or choose another --socket-name"
         )
-    if socket_in_use(path):
+    if probe and socket_in_use(path):
         raise SocketFolderError(
             f"another process is serving the component socket {path}; stop it or choose another "
             "--socket-name"
