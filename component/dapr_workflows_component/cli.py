@@ -14,13 +14,16 @@ from dataclasses import dataclass
 
 import grpc
 
+from .access_policy import PolicyFileError, load_policy
 from .engine import Engine, EngineSettings
 from .engine.grpc_server import add_to_server, dialect_server, server_options
 from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .pluggable.server import ComponentServer, default_socket_folder
+from .security import Security, SecurityError, load_security
 from .store import open_store
 from .triggers import Trigger, TriggerFileError, TriggerRoutes, load_triggers, summary
+from .workflows import WorkflowError, parse_bool
 
 log = logging.getLogger("dapr_workflows")
 
@@ -43,6 +46,40 @@ class Option:
     @property
     def dest(self) -> str:
         return self.flag.replace("-", "_")
+
+
+SECURITY_OPTIONS = (
+    Option(
+        "api-token",
+        "",
+        "the token every call of the TCP listeners must carry as dapr-api-token (gRPC metadata or "
+        "HTTP header), as daprd's; when empty, $DAPR_API_TOKEN; both empty: no token",
+    ),
+    Option(
+        "tls-cert-file",
+        "",
+        "PEM certificate (chain) of the gRPC and HTTP listeners: they then speak TLS only "
+        "(SDKs connect to https://HOST:PORT); needs --tls-key-file",
+    ),
+    Option("tls-key-file", "", "PEM private key of --tls-cert-file"),
+    Option(
+        "tls-client-ca-file",
+        "",
+        "PEM CA certificates: callers must present a client certificate signed by one (mutual TLS; "
+        "probes and the trigger routes excepted); its subject can name callers in --access-policy",
+    ),
+    Option(
+        "access-policy",
+        "",
+        "YAML file shaped like Dapr's WorkflowAccessPolicy: which callers (by token or client "
+        "certificate) may do which operations on which workflows; empty: every caller may do all",
+    ),
+    Option(
+        "metrics-without-token",
+        "false",
+        "true: /metrics answers without the API token (/healthz and /readyz always do)",
+    ),
+)
 
 
 SERVE_OPTIONS = (
@@ -148,6 +185,7 @@ SERVE_OPTIONS = (
         "lifecycle events no input binding has taken are dropped after this long",
     ),
     Option("log-level", "info", "debug, info, warning or error"),
+    *SECURITY_OPTIONS,
 )
 
 
@@ -226,6 +264,24 @@ def _triggers(path: str, http_settings: HttpSettings | None) -> list[Trigger]:
         raise SystemExit(f"dapr-workflows: --triggers: {err}") from None
 
 
+def _security(args: argparse.Namespace) -> Security:
+    try:
+        policy = load_policy(args.access_policy) if args.access_policy else None
+    except PolicyFileError as err:
+        raise SystemExit(f"dapr-workflows: --access-policy: {err}") from None
+    try:
+        return load_security(
+            args.api_token,
+            args.tls_cert_file,
+            args.tls_key_file,
+            args.tls_client_ca_file,
+            policy,
+            parse_bool("--metrics-without-token", args.metrics_without_token, False),
+        )
+    except (SecurityError, WorkflowError) as err:
+        raise SystemExit(f"dapr-workflows: {err}") from None
+
+
 async def serve(args: argparse.Namespace) -> None:
     max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
     settings = EngineSettings(
@@ -240,11 +296,13 @@ async def serve(args: argparse.Namespace) -> None:
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
     triggers = _triggers(args.triggers, http_settings)
+    security = _security(args)
     try:
         store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
+    log.info("security: %s", security.summary())
     engine = Engine(store, settings)
     await engine.start()
 
@@ -256,10 +314,10 @@ async def serve(args: argparse.Namespace) -> None:
     ):
         if not address:
             continue
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(options=options, interceptors=security.grpc_interceptors(engine))
         add_to_server(server, dialect_server(engine, dialect).handlers())
         try:
-            server.add_insecure_port(address)
+            security.add_port(server, address)
         except RuntimeError as err:
             raise SystemExit(
                 f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}"
@@ -275,6 +333,7 @@ async def serve(args: argparse.Namespace) -> None:
     http: HttpServer | None = None
     if http_settings is not None:
         routes = TriggerRoutes(engine, triggers, http_settings.max_body_bytes).routes() if triggers else []
+        http_settings = security.http_settings(http_settings, engine, routes)
         http = HttpServer(engine, http_settings, args.http_address, grace=GRACE_SECONDS, routes=routes)
         try:
             await http.start()
