@@ -7,6 +7,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
+import dapr.ext.workflow as wf
 from dapr_workflows_ext import workflow_client, workflow_runtime
 
 from tests.sdk_apps import dapr_durability_workflows
@@ -33,10 +34,15 @@ def state_dict(state: Any) -> dict[str, Any] | None:
 
 def main() -> None:
     args = parse_args()
-    # Configured the way a user of `dapr-workflows serve` would: one variable for both.
-    os.environ["DAPR_WORKFLOWS_ENGINE_ADDRESS"] = args.address
-    runtime = workflow_runtime()
-    client = workflow_client()
+    if args.address:
+        # Configured the way a user of `dapr-workflows serve` would: one variable for both.
+        os.environ["DAPR_WORKFLOWS_ENGINE_ADDRESS"] = args.address
+        runtime = workflow_runtime()
+        client = workflow_client()
+    else:
+        # An unchanged Dapr app: the SDK finds its endpoint itself (DAPR_GRPC_ENDPOINT).
+        runtime = wf.WorkflowRuntime()
+        client = wf.DaprWorkflowClient()
     catalog.register(runtime, client)
     dapr_durability_workflows.register(runtime, client)
     if not args.no_worker:

@@ -1,0 +1,442 @@
+"""Who may call: the API token (Dapr's convention), TLS, client certificates and the access policy.
+
+Real engine processes; real SDK workers and clients in their own processes (their tokens and
+certificates come from their environment, as Dapr's SDK takes `DAPR_API_TOKEN`); raw gRPC and
+plain HTTPS clients in the test process. Certificates come from a CA made for the test.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from dapr_workflows_component.protos import durabletask_dialect_pb2 as dt_pb
+
+from tests.harness.certs import Pair, ThrowawayCa
+from tests.harness.engine_process import EngineProcess
+from tests.harness.raw_grpc import SERVICE
+from tests.harness.sdk_host import SdkError, SdkHost
+from tests.harness.shared import unique
+
+TOKEN = "s3cret"
+ENGINE_ENV = {"DAPR_API_TOKEN": TOKEN}
+
+
+@pytest.fixture
+def start_host(tmp_path: Path) -> Iterator[Callable[..., SdkHost]]:
+    started: list[SdkHost] = []
+
+    def start(dialect: str, address: str, worker: bool = True, **env: str) -> SdkHost:
+        log = tmp_path / f"{dialect}-host-{len(started) + 1}.log"
+        host = SdkHost(dialect, address, log, worker=worker, env=env)
+        started.append(host)
+        return host
+
+    yield start
+    for host in started:
+        if host.proc.poll() is None:
+            host.close()
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCa:
+    return ThrowawayCa(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def server_pair(ca: ThrowawayCa) -> Pair:
+    return ca.issue("engine", server=True)
+
+
+@contextmanager
+def _engine(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[EngineProcess]:
+    proc = EngineProcess(tmp_path, "--socket-name", "", *args, env=env).start()
+    try:
+        yield proc
+    finally:
+        proc.kill()
+
+
+def refusal(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """The log of an engine that refuses to start with `args`."""
+    with pytest.raises(RuntimeError, match="the engine exited") as err:
+        EngineProcess(tmp_path, "--socket-name", "", *args, env=env).start()
+    return str(err.value)
+
+
+# ------------------------------------------------------------------------------ raw clients
+
+
+def grpc_call(
+    address: str,
+    method: str,
+    request: Any,
+    metadata: list[tuple[str, str]] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> bytes:
+    channel = (
+        grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+    )
+    with channel:
+        call = channel.unary_unary(SERVICE + method, request_serializer=None, response_deserializer=None)
+        return call(request.SerializeToString(), metadata=metadata, timeout=10)  # type: ignore[no-any-return]
+
+
+def grpc_error(*args: Any, **kwargs: Any) -> grpc.RpcError:
+    try:
+        grpc_call(*args, **kwargs)
+    except grpc.RpcError as err:
+        return err
+    raise AssertionError("the call succeeded; an error was expected")
+
+
+def http(
+    url: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+    body: bytes | None = None,
+) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return response.status, _body(response.headers, response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, _body(err.headers, err.read())
+
+
+def _body(headers: Any, raw: bytes) -> Any:
+    """JSON when the answer says so; the router's own 404 is text."""
+    return json.loads(raw) if headers.get_content_type() == "application/json" else raw.decode()
+
+
+def client_context(ca: ThrowawayCa, pair: Pair | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca.pem))
+    if pair is not None:
+        context.load_cert_chain(str(pair.cert), str(pair.key))
+    return context
+
+
+def credentials(ca: ThrowawayCa, pair: Pair | None = None) -> grpc.ChannelCredentials:
+    if pair is None:
+        return grpc.ssl_channel_credentials(ca.pem.read_bytes())
+    return grpc.ssl_channel_credentials(ca.pem.read_bytes(), pair.key.read_bytes(), pair.cert.read_bytes())
+
+
+def get_request(instance_id: str) -> dt_pb.GetInstanceRequest:
+    return dt_pb.GetInstanceRequest(instanceId=instance_id)
+
+
+def run_chain(host: SdkHost) -> None:
+    instance_id = host.call("start", workflow="chain", input={"n": 3, "start": 1})
+    state = host.call("wait_done", instance_id=instance_id, timeout=60)
+    assert state["status"] == "COMPLETED" and state["output"] == "4"
+
+
+# ------------------------------------------------------------------------------ the API token
+
+
+@pytest.fixture
+def token_engine(tmp_path: Path) -> Iterator[EngineProcess]:
+    """An engine with DAPR_API_TOKEN=s3cret in its environment and no token flag."""
+    with _engine(tmp_path, env=ENGINE_ENV) as proc:
+        yield proc
+
+
+def test_durabletask_clients_need_the_token(
+    token_engine: EngineProcess, start_host: Callable[..., SdkHost]
+) -> None:
+    address = token_engine.durabletask_address
+    for metadata in (None, [("dapr-api-token", "wrong")], [("dapr-api-token", "")]):
+        err = grpc_error(address, "GetInstance", get_request("x"), metadata=metadata)
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED, metadata
+        assert TOKEN not in err.details() and "dapr-api-token" in err.details()
+    ok = grpc_call(address, "GetInstance", get_request("x"), metadata=[("dapr-api-token", TOKEN)])
+    assert not dt_pb.GetInstanceResponse.FromString(ok).exists
+
+    # The durabletask SDK, as its users would pass the token: metadata=[("dapr-api-token", ...)].
+    without = start_host("durabletask", address, worker=False)
+    with pytest.raises(SdkError, match="UNAUTHENTICATED"):
+        without.call("start", workflow="chain", input={"n": 1, "start": 0})
+    wrong = start_host("durabletask", address, worker=False, SDK_HOST_API_TOKEN="wrong")
+    with pytest.raises(SdkError, match="UNAUTHENTICATED"):
+        wrong.call("start", workflow="chain", input={"n": 1, "start": 0})
+    run_chain(start_host("durabletask", address, SDK_HOST_API_TOKEN=TOKEN))
+    assert TOKEN not in token_engine.log_text()
+
+
+def test_dapr_sdk_sends_dapr_api_token(
+    token_engine: EngineProcess, start_host: Callable[..., SdkHost]
+) -> None:
+    """Dapr's WorkflowRuntime and DaprWorkflowClient send $DAPR_API_TOKEN: unchanged apps work."""
+    without = start_host("dapr", token_engine.dapr_address, worker=False)
+    with pytest.raises(SdkError, match="UNAUTHENTICATED"):
+        without.call("start", workflow="chain", input={"n": 1, "start": 0})
+    run_chain(start_host("dapr", token_engine.dapr_address, DAPR_API_TOKEN=TOKEN))
+
+
+def test_http_api_needs_the_token(token_engine: EngineProcess) -> None:
+    base = token_engine.http_url + "/v1.0/workflows/dapr"
+    for headers in ({}, {"dapr-api-token": "wrong"}):
+        status, body = http(f"{base}/missing", headers=headers)
+        assert status == 401
+        assert body["errorCode"] == "ERR_UNAUTHENTICATED" and TOKEN not in body["message"]
+        # Every route, whether it exists or not, answers 401 before anything else.
+        assert http(f"{base}/missing/terminate", "POST", headers)[0] == 401
+        assert http(token_engine.http_url + "/no/such/route", headers=headers)[0] == 401
+    authorized = {"dapr-api-token": TOKEN}
+    status, body = http(f"{base}/missing", headers=authorized)
+    assert (status, body["errorCode"]) == (404, "ERR_INSTANCE_NOT_FOUND")
+    assert http(token_engine.http_url + "/no/such/route", headers=authorized)[0] == 404
+    assert http(token_engine.http_url + "/v1.0/workflows/openapi.json", headers=authorized)[0] == 200
+    status, body = http(f"{base}/chain/start", "POST", authorized, body=b'{"n": 1, "start": 0}')
+    assert status == 202 and body["instanceID"]
+
+
+def test_the_flag_wins_over_dapr_api_token(tmp_path: Path) -> None:
+    with _engine(tmp_path, env={**ENGINE_ENV, "DAPR_WORKFLOWS_API_TOKEN": "from-flag"}) as engine:
+        address = engine.durabletask_address
+        err = grpc_error(address, "GetInstance", get_request("x"), metadata=[("dapr-api-token", TOKEN)])
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        grpc_call(address, "GetInstance", get_request("x"), metadata=[("dapr-api-token", "from-flag")])
+        assert "API token required (--api-token)" in engine.log_text()
+
+
+def test_trigger_routes_check_app_api_token(tmp_path: Path) -> None:
+    """daprd sends APP_API_TOKEN to its app; the engine's own token is not what it sends."""
+    triggers = tmp_path / "triggers.yaml"
+    triggers.write_text(json.dumps({"triggers": [{"name": "tick", "binding": "tick", "workflow": "chain"}]}))
+    env = {**ENGINE_ENV, "APP_API_TOKEN": "from-daprd"}
+    with _engine(tmp_path, "--triggers", str(triggers), env=env) as engine:
+        url = engine.http_url
+        for path, method in (("/dapr/subscribe", "GET"), ("/tick", "OPTIONS")):
+            assert http(url + path, method)[0] == 401
+            assert http(url + path, method, {"dapr-api-token": TOKEN})[0] == 401
+            assert http(url + path, method, {"dapr-api-token": "from-daprd"})[0] == 200
+        # The Workflow API still takes the engine's token, not daprd's.
+        assert http(url + "/v1.0/workflows/dapr/x", headers={"dapr-api-token": "from-daprd"})[0] == 401
+
+
+# ------------------------------------------------------------------------------ TLS
+
+
+def test_tls_for_every_sdk_and_http(
+    tmp_path: Path, ca: ThrowawayCa, server_pair: Pair, start_host: Callable[..., SdkHost]
+) -> None:
+    args = ("--tls-cert-file", str(server_pair.cert), "--tls-key-file", str(server_pair.key))
+    with _engine(tmp_path, *args) as engine:
+        roots = {"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(ca.pem)}
+        # An unchanged Dapr app: DAPR_GRPC_ENDPOINT=https://..., the CA trusted by gRPC's roots file.
+        endpoint = f"https://{engine.dapr_address}"
+        run_chain(start_host("dapr", "", DAPR_GRPC_ENDPOINT=endpoint, **roots))
+        run_chain(start_host("durabletask", f"https://{engine.durabletask_address}", **roots))
+
+        status, body = http(
+            f"https://{engine.http_address}/v1.0/workflows/dapr/missing", context=client_context(ca)
+        )
+        assert (status, body["errorCode"]) == (404, "ERR_INSTANCE_NOT_FOUND")
+        # Plain text is not served any more.
+        err = grpc_error(engine.durabletask_address, "GetInstance", get_request("x"))
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(OSError):  # the TLS port closes a plain-text connection
+            http(f"http://{engine.http_address}/v1.0/workflows/dapr/missing")
+        assert "security: no API token; TLS" in engine.log_text()
+
+
+def test_mutual_tls_requires_a_client_certificate(
+    tmp_path: Path, ca: ThrowawayCa, server_pair: Pair, start_host: Callable[..., SdkHost]
+) -> None:
+    client = ca.issue("orders")
+    other_ca = ThrowawayCa(tmp_path)
+    stranger = other_ca.issue("stranger")
+    args = (
+        *("--tls-cert-file", str(server_pair.cert), "--tls-key-file", str(server_pair.key)),
+        *("--tls-client-ca-file", str(ca.pem)),
+    )
+    with _engine(tmp_path, *args) as engine:
+        env = {
+            "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(ca.pem),
+            "SDK_HOST_CLIENT_CERT": str(client.cert),
+            "SDK_HOST_CLIENT_KEY": str(client.key),
+        }
+        run_chain(start_host("durabletask", f"https://{engine.durabletask_address}", **env))
+
+        address = engine.durabletask_address
+        grpc_call(address, "GetInstance", get_request("x"), credentials=credentials(ca, client))
+        for creds in (credentials(ca), credentials(ca, stranger)):
+            err = grpc_error(address, "GetInstance", get_request("x"), credentials=creds)
+            assert err.code() == grpc.StatusCode.UNAVAILABLE  # the handshake is refused
+
+        url = f"https://{engine.http_address}/v1.0/workflows/dapr/missing"
+        assert http(url, context=client_context(ca, client))[0] == 404
+        status, body = http(url, context=client_context(ca))
+        assert status == 401 and "client certificate" in body["message"]
+        with pytest.raises(OSError):  # the TLS port closes a plain-text connection
+            http(url, context=client_context(ca, stranger))
+
+
+# ------------------------------------------------------------------------------ the access policy
+
+POLICY = """
+apiVersion: dapr.io/v1alpha1
+kind: WorkflowAccessPolicy
+metadata:
+  name: shop
+spec:
+  tokens:
+    - name: orders
+      file: orders.token
+    - name: auditor
+      env: AUDITOR_TOKEN
+  rules:
+    - name: workers
+      callers: [{token: default}]
+      workflows: [{name: "*", operations: ["*"]}]
+    - name: orders-app
+      callers: [{token: orders}]
+      workflows:
+        - name: "chain*"
+          operations: [start, get]
+    - name: audit
+      callers: [{token: auditor}, {certificateSubject: "%(auditor_subject)s"}]
+      workflows: [{name: "*", operations: [get, list, history]}]
+"""
+
+
+def _denied(err: grpc.RpcError, *fragments: str) -> None:
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED, err.details()
+    for fragment in fragments:
+        assert fragment in err.details(), err.details()
+
+
+def test_access_policy_by_token(tmp_path: Path, start_host: Callable[..., SdkHost]) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY % {"auditor_subject": "CN=unused"})
+    (tmp_path / "orders.token").write_text("orders-secret\n")
+    env = {**ENGINE_ENV, "AUDITOR_TOKEN": "auditor-secret"}
+    # certificateSubject callers need mutual TLS: this engine has none, so the rule is refused.
+    refused = refusal(tmp_path, "--access-policy", str(policy), env=env)
+    assert "certificate subjects: that needs --tls-client-ca-file" in refused
+    policy.write_text(POLICY.replace(', {certificateSubject: "%(auditor_subject)s"}', ""))
+
+    with _engine(tmp_path, "--access-policy", str(policy), env=env) as engine:
+        worker = start_host("durabletask", engine.durabletask_address, SDK_HOST_API_TOKEN=TOKEN)
+        address = engine.durabletask_address
+        orders = [("dapr-api-token", "orders-secret")]
+        auditor = [("dapr-api-token", "auditor-secret")]
+
+        chain = unique("chain")
+        start = dt_pb.CreateInstanceRequest(name="chain", instanceId=chain)
+        start.input.value = '{"n": 2, "start": 0}'
+        grpc_call(address, "StartInstance", start, metadata=orders)
+        assert worker.call("wait_done", instance_id=chain)["status"] == "COMPLETED"
+        assert dt_pb.GetInstanceResponse.FromString(
+            grpc_call(address, "GetInstance", get_request(chain), metadata=orders)
+        ).exists
+
+        other = dt_pb.CreateInstanceRequest(name="fan_out", instanceId=unique("fan"))
+        _denied(
+            grpc_error(address, "StartInstance", other, metadata=orders),
+            "schedule on workflow 'fan_out' is not allowed",
+            "rule 'orders-app'",
+            "token 'orders'",
+        )
+        terminate = dt_pb.TerminateRequest(instanceId=chain)
+        _denied(grpc_error(address, "TerminateInstance", terminate, metadata=orders), "rule 'orders-app'")
+        _denied(grpc_error(address, "QueryInstances", dt_pb.QueryInstancesRequest(), metadata=orders))
+        _denied(grpc_error(address, "GetWorkItems", dt_pb.GetWorkItemsRequest(), metadata=orders))
+
+        grpc_call(address, "QueryInstances", dt_pb.QueryInstancesRequest(), metadata=auditor)
+        grpc_call(address, "GetInstance", get_request(chain), metadata=auditor)
+        _denied(grpc_error(address, "StartInstance", start, metadata=auditor), "rule 'audit'")
+        _denied(grpc_error(address, "PurgeInstances", dt_pb.PurgeInstancesRequest(instanceId=chain),
+                           metadata=auditor), "purge on workflow 'chain'")
+
+        # The same table and decisions on the HTTP API.
+        base = engine.http_url + "/v1.0/workflows/dapr"
+        status, body = http(f"{base}/chain/start", "POST", {"dapr-api-token": "orders-secret"}, body=b"{}")
+        assert status == 202
+        status, body = http(f"{base}/{chain}/terminate", "POST", {"dapr-api-token": "orders-secret"})
+        assert status == 403 and body["errorCode"] == "ERR_PERMISSION_DENIED"
+        assert "rule 'orders-app'" in body["message"]
+        assert http(f"{base}/{chain}", headers={"dapr-api-token": "auditor-secret"})[0] == 200
+        status, body = http(f"{base}/{chain}/purge", "POST", {"dapr-api-token": TOKEN})
+        assert status == 202
+        assert "access policy 'shop' (3 rules)" in engine.log_text()
+
+
+def test_access_policy_by_certificate_subject(
+    tmp_path: Path, ca: ThrowawayCa, server_pair: Pair, start_host: Callable[..., SdkHost]
+) -> None:
+    worker_pair, auditor_pair, nobody = ca.issue("worker"), ca.issue("auditor"), ca.issue("nobody")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"""
+kind: WorkflowAccessPolicy
+metadata: {{name: by-certificate}}
+spec:
+  rules:
+    - callers: [{{certificateSubject: "{ca.subject("worker")}"}}]
+      workflows: [{{name: "*", operations: ["*"]}}]
+    - callers: [{{certificateSubject: "{ca.subject("auditor")}"}}]
+      workflows: [{{name: "*", operations: [get]}}]
+"""
+    )
+    args = (
+        *("--tls-cert-file", str(server_pair.cert), "--tls-key-file", str(server_pair.key)),
+        *("--tls-client-ca-file", str(ca.pem), "--access-policy", str(policy)),
+    )
+    with _engine(tmp_path, *args) as engine:
+        env = {
+            "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(ca.pem),
+            "SDK_HOST_CLIENT_CERT": str(worker_pair.cert),
+            "SDK_HOST_CLIENT_KEY": str(worker_pair.key),
+        }
+        worker = start_host("durabletask", f"https://{engine.durabletask_address}", **env)
+        instance_id = worker.call("start", workflow="chain", input={"n": 2, "start": 0})
+        assert worker.call("wait_done", instance_id=instance_id)["status"] == "COMPLETED"
+
+        address = engine.durabletask_address
+        grpc_call(address, "GetInstance", get_request(instance_id), credentials=credentials(ca, auditor_pair))
+        _denied(
+            grpc_error(address, "PurgeInstances", dt_pb.PurgeInstancesRequest(instanceId=instance_id),
+                       credentials=credentials(ca, auditor_pair)),
+            "rule 2",
+            f"certificate subject {ca.subject('auditor')!r}",
+        )
+        _denied(
+            grpc_error(address, "GetInstance", get_request(instance_id), credentials=credentials(ca, nobody)),
+            "no rule of access policy 'by-certificate'",
+        )
+        url = f"https://{engine.http_address}/v1.0/workflows/dapr/{instance_id}"
+        assert http(url, context=client_context(ca, auditor_pair))[0] == 200
+        status, body = http(url + "/terminate", "POST", context=client_context(ca, auditor_pair))
+        assert status == 403 and "rule 2" in body["message"]
+
+
+def test_bad_policy_files_are_refused_with_one_sentence(tmp_path: Path) -> None:
+    cases = {
+        "spec: {rules: [{callers: [{appID: a}], workflows: [{name: '*', operations: [get]}]}]}": "appID",
+        "spec: {rules: [{callers: [{token: default}], workflows: [{name: '*', operations: [fly]}]}]}": (
+            "unknown operation 'fly'"
+        ),
+        "spec: {rules: [{callers: [{token: ghost}], workflows: [{name: '*', operations: [get]}]}]}": (
+            "names token 'ghost'"
+        ),
+        "spec: {rules: []}": "spec.rules must be a non-empty list",
+        "[not, a, mapping": "not valid YAML",
+    }
+    for text, fragment in cases.items():
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(text)
+        refused = refusal(tmp_path, "--access-policy", str(policy), env=ENGINE_ENV)
+        assert "dapr-workflows: --access-policy: " in refused and fragment in refused
+        assert "Traceback" not in refused
