@@ -7,9 +7,9 @@ call's row of the table in `access_policy.py`, and `Guard` decides. Tokens are c
 constant time and never logged.
 
 Not covered, on purpose: the component socket, daprd's way in, which sends no token of ours and is
-protected by the socket file's mode; `/healthz` and `/readyz`, which say only whether the engine
-is up, for probes that carry no secrets; and the trigger routes daprd delivers events to, which
-check daprd's `APP_API_TOKEN` instead, as every Dapr app does.
+protected by the socket file's mode; `/healthz`, `/readyz` and the OpenAPI document, which hold
+no data, for probes and tools that carry no secrets; and the trigger routes daprd delivers events
+to, which check daprd's `APP_API_TOKEN` instead, as every Dapr app does.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from .access_policy import (
 )
 from .engine import Engine
 from .http_api import HttpSettings
+from .http_openapi import OPENAPI_PATH
 from .protos import dapr_dialect_pb2 as pb
 from .workflows import ErrorCode, WorkflowError
 
@@ -47,8 +48,8 @@ log = logging.getLogger("dapr_workflows.security")
 TOKEN_HEADER = "dapr-api-token"
 DAPR_TOKEN_VARIABLE = "DAPR_API_TOKEN"
 APP_TOKEN_VARIABLE = "APP_API_TOKEN"
-# Answered without a token: they tell only whether the engine is up.
-PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+# Answered without a token: whether the engine is up, and the description of the API.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", OPENAPI_PATH})
 METRICS_PATH = "/metrics"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -304,7 +305,7 @@ def http_guard(
                 if not hmac.compare_digest(given, app_secret):
                     raise _denied(f"the {TOKEN_HEADER} of the call is not daprd's {APP_TOKEN_VARIABLE}")
             return await handler(request)
-        if request.path in PROBE_PATHS or (request.path == METRICS_PATH and metrics_without_token):
+        if request.path in OPEN_PATHS or (request.path == METRICS_PATH and metrics_without_token):
             return await handler(request)
         token = request.headers.get(TOKEN_HEADER)
         subject = _http_subject(request)
