@@ -21,10 +21,11 @@ import pytest
 from dapr_workflows_component.protos import durabletask_dialect_pb2 as dt_pb
 
 from tests.harness.certs import Pair, ThrowawayCa
+from tests.harness.daprd import Daprd, component_yaml
 from tests.harness.engine_process import EngineProcess
 from tests.harness.raw_grpc import SERVICE
 from tests.harness.sdk_host import SdkError, SdkHost
-from tests.harness.shared import unique
+from tests.harness.shared import unique, wait_until
 
 TOKEN = "s3cret"
 ENGINE_ENV = {"DAPR_API_TOKEN": TOKEN}
@@ -224,6 +225,79 @@ def test_trigger_routes_check_app_api_token(tmp_path: Path) -> None:
             assert http(url + path, method, {"dapr-api-token": "from-daprd"})[0] == 200
         # The Workflow API still takes the engine's token, not daprd's.
         assert http(url + "/v1.0/workflows/dapr/x", headers={"dapr-api-token": "from-daprd"})[0] == 401
+
+
+CRON = """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: tick
+spec:
+  type: bindings.cron
+  version: v1
+  metadata:
+    - name: schedule
+      value: "@every 1s"
+"""
+
+
+def test_daprd_reaches_the_engine_with_the_tokens_of_a_dapr_deployment(
+    dapr_bin: Path, tmp_path: Path, start_host: Callable[..., SdkHost]
+) -> None:
+    """As on Kubernetes: daprd, the worker and the engine have DAPR_API_TOKEN; daprd's app token.
+
+    daprd manages workflows through the component socket, which takes no token, and delivers the
+    cron binding's events to the trigger routes with APP_API_TOKEN; with another app token, the
+    trigger routes refuse it.
+    """
+    triggers = tmp_path / "triggers.yaml"
+    tick = {"name": "tick", "binding": "tick", "workflow": "echo_input"}
+    triggers.write_text(json.dumps({"triggers": [tick]}))
+    env = {**ENGINE_ENV, "APP_API_TOKEN": "from-daprd"}
+    engine = EngineProcess(tmp_path, "--triggers", str(triggers), env=env).start()
+    try:
+        worker = start_host("dapr", engine.dapr_address, DAPR_API_TOKEN=TOKEN)
+        resources = {"workflows.yaml": component_yaml(metadata={"direction": "output"}), "tick.yaml": CRON}
+        app_port = int(engine.http_address.rsplit(":", 1)[1])
+        daprd_env = {"DAPR_API_TOKEN": TOKEN, "APP_API_TOKEN": "from-daprd"}
+        daprd = Daprd(dapr_bin, engine, tmp_path, resources, app_port=app_port, env=daprd_env)
+        try:
+            daprd.start()
+            instance_id = unique("through-daprd")
+            metadata = {"workflowName": "echo_input", "instanceID": instance_id}
+            start = json.dumps({"operation": "start", "metadata": metadata}).encode()
+            url = f"http://127.0.0.1:{daprd.http_port}/v1.0/bindings/workflows"
+            headers = {"Content-Type": "application/json"}
+            assert http(url, "POST", headers, body=start)[0] == 401  # daprd's own check
+            status, body = http(url, "POST", {**headers, "dapr-api-token": TOKEN}, body=start)
+            assert (status, body) == (200, {"instanceID": instance_id})
+            assert worker.call("wait_done", instance_id=instance_id)["status"] == "COMPLETED"
+
+            ticks = wait_until(
+                lambda: [i for i in worker.call("list_ids", page_size=1000) if i.startswith("tick_")],
+                lambda found: len(found) >= 1,
+            )
+            assert worker.call("wait_done", instance_id=ticks[0])["status"] == "COMPLETED"
+        finally:
+            daprd.kill()
+
+        other = Daprd(
+            dapr_bin,
+            engine,
+            tmp_path,
+            resources,
+            app_id="wrong-token",
+            app_port=app_port,
+            env={**daprd_env, "APP_API_TOKEN": "not-the-apps"},
+        )
+        try:
+            other.start()
+            refused = "OPTIONS /tick failed: the dapr-api-token of the call is not daprd's APP_API_TOKEN"
+            wait_until(engine.log_text, lambda text: refused in text)
+        finally:
+            other.kill()
+        assert "from-daprd" not in engine.log_text() and TOKEN not in engine.log_text()
+    finally:
+        engine.kill()
 
 
 # ------------------------------------------------------------------------------ TLS
