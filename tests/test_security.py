@@ -7,7 +7,10 @@ plain HTTPS clients in the test process. Certificates come from a CA made for th
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import re
 import ssl
 import urllib.error
 import urllib.request
@@ -18,6 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
+from dapr_workflows_component.access_policy import PolicyFileError, load_policy
 from dapr_workflows_component.protos import durabletask_dialect_pb2 as dt_pb
 
 from tests.harness.certs import Pair, ThrowawayCa
@@ -148,7 +152,7 @@ def run_chain(host: SdkHost) -> None:
 @pytest.fixture
 def token_engine(tmp_path: Path) -> Iterator[EngineProcess]:
     """An engine with DAPR_API_TOKEN=s3cret in its environment and no token flag."""
-    with _engine(tmp_path, env=ENGINE_ENV) as proc:
+    with _engine(tmp_path, "--http-start-timeout-seconds", "0", env=ENGINE_ENV) as proc:
         yield proc
 
 
@@ -497,6 +501,9 @@ spec:
         assert status == 403 and "rule 2" in body["message"]
 
 
+ANY_GET = "{callers: [{token: default}], workflows: [{name: '*', operations: [get]}]}"
+
+
 def test_bad_policy_files_are_refused_with_one_sentence(tmp_path: Path) -> None:
     cases = {
         "spec: {rules: [{callers: [{appID: a}], workflows: [{name: '*', operations: [get]}]}]}": "appID",
@@ -507,11 +514,110 @@ def test_bad_policy_files_are_refused_with_one_sentence(tmp_path: Path) -> None:
             "names token 'ghost'"
         ),
         "spec: {rules: []}": "spec.rules must be a non-empty list",
+        "spec: {tokens: [{name: a, env: NOT_SET_ANYWHERE}], rules: [" + ANY_GET + "]}": (
+            "NOT_SET_ANYWHERE is not set"
+        ),
+        "spec: {tokens: [{name: a, file: missing.token}], rules: [" + ANY_GET + "]}": "cannot read",
+        "spec: {rules: [{callers: [{token: default}], activities: [{name: x}]}]}": "activities",
+        "kind: Configuration\nspec: {rules: []}": "kind must be WorkflowAccessPolicy",
         "[not, a, mapping": "not valid YAML",
     }
+    policy = tmp_path / "policy.yaml"
     for text, fragment in cases.items():
-        policy = tmp_path / "policy.yaml"
         policy.write_text(text)
-        refused = refusal(tmp_path, "--access-policy", str(policy), env=ENGINE_ENV)
-        assert "dapr-workflows: --access-policy: " in refused and fragment in refused
-        assert "Traceback" not in refused
+        with pytest.raises(PolicyFileError, match=re.escape(fragment)):
+            load_policy(str(policy))
+    # What serve says about one of them: one line, no traceback.
+    refused = refusal(tmp_path, "--access-policy", str(policy), env=ENGINE_ENV)
+    assert "dapr-workflows: --access-policy: " in refused and "not valid YAML" in refused
+    assert "Traceback" not in refused
+
+
+# ------------------------------------------------------------------------------ routes served later
+
+
+def test_routes_added_beside_the_api_take_the_token_and_the_policy(tmp_path: Path) -> None:
+    """The middleware covers every route of the HTTP listener, whoever adds it (the dashboard,
+    management routes): here an in-process server with such routes, and the engine's own store."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+    from dapr_workflows_component.access_policy import AccessPolicy, Caller, Grant, Rule
+    from dapr_workflows_component.engine import Engine, EngineSettings
+    from dapr_workflows_component.http_api import HttpApi, HttpSettings
+    from dapr_workflows_component.security import Guard, Tokens, http_guard
+    from dapr_workflows_component.store import open_store
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"path": request.path})
+
+    extra = [web.get(p, ok) for p in ("/healthz", "/readyz", "/metrics", "/dashboard/{tail:.*}")]
+    reader = Rule("rule 'reader'", (Caller(token="reader"),), (Grant("*", frozenset({"get"})),))
+    admin = Rule("rule 'admin'", (Caller(token="default"),), (Grant("*", frozenset({"*"})),))
+    policy = AccessPolicy("routes", (reader, admin))
+
+    async def run(metrics_without_token: bool) -> dict[str, int]:
+        store = open_store(f"sqlite:///{tmp_path / 'routes.db'}")
+        engine = Engine(store, EngineSettings())
+        guard = Guard(Tokens([("default", TOKEN), ("reader", "read-only")]), policy, False, engine)
+        middleware = http_guard(guard, [], None, metrics_without_token)
+        api = HttpApi(engine, HttpSettings(middlewares=(middleware,)), routes=extra)
+        statuses = {}
+        async with TestClient(TestServer(api.application())) as client:
+            for name, path, token in (
+                ("healthz", "/healthz", None),
+                ("readyz", "/readyz", None),
+                ("metrics", "/metrics", None),
+                ("metrics-token", "/metrics", TOKEN),
+                ("dashboard", "/dashboard/instances/x", None),
+                ("dashboard-token", "/dashboard/instances/x", TOKEN),
+                ("dashboard-reader", "/dashboard/", "read-only"),
+                ("head-reader", "/v1.0/workflows/dapr/missing", "read-only"),
+            ):
+                headers = {"dapr-api-token": token} if token else {}
+                method = "HEAD" if name.startswith("head") else "GET"
+                statuses[name] = (await client.request(method, path, headers=headers)).status
+        await store.close()
+        return statuses
+
+    assert asyncio.run(run(False)) == {
+        "healthz": 200,
+        "readyz": 200,
+        "metrics": 401,
+        "metrics-token": 200,
+        "dashboard": 401,
+        "dashboard-token": 200,
+        # A route the table does not list needs an operation "*" under a policy.
+        "dashboard-reader": 403,
+        "head-reader": 404,  # HEAD is GET: allowed, and the instance does not exist
+    }
+    assert asyncio.run(run(True))["metrics"] == 200
+
+
+def test_settings_that_cannot_work_are_refused(tmp_path: Path, server_pair: Pair) -> None:
+    from dapr_workflows_component.security import SecurityError, load_security
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "spec: {tokens: [{name: a, env: SAME_TOKEN}], "
+        "rules: [{callers: [{token: a}], workflows: [{name: '*', operations: [get]}]}]}"
+    )
+    os.environ["SAME_TOKEN"] = "same"
+    try:
+        loaded = load_policy(str(policy))
+    finally:
+        del os.environ["SAME_TOKEN"]
+    cert, key = str(server_pair.cert), str(server_pair.key)
+    cases: list[tuple[tuple[Any, ...], str]] = [
+        (("", cert, "", "", None), "TLS needs both --tls-cert-file and --tls-key-file"),
+        (("", "", "", cert, None), "--tls-client-ca-file needs --tls-cert-file"),
+        (("", cert, str(tmp_path / "nope.pem"), "", None), "--tls-key-file: cannot read"),
+        (("", key, cert, "", None), "the TLS files cannot be used"),
+        (("same", "", "", "", loaded), "are the same"),
+    ]
+    for args, fragment in cases:
+        with pytest.raises(SecurityError, match=re.escape(fragment)):
+            load_security(*args, metrics_without_token=False)
+    no_callers = tmp_path / "open.yaml"
+    no_callers.write_text("spec: {rules: [" + ANY_GET + "]}")
+    refused = refusal(tmp_path, "--access-policy", str(no_callers))
+    assert "--access-policy needs callers that can be told apart" in refused

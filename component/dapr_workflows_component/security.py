@@ -231,7 +231,7 @@ class GrpcGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, guard: Guard) -> None:
         self.guard = guard
 
-    async def _check(self, call: Call, raw: Any, context: grpc.aio.ServicerContext) -> None:
+    async def _check(self, method: str, call: Call, raw: Any, context: grpc.aio.ServicerContext) -> None:
         instance_id, workflow = _grpc_target(call, raw)
         try:
             await self.guard.admit(
@@ -241,8 +241,14 @@ class GrpcGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 instance_id,
                 workflow,
             )
+            return
         except WorkflowError as err:
-            await context.abort(err.code.grpc_status, err.message)
+            log.info("refused %s: %s", method, err.message)
+            error = err
+        except Exception:
+            log.exception("%s: the access check failed", method)
+            error = WorkflowError(ErrorCode.INTERNAL, f"{method} failed inside the engine; see its log")
+        await context.abort(error.code.grpc_status, error.message)
 
     async def intercept_service(
         self,
@@ -252,13 +258,14 @@ class GrpcGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return None
-        call = GRPC_OPERATIONS.get(str(details.method).rpartition("/")[2], UNLISTED)
+        method = str(details.method).rpartition("/")[2]
+        call = GRPC_OPERATIONS.get(method, UNLISTED)
         inner_unary = handler.unary_unary
         inner_stream = handler.unary_stream
         if inner_unary is not None:
 
             async def unary(raw: Any, context: grpc.aio.ServicerContext) -> Any:
-                await self._check(call, raw, context)
+                await self._check(method, call, raw, context)
                 return await inner_unary(raw, context)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -267,7 +274,7 @@ class GrpcGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if inner_stream is not None:
 
             async def stream(raw: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                await self._check(call, raw, context)
+                await self._check(method, call, raw, context)
                 async for item in inner_stream(raw, context):
                     yield item
 
@@ -388,6 +395,9 @@ def load_security(
         named += [(t.name, t.value) for t in policy.tokens]
         source = f"{source} or a token of the access policy" if api_token else "a token of the access policy"
     tls = load_tls(tls_cert_file, tls_key_file, tls_client_ca_file)
+    values = [value for _, value in named if value]
+    if len(set(values)) != len(values):
+        raise SecurityError("two tokens of the access policy (or one and the API token) are the same")
     tokens = Tokens(named)
     if policy is not None and not tokens.required and not (tls is not None and tls.mutual):
         raise SecurityError(
