@@ -550,7 +550,8 @@ def test_routes_added_beside_the_api_take_the_token_and_the_policy(tmp_path: Pat
     async def ok(request: web.Request) -> web.Response:
         return web.json_response({"path": request.path})
 
-    extra = [web.get(p, ok) for p in ("/healthz", "/readyz", "/metrics", "/dashboard/{tail:.*}")]
+    paths = ("/healthz", "/readyz", "/metrics", "/dashboard/{tail:.*}", "/added/{tail:.*}")
+    extra = [web.get(p, ok) for p in paths] + [web.post("/dashboard/{tail:.*}", ok)]
     reader = Rule("rule 'reader'", (Caller(token="reader"),), (Grant("*", frozenset({"get"})),))
     admin = Rule("rule 'admin'", (Caller(token="default"),), (Grant("*", frozenset({"*"})),))
     policy = AccessPolicy("routes", (reader, admin))
@@ -569,12 +570,14 @@ def test_routes_added_beside_the_api_take_the_token_and_the_policy(tmp_path: Pat
                 ("metrics", "/metrics", None),
                 ("metrics-token", "/metrics", TOKEN),
                 ("dashboard", "/dashboard/instances/x", None),
-                ("dashboard-token", "/dashboard/instances/x", TOKEN),
-                ("dashboard-reader", "/dashboard/", "read-only"),
+                ("post-dashboard", "/dashboard/instances/x", None),
+                ("added", "/added/route", None),
+                ("added-token", "/added/route", TOKEN),
+                ("added-reader", "/added/route", "read-only"),
                 ("head-reader", "/v1.0/workflows/dapr/missing", "read-only"),
             ):
                 headers = {"dapr-api-token": token} if token else {}
-                method = "HEAD" if name.startswith("head") else "GET"
+                method = name.partition("-")[0].upper() if name.startswith(("head", "post")) else "GET"
                 statuses[name] = (await client.request(method, path, headers=headers)).status
         await store.close()
         return statuses
@@ -584,10 +587,13 @@ def test_routes_added_beside_the_api_take_the_token_and_the_policy(tmp_path: Pat
         "readyz": 200,
         "metrics": 401,
         "metrics-token": 200,
-        "dashboard": 401,
-        "dashboard-token": 200,
+        # The dashboard's page needs no token (its requests for data carry it); nothing else there.
+        "dashboard": 200,
+        "post-dashboard": 401,
+        "added": 401,
+        "added-token": 200,
         # A route the table does not list needs an operation "*" under a policy.
-        "dashboard-reader": 403,
+        "added-reader": 403,
         "head-reader": 404,  # HEAD is GET: allowed, and the instance does not exist
     }
     assert asyncio.run(run(True))["metrics"] == 200

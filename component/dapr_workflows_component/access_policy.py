@@ -112,6 +112,12 @@ HTTP_OPERATIONS: Mapping[tuple[str, str], Call] = {
     ("POST", _W + "/{instanceID}/terminate"): Call("terminate", Target.INSTANCE),
     ("POST", _W + "/{instanceID}/purge"): Call("purge", Target.INSTANCE),
     ("DELETE", _W + "/{instanceID}"): Call("purge", Target.INSTANCE),
+    # The management routes beside them.
+    ("GET", _W): Call("list"),
+    ("POST", _W + "/purge"): Call("purge"),
+    ("POST", _W + "/terminate"): Call("terminate"),
+    ("GET", _W + "/{instanceID}/history"): Call("history", Target.INSTANCE),
+    ("POST", _W + "/{instanceID}/rerun"): Call("rerun", Target.INSTANCE),
 }
 UNLISTED = Call(ALL)
 

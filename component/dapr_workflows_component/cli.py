@@ -77,7 +77,8 @@ SECURITY_OPTIONS = (
     Option(
         "metrics-without-token",
         "false",
-        "true: /metrics answers without the API token (/healthz and /readyz always do)",
+        "true: /metrics answers without the API token (/healthz, /readyz, the OpenAPI document and "
+        "the dashboard's page always do)",
     ),
 )
 

@@ -7,8 +7,9 @@ call's row of the table in `access_policy.py`, and `Guard` decides. Tokens are c
 constant time and never logged.
 
 Not covered, on purpose: the component socket, daprd's way in, which sends no token of ours and is
-protected by the socket file's mode; `/healthz`, `/readyz` and the OpenAPI document, which hold
-no data, for probes and tools that carry no secrets; and the trigger routes daprd delivers events
+protected by the socket file's mode; `/healthz`, `/readyz`, the OpenAPI document and the
+dashboard's page and scripts, which hold no data, for probes, tools and browsers that carry no
+secrets; and the trigger routes daprd delivers events
 to, which check daprd's `APP_API_TOKEN` instead, as every Dapr app does.
 """
 
@@ -48,8 +49,11 @@ log = logging.getLogger("dapr_workflows.security")
 TOKEN_HEADER = "dapr-api-token"
 DAPR_TOKEN_VARIABLE = "DAPR_API_TOKEN"
 APP_TOKEN_VARIABLE = "APP_API_TOKEN"
-# Answered without a token: whether the engine is up, and the description of the API.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", OPENAPI_PATH})
+# Answered without a token: whether the engine is up, the description of the API, and the
+# dashboard's page and scripts (a browser cannot send a header when it opens a page; the page then
+# sends the token with every request for data).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", OPENAPI_PATH, "/dashboard"})
+OPEN_PREFIX = "/dashboard/"
 METRICS_PATH = "/metrics"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -293,6 +297,17 @@ def _http_subject(request: web.Request) -> str | None:
     return certificate_subject(der) if der else None
 
 
+def _open(request: web.Request, metrics_without_token: bool) -> bool:
+    if request.method not in ("GET", "HEAD"):
+        return False
+    path = request.path
+    return (
+        path in OPEN_PATHS
+        or path.startswith(OPEN_PREFIX)
+        or (path == METRICS_PATH and metrics_without_token)
+    )
+
+
 def http_guard(
     guard: Guard,
     app_routes: Iterable[web.AbstractRouteDef],
@@ -312,7 +327,7 @@ def http_guard(
                 if not hmac.compare_digest(given, app_secret):
                     raise _denied(f"the {TOKEN_HEADER} of the call is not daprd's {APP_TOKEN_VARIABLE}")
             return await handler(request)
-        if request.path in OPEN_PATHS or (request.path == METRICS_PATH and metrics_without_token):
+        if _open(request, metrics_without_token):
             return await handler(request)
         token = request.headers.get(TOKEN_HEADER)
         subject = _http_subject(request)
