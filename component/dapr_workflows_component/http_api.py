@@ -8,7 +8,6 @@ rules of `workflows.py`; a refused call is answered with the HTTP status and the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 import uuid
@@ -23,7 +22,6 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from .engine import Engine
 from .http_openapi import ALIAS_VERSIONS, API_VERSION, OPENAPI_PATH, openapi_document
-from .pluggable.bindings import OutputSettings, wait_until_started
 from .workflows import ErrorCode, StartRequest, WorkflowError, instance_json, json_payload, parse_bool
 
 log = logging.getLogger("dapr_workflows.http")
@@ -52,13 +50,6 @@ def parse_address(address: str) -> tuple[str | None, int]:
         raise ValueError(f"{address!r} is not HOST:PORT")
     host = host.removeprefix("[").removesuffix("]")
     return host or None, int(port_text)
-
-
-class _NoDeadline:
-    """An HTTP request has no deadline: `wait_until_started` waits for its full timeout at most."""
-
-    def time_remaining(self) -> None:
-        return None
 
 
 def error_response(err: WorkflowError) -> web.Response:
@@ -185,21 +176,8 @@ class HttpApi:
         return json_payload(what, await self._body(request), self.engine.settings.max_payload_bytes)
 
     async def _wait_started(self, instance_id: str) -> None:
-        """The start-wait of the output binding; a shutdown ends it at once."""
-        timeout = self.settings.start_timeout_seconds
-        started = asyncio.ensure_future(
-            wait_until_started(
-                self.engine, instance_id, OutputSettings(start_timeout_seconds=timeout), _NoDeadline()
-            )
-        )
-        closing = asyncio.ensure_future(self.engine.closing.wait())
-        try:
-            await asyncio.wait([started, closing], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closing.cancel()
-            started.cancel()
-        if started.done() and not started.cancelled():
-            started.result()
+        """The start-wait of the output binding (an HTTP request has no deadline); a shutdown ends it."""
+        await self.engine.wait_until_started(instance_id, self.settings.start_timeout_seconds)
 
     # -- routes
 

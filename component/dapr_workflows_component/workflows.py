@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeGuard
 
 import grpc
 
@@ -186,6 +186,78 @@ def check_purge_allowed(instance: Instance, force: bool) -> None:
         f"workflow instance {instance.instance_id!r} is {instance.status.name}; only completed, failed, "
         "terminated or canceled instances can be purged (terminate it first)",
     )
+
+
+def runs_execution(instance: Instance | None, execution_id: str | None) -> TypeGuard[Instance]:
+    """Whether work of `execution_id` still applies to the instance: it exists, has not finished and
+    still runs that execution (not a later one after continue-as-new, nor a new instance under the same
+    ID). An `execution_id` of None matches any execution."""
+    return (
+        instance is not None
+        and not instance.status.is_terminal
+        and (not execution_id or instance.execution_id == execution_id)
+    )
+
+
+def check_restart_allowed(instance: Instance) -> None:
+    if not instance.status.is_terminal:
+        raise WorkflowError(
+            ErrorCode.FAILED_PRECONDITION,
+            f"workflow instance {instance.instance_id!r} is {instance.status.name}; "
+            "only finished instances restart",
+        )
+
+
+def check_rerun_allowed(source: Instance) -> None:
+    """A rerun starts from a finished top-level instance (the error codes Dapr's SDK documents)."""
+    if not source.status.is_terminal:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"workflow instance {source.instance_id!r} is {source.status.name}; "
+            "only finished instances rerun",
+        )
+    if source.parent_instance_id:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"workflow instance {source.instance_id!r} is a child workflow; rerun its parent instead",
+        )
+
+
+def check_rerun_event(
+    source_id: str, event_id: int, event_kind: str | None, overwrite_input: bool, new_child_id: str | None
+) -> None:
+    """A rerun starts from a scheduled activity, a created timer or a created child workflow
+    (`event_kind` None: the history has no such event with that ID); only an activity takes a new
+    input, only a child workflow a new child instance ID."""
+    if event_kind is None:
+        raise WorkflowError(
+            ErrorCode.NOT_FOUND,
+            f"event {event_id} of workflow instance {source_id!r} is not a scheduled activity, "
+            "a created timer or a created child workflow",
+        )
+    if overwrite_input and event_kind != "taskScheduled":
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"event {event_id} is a {event_kind} event, which takes no new input",
+        )
+    if new_child_id is not None and event_kind != "childWorkflowInstanceCreated":
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"event {event_id} created no child workflow, so it takes no new child instance ID",
+        )
+
+
+def rerun_impossible(source_id: str, event_id: int) -> WorkflowError:
+    """The history before the event holds no turn to replay it from."""
+    return WorkflowError(
+        ErrorCode.FAILED_PRECONDITION,
+        f"workflow instance {source_id!r} cannot be rerun from event {event_id}",
+    )
+
+
+def require_event_name(name: str) -> None:
+    if not name:
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the event name is empty")
 
 
 def check_payload_size(what: str, payload: str | bytes | None, limit: int) -> None:

@@ -30,8 +30,7 @@ from ..workflows import (
     require_instance_id,
     statuses,
 )
-from . import wire
-from .core import Engine
+from . import Engine, wire
 
 log = logging.getLogger("dapr_workflows.grpc")
 

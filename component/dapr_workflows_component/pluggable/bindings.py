@@ -10,22 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 
-from ..engine import Engine
+from ..engine import Engine, LifecycleDispatcher
 from ..protos import dapr_components_pb2 as cpb
 from ..protos import dapr_components_pb2_grpc as cgrpc
 from ..protos import dapr_dialect_pb2 as pb
 from ..workflows import (
     ErrorCode,
-    RuntimeStatus,
     StartRequest,
     WorkflowError,
     instance_json,
@@ -111,23 +109,8 @@ class OutputSettings:
 async def wait_until_started(
     engine: Engine, instance_id: str, settings: OutputSettings, context: grpc.aio.ServicerContext
 ) -> None:
-    """Like Dapr's built-in engine, a start returns once a worker has begun the instance.
-
-    The wait ends after the component's `startTimeoutSeconds`, and in time to answer before the
-    caller's deadline: the instance is recorded either way.
-    """
-    timeout = settings.start_timeout_seconds
-    remaining = context.time_remaining()
-    if remaining is not None:
-        timeout = min(timeout, max(remaining - 0.25, 0.0))
-    if timeout <= 0:
-        return
-    try:
-        await asyncio.wait_for(
-            engine.wait_for(instance_id, lambda i: i.status != RuntimeStatus.PENDING), timeout
-        )
-    except asyncio.TimeoutError:
-        log.info("workflow %r not picked up by a worker within %.1fs", instance_id, timeout)
+    """The engine's start-wait, within the component's `startTimeoutSeconds` and the call's deadline."""
+    await engine.wait_until_started(instance_id, settings.start_timeout_seconds, context.time_remaining())
 
 
 async def init_component(
@@ -313,172 +296,6 @@ class OutputBinding(cgrpc.OutputBindingServicer):
 # ------------------------------------------------------------------------------------ input binding
 
 
-@dataclass
-class _Stream:
-    """One Read stream from daprd."""
-
-    name: str
-    outgoing: asyncio.Queue[cpb.ReadResponse | None] = field(default_factory=asyncio.Queue)  # None: end
-    in_flight: dict[str, int] = field(default_factory=dict)  # message_id -> event ID
-
-
-@dataclass
-class _Pending:
-    payload: str
-    due: float = 0.0
-    attempts: int = 0
-
-
-class LifecycleDispatcher:
-    """Delivers each outbox event to one connected Read stream, again and again until an app acks it.
-
-    An event is deleted from the outbox only after daprd reports that the app handled it. An error
-    answer or a stream that goes away puts the event back, due again after a backoff that doubles up
-    to `max_backoff`. Several input-binding components on the socket share the events.
-    """
-
-    def __init__(self, engine: Engine, window: int = 64, max_backoff: float = 30.0) -> None:
-        self.engine = engine
-        self.window = window
-        self.max_backoff = max_backoff
-        self._streams: list[_Stream] = []
-        self._pending: dict[int, _Pending] = {}
-        self._acked: set[int] = set()  # delivered; their deletion from the outbox is on its way
-        self._cursor = 0
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._turn = 0
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        """Stops delivering and ends the Read streams (their in-flight events stay in the outbox)."""
-        if self._task:
-            self._task.cancel()
-        for stream in self._streams:
-            stream.outgoing.put_nowait(None)
-
-    def attach(self, name: str) -> _Stream:
-        stream = _Stream(name)
-        self._streams.append(stream)
-        self._wake.set()
-        log.info("input binding %r connected: lifecycle events flow to the app", name)
-        return stream
-
-    def detach(self, stream: _Stream) -> None:
-        self._streams.remove(stream)
-        for event_id in stream.in_flight.values():
-            self._retry_later(event_id, "the stream closed before daprd answered")
-        log.warning(
-            "input binding %r disconnected; %d events will be delivered again. daprd does not reopen "
-            "this stream by itself: restart daprd to receive lifecycle events again",
-            stream.name,
-            len(stream.in_flight),
-        )
-        self._wake.set()
-
-    def answered(self, stream: _Stream, ack: cpb.ReadRequest) -> None:
-        event_id = stream.in_flight.pop(ack.message_id, None)
-        if event_id is None:
-            return
-        if ack.HasField("response_error") and ack.response_error.message:
-            self._retry_later(event_id, ack.response_error.message)
-        else:
-            self._pending.pop(event_id, None)
-            self._acked.add(event_id)
-            asyncio.get_running_loop().create_task(self._delete(event_id))
-        self._wake.set()
-
-    async def _delete(self, event_id: int) -> None:
-        try:
-            await self.engine.ack_lifecycle_event(event_id)
-        finally:
-            self._acked.discard(event_id)
-
-    def _retry_later(self, event_id: int, why: str) -> None:
-        pending = self._pending.get(event_id)
-        if pending is None:
-            return
-        pending.attempts += 1
-        delay = min(self.max_backoff, 0.5 * 2 ** (pending.attempts - 1))
-        pending.due = time.monotonic() + delay
-        log.info("lifecycle event %d not delivered (%s); trying again in %.1fs", event_id, why, delay)
-
-    def _in_flight(self) -> set[int]:
-        return {e for s in self._streams for e in s.in_flight.values()}
-
-    async def _run(self) -> None:
-        while True:
-            if not self._streams:
-                # Nobody to deliver to: events wait in the outbox, and so does this loop.
-                await self._wake.wait()
-            self._wake.clear()
-            self.engine.outbox_signal.clear()
-            if len(self._pending) < 10 * self.window:
-                await self._fetch()
-            next_due = self._send_due()
-            waits = [
-                asyncio.ensure_future(self._wake.wait()),
-                asyncio.ensure_future(self.engine.outbox_signal.wait()),
-            ]
-            timeout = None if next_due is None else max(next_due - time.monotonic(), 0.0)
-            if self.engine.store.shared:
-                # Other engines' events raise no signal here: look again every poll.
-                poll = self.engine.settings.poll_seconds
-                timeout = poll if timeout is None else min(timeout, poll)
-            try:
-                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
-
-    async def _fetch(self) -> None:
-        """Takes the outbox's next events into `_pending`."""
-        if not self.engine.store.shared:
-            # One engine writes the outbox and IDs commit in order: read on from the last one seen.
-            for event_id, payload in await self.engine.lifecycle_events(self._cursor, self.window):
-                self._pending[event_id] = _Pending(payload)
-                self._cursor = event_id
-            return
-        # On a shared store a lower ID may commit after a higher one (another transaction, another
-        # engine), so read from the start each time; the outbox holds only undelivered events.
-        known = len(self._pending) + len(self._acked)
-        for event_id, payload in await self.engine.lifecycle_events(0, known + self.window):
-            if event_id not in self._pending and event_id not in self._acked:
-                self._pending[event_id] = _Pending(payload)
-
-    def _send_due(self) -> float | None:
-        """Sends what is due to the streams; returns when the next event falls due, if any waits."""
-        if not self._streams:
-            return None
-        now = time.monotonic()
-        busy = self._in_flight()
-        next_due: float | None = None
-        for event_id, pending in self._pending.items():
-            if event_id in busy:
-                continue
-            if pending.due > now:
-                next_due = pending.due if next_due is None else min(next_due, pending.due)
-                continue
-            stream = self._streams[self._turn % len(self._streams)]
-            if len(stream.in_flight) >= self.window:
-                break
-            self._turn += 1
-            message_id = f"{event_id}-{pending.attempts}"
-            stream.in_flight[message_id] = event_id
-            doc = json.loads(pending.payload)
-            stream.outgoing.put_nowait(
-                cpb.ReadResponse(
-                    data=pending.payload.encode(),
-                    content_type="application/json",
-                    message_id=message_id,
-                    metadata={"eventType": doc["type"], "instanceID": doc["instanceID"]},
-                )
-            )
-        return next_due
-
-
 class InputBinding(cgrpc.InputBindingServicer):
     def __init__(self, dispatcher: LifecycleDispatcher, settings: dict[str, OutputSettings]) -> None:
         self.dispatcher = dispatcher
@@ -501,7 +318,8 @@ class InputBinding(cgrpc.InputBindingServicer):
 
         async def read_answers() -> None:
             async for ack in request_iterator:
-                self.dispatcher.answered(stream, ack)
+                error = ack.response_error.message if ack.HasField("response_error") else None
+                self.dispatcher.answered(stream, ack.message_id, error)
 
         reader = asyncio.get_running_loop().create_task(read_answers())
         try:
@@ -511,8 +329,8 @@ class InputBinding(cgrpc.InputBindingServicer):
                 if not get.done():
                     get.cancel()
                     continue
-                response = get.result()
-                if response is None:
+                delivery = get.result()
+                if delivery is None:
                     # An error, not a clean end, so that daprd's log says why the stream stopped.
                     await context.abort(
                         grpc.StatusCode.UNAVAILABLE,
@@ -520,10 +338,15 @@ class InputBinding(cgrpc.InputBindingServicer):
                         "restart daprd to receive lifecycle events again",
                     )
                     return
-                yield response
+                yield cpb.ReadResponse(
+                    data=delivery.payload.encode(),
+                    content_type="application/json",
+                    message_id=delivery.message_id,
+                    metadata={"eventType": delivery.event_type, "instanceID": delivery.instance_id},
+                )
         finally:
             reader.cancel()
             self.dispatcher.detach(stream)
 
 
-__all__ = ["InputBinding", "LifecycleDispatcher", "OutputBinding", "OutputSettings"]
+__all__ = ["InputBinding", "OutputBinding", "OutputSettings"]

@@ -10,13 +10,13 @@ from pathlib import Path
 import grpc
 from grpc_reflection.v1alpha import reflection
 
-from ..engine import Engine
+from ..engine import Engine, LifecycleDispatcher
 from ..engine.grpc_server import server_options
 from ..protos import dapr_components_pb2 as cpb
 from ..protos import dapr_components_pb2_grpc as cgrpc
 from ..protos import dapr_components_workflow_pb2 as wpb
 from ..protos import dapr_components_workflow_pb2_grpc as wgrpc
-from .bindings import InputBinding, LifecycleDispatcher, OutputBinding, OutputSettings
+from .bindings import InputBinding, OutputBinding, OutputSettings
 from .workflow_service import WorkflowService
 
 log = logging.getLogger("dapr_workflows.pluggable")
