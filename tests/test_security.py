@@ -166,6 +166,14 @@ def test_durabletask_clients_need_the_token(
         assert TOKEN not in err.details() and "dapr-api-token" in err.details()
     ok = grpc_call(address, "GetInstance", get_request("x"), metadata=[("dapr-api-token", TOKEN)])
     assert not dt_pb.GetInstanceResponse.FromString(ok).exists
+    err = grpc_error(token_engine.dapr_address, "GetInstance", get_request("x"))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED  # Dapr's dialect alike
+    # A server stream (a worker's work items) is refused before its first message.
+    with grpc.insecure_channel(address) as channel:
+        stream = channel.unary_stream(SERVICE + "GetWorkItems", request_serializer=None)
+        with pytest.raises(grpc.RpcError) as refused:
+            next(iter(stream(dt_pb.GetWorkItemsRequest().SerializeToString(), timeout=10)))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
     # The durabletask SDK, as its users would pass the token: metadata=[("dapr-api-token", ...)].
     without = start_host("durabletask", address, worker=False)
@@ -627,3 +635,26 @@ def test_settings_that_cannot_work_are_refused(tmp_path: Path, server_pair: Pair
     no_callers.write_text("spec: {rules: [" + ANY_GET + "]}")
     refused = refusal(tmp_path, "--access-policy", str(no_callers))
     assert "--access-policy needs callers that can be told apart" in refused
+
+
+def test_every_grpc_method_and_http_route_has_its_row_in_the_table() -> None:
+    """A method or route added without a row would need an operation "*" under a policy."""
+    from typing import cast
+
+    from dapr_workflows_component.access_policy import GRPC_OPERATIONS, HTTP_OPERATIONS
+    from dapr_workflows_component.engine import Engine
+    from dapr_workflows_component.engine.grpc_server import dialect_server
+    from dapr_workflows_component.http_api import HttpApi, HttpSettings
+
+    no_engine = cast(Engine, None)  # building the handlers and routes calls nothing on it
+    for dialect in ("dapr", "durabletask"):
+        methods = set(dialect_server(no_engine, dialect).handlers())
+        missing = methods - set(GRPC_OPERATIONS)
+        assert not missing, f"{dialect} dialect methods without a row: {sorted(missing)}"
+    routes = {
+        ("GET" if r.method == "HEAD" else r.method, r.resource.canonical)
+        for r in HttpApi(no_engine, HttpSettings()).application().router.routes()
+        if r.resource is not None
+    }
+    missing_routes = routes - set(HTTP_OPERATIONS)
+    assert not missing_routes, f"HTTP routes without a row: {sorted(missing_routes)}"

@@ -97,6 +97,11 @@ GRPC_OPERATIONS: Mapping[str, Call] = {
     "AbandonTaskOrchestratorWorkItem": _WORKER,
     "AbandonTaskEntityWorkItem": _WORKER,
     "CompleteEntityTask": _WORKER,
+    # Durable entities are no workflows: only rules that allow every operation ("*") cover them.
+    "SignalEntity": Call(ALL),
+    "GetEntity": Call(ALL),
+    "QueryEntities": Call(ALL),
+    "CleanEntityStorage": Call(ALL),
 }
 
 # HTTP routes, by method and aiohttp path template; `{version}` is v1.0 or one of its aliases.
