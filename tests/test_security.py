@@ -324,6 +324,8 @@ def test_tls_for_every_sdk_and_http(
         # An unchanged Dapr app: DAPR_GRPC_ENDPOINT=https://..., the CA trusted by gRPC's roots file.
         endpoint = f"https://{engine.dapr_address}"
         run_chain(start_host("dapr", "", DAPR_GRPC_ENDPOINT=endpoint, **roots))
+        # dapr_workflows_ext.workflow_runtime() and workflow_client(), with the same address.
+        run_chain(start_host("dapr", endpoint, **roots))
         run_chain(start_host("durabletask", f"https://{engine.durabletask_address}", **roots))
 
         status, body = http(

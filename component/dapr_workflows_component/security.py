@@ -15,6 +15,7 @@ to, which check daprd's `APP_API_TOKEN` instead, as every Dapr app does.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import os
@@ -127,6 +128,7 @@ def load_tls(cert_file: str, key_file: str, client_ca_file: str) -> Tls | None:
     return tls
 
 
+@functools.lru_cache(maxsize=256)  # the same few callers call again and again
 def certificate_subject(cert: bytes, pem: bool = False) -> str:
     """The subject in RFC 4514 form (`CN=orders,O=Example`), as policy files name callers."""
     parsed = x509.load_pem_x509_certificate(cert) if pem else x509.load_der_x509_certificate(cert)
