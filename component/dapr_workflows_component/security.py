@@ -232,10 +232,14 @@ def _grpc_target(call: Call, raw: Any) -> tuple[str | None, str | None]:
 
 
 class GrpcGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Wraps every method handler of a dialect server with the guard's check."""
+    """Wraps every method handler of a dialect server with the guard's check.
+
+    Each method's wrapped handler is made once: the servers' handlers never change.
+    """
 
     def __init__(self, guard: Guard) -> None:
         self.guard = guard
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def _check(self, method: str, call: Call, raw: Any, context: grpc.aio.ServicerContext) -> None:
         instance_id, workflow = _grpc_target(call, raw)
@@ -243,7 +247,7 @@ class GrpcGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             await self.guard.admit(
                 call,
                 _metadata_token(context.invocation_metadata()),
-                _grpc_subject(context),
+                _grpc_subject(context) if self.guard.mutual_tls else None,
                 instance_id,
                 workflow,
             )
@@ -256,15 +260,7 @@ class GrpcGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             error = WorkflowError(ErrorCode.INTERNAL, f"{method} failed inside the engine; see its log")
         await context.abort(error.code.grpc_status, error.message)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method = str(details.method).rpartition("/")[2]
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         call = GRPC_OPERATIONS.get(method, UNLISTED)
         inner_unary = handler.unary_unary
         inner_stream = handler.unary_stream
@@ -288,6 +284,20 @@ class GrpcGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 stream, handler.request_deserializer, handler.response_serializer
             )
         return handler  # no client-streaming methods are served
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        path = str(details.method)
+        wrapped = self._wrapped.get(path)
+        if wrapped is None:
+            handler = await continuation(details)
+            if handler is None:
+                return None
+            wrapped = self._wrapped[path] = self._wrap(path.rpartition("/")[2], handler)
+        return wrapped
 
 
 # ------------------------------------------------------------------------------ HTTP
