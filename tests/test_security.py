@@ -580,6 +580,8 @@ def test_routes_added_beside_the_api_take_the_token_and_the_policy(tmp_path: Pat
                 ("metrics", "/metrics", None),
                 ("metrics-token", "/metrics", TOKEN),
                 ("dashboard", "/dashboard/instances/x", None),
+                ("dotted", "/dashboard/../v1.0/workflows/dapr/missing", None),
+                ("encoded", "/dashboard/%2E%2E/v1.0/workflows/dapr/missing", None),
                 ("post-dashboard", "/dashboard/instances/x", None),
                 ("added", "/added/route", None),
                 ("added-token", "/added/route", TOKEN),
@@ -600,6 +602,9 @@ def test_routes_added_beside_the_api_take_the_token_and_the_policy(tmp_path: Pat
         # The dashboard's page needs no token (its requests for data carry it); nothing else there.
         "dashboard": 200,
         "post-dashboard": 401,
+        # No spelling of a path under /dashboard/ reaches the API without the token.
+        "dotted": 401,
+        "encoded": 401,
         "added": 401,
         "added-token": 200,
         # A route the table does not list needs an operation "*" under a policy.

@@ -310,9 +310,12 @@ def _http_subject(request: web.Request) -> str | None:
 
 
 def _open(request: web.Request, metrics_without_token: bool) -> bool:
-    if request.method not in ("GET", "HEAD"):
+    """Whether the route that serves the request needs no token (by its template, not the path
+    the client wrote, so that no spelling of a path reaches another route without one)."""
+    resource = request.match_info.route.resource
+    if request.method not in ("GET", "HEAD") or resource is None:
         return False
-    path = request.path
+    path = resource.canonical
     return (
         path in OPEN_PATHS
         or path.startswith(OPEN_PREFIX)
