@@ -449,6 +449,17 @@ def test_access_policy_by_token(tmp_path: Path, start_host: Callable[..., SdkHos
         _denied(grpc_error(address, "PurgeInstances", dt_pb.PurgeInstancesRequest(instanceId=chain),
                            metadata=auditor), "purge on workflow 'chain'")
 
+        # Dapr's SDK sends whichever token its DAPR_API_TOKEN holds: here the auditor's.
+        audit = start_host("dapr", engine.dapr_address, worker=False, DAPR_API_TOKEN="auditor-secret")
+        assert chain in audit.call("list_ids")
+        assert audit.call("get", instance_id=chain)["status"] == "COMPLETED"
+        assert audit.call("history", instance_id=chain)[0]["kind"] == "WORKFLOW_STARTED"
+        with pytest.raises(SdkError, match="PERMISSION_DENIED") as denied:
+            audit.call("terminate", instance_id=chain)
+        assert "rule 'audit'" in denied.value.message
+        with pytest.raises(SdkError, match="PERMISSION_DENIED"):
+            audit.call("rerun", instance_id=chain, event_id=0)
+
         # The same table and decisions on the HTTP API.
         base = engine.http_url + "/v1.0/workflows/dapr"
         status, body = http(f"{base}/chain/start", "POST", {"dapr-api-token": "orders-secret"}, body=b"{}")
