@@ -205,7 +205,8 @@ class AccessPolicy:
             reason = f"no rule of access policy {self.name!r} names {who.describe()}"
         else:
             labels = ", ".join(r.label for r in mine)
-            reason = f"access policy {self.name!r}: {labels} for {who.describe()} do not allow {what}"
+            verb = "does" if len(mine) == 1 else "do"
+            reason = f"{labels} of access policy {self.name!r} for {who.describe()} {verb} not allow it"
         raise WorkflowError(ErrorCode.PERMISSION_DENIED, f"{what} is not allowed: {reason}")
 
 
