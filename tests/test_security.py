@@ -676,3 +676,45 @@ def test_every_grpc_method_and_http_route_has_its_row_in_the_table() -> None:
     }
     missing_routes = routes - set(HTTP_OPERATIONS)
     assert not missing_routes, f"HTTP routes without a row: {sorted(missing_routes)}"
+
+
+def test_policy_decisions_patterns_aliases_and_several_rules(tmp_path: Path) -> None:
+    from dapr_workflows_component.access_policy import Identity
+    from dapr_workflows_component.workflows import WorkflowError
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        """
+spec:
+  tokens: [{name: ops, file: ops.token}]
+  rules:
+    - callers: [{token: ops}]
+      workflows: [{name: "Order*", operations: [suspend, resume]}]
+    - name: reports
+      callers: [{token: ops}]
+      workflows: [{name: "report_?", operations: [start]}, {name: "*", operations: [list]}]
+"""
+    )
+    (tmp_path / "ops.token").write_text("t")
+    policy = load_policy(str(policy_file))
+    ops = Identity(token="ops")
+    allowed = [
+        ("pause", "OrderProcessing"),  # suspend is Dapr's pause
+        ("resume", "Order"),
+        ("schedule", "report_1"),  # start is Dapr's schedule
+        ("list", None),
+    ]
+    for operation, workflow in allowed:
+        policy.decide(ops, operation, workflow)
+    refused = [
+        ("pause", "orderProcessing"),  # patterns are case-sensitive
+        ("schedule", "report_10"),
+        ("pause", None),  # a pattern other than "*" needs the workflow's name
+        ("terminate", "Order"),
+    ]
+    for operation, workflow in refused:
+        with pytest.raises(WorkflowError) as err:
+            policy.decide(ops, operation, workflow)
+        assert "rule 1, rule 'reports' of access policy 'policy.yaml'" in err.value.message
+    with pytest.raises(WorkflowError, match=re.escape("no rule of access policy 'policy.yaml' names")):
+        policy.decide(Identity(token="default"), "get", "Order")
