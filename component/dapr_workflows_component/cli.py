@@ -271,7 +271,7 @@ def _security(args: argparse.Namespace) -> Security:
     except PolicyFileError as err:
         raise SystemExit(f"dapr-workflows: --access-policy: {err}") from None
     try:
-        return load_security(
+        security = load_security(
             args.api_token,
             args.tls_cert_file,
             args.tls_key_file,
@@ -281,6 +281,8 @@ def _security(args: argparse.Namespace) -> Security:
         )
     except (SecurityError, WorkflowError) as err:
         raise SystemExit(f"dapr-workflows: {err}") from None
+    log.info("security: %s", security.summary())
+    return security
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -303,7 +305,6 @@ async def serve(args: argparse.Namespace) -> None:
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
-    log.info("security: %s", security.summary())
     engine = Engine(store, settings)
     await engine.start()
 
@@ -334,8 +335,8 @@ async def serve(args: argparse.Namespace) -> None:
     http: HttpServer | None = None
     if http_settings is not None:
         routes = TriggerRoutes(engine, triggers, http_settings.max_body_bytes).routes() if triggers else []
-        http_settings = security.http_settings(http_settings, engine, routes)
-        http = HttpServer(engine, http_settings, args.http_address, grace=GRACE_SECONDS, routes=routes)
+        guarded = security.http_settings(http_settings, engine, routes)
+        http = HttpServer(engine, guarded, args.http_address, grace=GRACE_SECONDS, routes=routes)
         try:
             await http.start()
         except OSError as err:
