@@ -372,6 +372,54 @@ def test_mutual_tls_requires_a_client_certificate(
             http(url, context=client_context(ca, stranger))
 
 
+def test_daprd_delivers_trigger_events_over_tls_with_client_certificates_required(
+    dapr_bin: Path, tmp_path: Path, ca: ThrowawayCa, server_pair: Pair, start_host: Callable[..., SdkHost]
+) -> None:
+    """daprd has no client certificate of ours: the trigger routes take its events without one
+    (with APP_API_TOKEN), while the API's routes on the same listener still require one."""
+    triggers = tmp_path / "triggers.yaml"
+    tick = {"name": "tick", "binding": "tick", "workflow": "echo_input"}
+    triggers.write_text(json.dumps({"triggers": [tick]}))
+    args = (
+        *("--tls-cert-file", str(server_pair.cert), "--tls-key-file", str(server_pair.key)),
+        *("--tls-client-ca-file", str(ca.pem), "--triggers", str(triggers)),
+    )
+    engine = EngineProcess(tmp_path, *args, env={"APP_API_TOKEN": "from-daprd"}).start()
+    try:
+        worker_pair = ca.issue("worker")
+        worker_env = {
+            "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(ca.pem),
+            "SDK_HOST_CLIENT_CERT": str(worker_pair.cert),
+            "SDK_HOST_CLIENT_KEY": str(worker_pair.key),
+        }
+        worker = start_host("durabletask", f"https://{engine.durabletask_address}", **worker_env)
+        app_port = int(engine.http_address.rsplit(":", 1)[1])
+        daprd = Daprd(
+            dapr_bin,
+            engine,
+            tmp_path,
+            {"workflows.yaml": component_yaml(metadata={"direction": "output"}), "tick.yaml": CRON},
+            app_port=app_port,
+            extra_args=("--app-protocol", "https"),
+            env={"APP_API_TOKEN": "from-daprd"},
+        )
+        try:
+            daprd.start()
+            ticks = wait_until(
+                lambda: [i for i in worker.call("list_ids") if i.startswith("tick_")],
+                lambda found: len(found) >= 1,
+            )
+            # Started for Dapr-SDK workers (which cannot present a client certificate, so none runs it here).
+            assert worker.call("get", instance_id=ticks[0])["name"] == "echo_input"
+        finally:
+            daprd.kill()
+        url = f"https://{engine.http_address}/v1.0/workflows/dapr/x"
+        status, body = http(url, context=client_context(ca))
+        assert status == 401 and "client certificate" in body["message"]
+    finally:
+        engine.kill()
+
+
 # ------------------------------------------------------------------------------ the access policy
 
 POLICY = """
