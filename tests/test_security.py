@@ -464,7 +464,8 @@ def test_access_policy_by_token(tmp_path: Path, start_host: Callable[..., SdkHos
     assert "certificate subjects: that needs --tls-client-ca-file" in refused
     policy.write_text(POLICY.replace(', {certificateSubject: "%(auditor_subject)s"}', ""))
 
-    with _engine(tmp_path, "--access-policy", str(policy), env=env) as engine:
+    args = ("--access-policy", str(policy), "--http-start-timeout-seconds", "0")
+    with _engine(tmp_path, *args, env=env) as engine:
         worker = start_host("durabletask", engine.durabletask_address, SDK_HOST_API_TOKEN=TOKEN)
         address = engine.durabletask_address
         orders = [("dapr-api-token", "orders-secret")]
