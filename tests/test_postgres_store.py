@@ -15,11 +15,14 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from dapr_workflows_component.store import Announcement, StoreTx, StoreUnavailable, open_store
+from dapr_workflows_component.store import Announcement, Store, StoreTx, StoreUnavailable, open_store
+from dapr_workflows_component.store import postgres as pg_store
 from dapr_workflows_component.store.postgres import SCHEMA_VERSION, PostgresStore
 from dapr_workflows_component.workflows import ErrorCode, Instance, InstanceQuery, RuntimeStatus
 
 from tests.harness.postgres import PostgresServer
+from tests.unit.store_contract import Column, Schema, StoreContract, StoreKind, schema_differences
+from tests.unit.test_store_contract import SQLiteKind
 
 T = TypeVar("T")
 
@@ -97,6 +100,69 @@ def put_ready(instance_id: str, visible_at: int = 0) -> Callable[[StoreTx], None
 
 async def within(seconds: float, awaitable: Any) -> Any:
     return await asyncio.wait_for(awaitable, seconds)
+
+
+# the store contract (tests/unit/store_contract.py), as SQLite runs it in tests/unit
+
+_PG_KINDS = {"text": "text", "bigint": "integer", "integer": "integer", "bytea": "bytes"}
+
+
+class PostgresKind(StoreKind):
+    name = "postgresql"
+    schema_version = SCHEMA_VERSION
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def open(self) -> Store:
+        return open_pg(self.url)
+
+    def create_old_schema(self, version: int) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY)")
+            for v in range(1, version + 1):
+                for statement in pg_store._MIGRATIONS[v]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (v,))
+
+    def sql(self, statement: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return sql(self.url, statement.replace("?", "%s"), args)
+
+    def schema(self) -> Schema:
+        schema = Schema()
+        columns = sql(
+            self.url,
+            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name <> 'schema_version' "
+            "ORDER BY table_name, ordinal_position",
+        )
+        for table, name, kind, nullable in columns:
+            schema.tables.setdefault(table, []).append(Column(name, _PG_KINDS[kind], nullable == "NO"))
+        indexes = sql(
+            self.url,
+            "SELECT i.relname, t.relname, array_agg(a.attname ORDER BY k.n) FROM pg_index x "
+            "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+            "JOIN pg_namespace ns ON ns.oid = t.relnamespace "
+            "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) "
+            "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum "
+            "WHERE ns.nspname = 'public' AND NOT x.indisprimary GROUP BY i.relname, t.relname",
+        )
+        for name, table, cols in indexes:
+            schema.indexes[name] = (table, tuple(cols))
+        return schema
+
+
+class TestPostgresStoreContract(StoreContract):
+    @pytest.fixture
+    def kind(self, postgres_url: str) -> StoreKind:
+        return PostgresKind(postgres_url)
+
+
+def test_the_schema_is_the_sqlite_schema_plus_the_leases(postgres_url: str, tmp_path: Any) -> None:
+    asyncio.run(open_pg(postgres_url).close())
+    sqlite_kind = SQLiteKind(tmp_path / "store.db")
+    asyncio.run(sqlite_kind.open().close())
+    assert schema_differences(sqlite_kind.schema(), PostgresKind(postgres_url).schema()) == []
 
 
 # schema

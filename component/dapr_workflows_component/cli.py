@@ -21,7 +21,7 @@ from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .pluggable.server import ComponentServer, default_socket_folder
 from .security import Security, SecurityError, load_security
-from .store import open_store
+from .store import Store, StoreUnavailable, open_store
 from .triggers import Trigger, TriggerFileError, TriggerRoutes, load_triggers, summary
 from .workflows import WorkflowError, parse_bool
 
@@ -285,30 +285,10 @@ def _security(args: argparse.Namespace) -> Security:
     return security
 
 
-async def serve(args: argparse.Namespace) -> None:
-    max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
-    settings = EngineSettings(
-        orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
-        activity_lease_seconds=_seconds(args.activity_lease_seconds, "activity-lease-seconds"),
-        max_payload_bytes=max_payload,
-        lifecycle_events=bool(args.socket_name),
-        worker_max_in_flight=_int(args.worker_max_in_flight, "worker-max-in-flight"),
-        poll_seconds=_seconds(args.poll_seconds, "poll-seconds"),
-        store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
-    )
-    retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
-    http_settings = _http_settings(args, max_payload) if args.http_address else None
-    triggers = _triggers(args.triggers, http_settings)
-    security = _security(args)
-    try:
-        store = open_store(args.store)
-    except (ValueError, RuntimeError, OSError) as err:
-        raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
-    log.info("store: %s", store.description)
-    engine = Engine(store, settings)
-    await engine.start()
-
-    options = server_options(max_payload)
+async def _grpc_servers(
+    args: argparse.Namespace, engine: Engine, security: Security, options: list[tuple[str, int]]
+) -> list[grpc.aio.Server]:
+    """The Durable Task listeners of both dialects, started."""
     servers: list[grpc.aio.Server] = []
     for dialect, address, sdk in (
         ("dapr", args.engine_address, "dapr.ext.workflow"),
@@ -331,6 +311,36 @@ async def serve(args: argparse.Namespace) -> None:
         raise SystemExit(
             "dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty"
         )
+    return servers
+
+
+async def serve(args: argparse.Namespace) -> None:
+    max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
+    settings = EngineSettings(
+        orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
+        activity_lease_seconds=_seconds(args.activity_lease_seconds, "activity-lease-seconds"),
+        max_payload_bytes=max_payload,
+        lifecycle_events=bool(args.socket_name),
+        worker_max_in_flight=_int(args.worker_max_in_flight, "worker-max-in-flight"),
+        poll_seconds=_seconds(args.poll_seconds, "poll-seconds"),
+        store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
+    )
+    retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
+    http_settings = _http_settings(args, max_payload) if args.http_address else None
+    triggers = _triggers(args.triggers, http_settings)
+    security = _security(args)
+    try:
+        store = open_store(args.store)
+    except (ValueError, RuntimeError, OSError) as err:
+        raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
+    log.info("store: %s", store.description)
+    engine = Engine(store, settings)
+    try:
+        await engine.start()
+    except StoreUnavailable as err:  # e.g. a corrupt page found while recovering
+        raise SystemExit(f"dapr-workflows: cannot open the store: {err.message}") from None
+
+    servers = await _grpc_servers(args, engine, security, server_options(max_payload))
 
     http: HttpServer | None = None
     if http_settings is not None:
@@ -367,9 +377,12 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    lost: list[str] = []
+    watch = loop.create_task(_stop_when_lost(store, stop, lost))
     # Every listener is up: scripts and probes can wait for this line.
     log.info("%s: ready", READY_MESSAGE)
     await stop.wait()
+    watch.cancel()
     log.info("stopping: finishing calls in flight (up to %gs)", GRACE_SECONDS)
     # Long-lived streams (workers' work items, daprd's lifecycle events) end first, so that the
     # grace period is spent only on calls that finish by themselves; all servers share it.
@@ -384,6 +397,14 @@ async def serve(args: argparse.Namespace) -> None:
     await engine.stop()
     await store.close()
     log.info("stopped")
+    if lost:
+        raise SystemExit(f"dapr-workflows: {lost[0]}")
+
+
+async def _stop_when_lost(store: Store, stop: asyncio.Event, lost: list[str]) -> None:
+    """A store lost under the engine (its SQLite file deleted or replaced) stops it with the reason."""
+    lost.append(await store.lost())
+    stop.set()
 
 
 async def _expire_events(engine: Engine, retention_seconds: float) -> None:

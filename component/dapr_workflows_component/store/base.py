@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
@@ -217,6 +218,12 @@ class Store(abc.ABC):
     async def listen(self, on_announcement: Callable[[Announcement], None]) -> None:
         """Calls `on_announcement` for other engines' announcements until cancelled (shared stores)."""
         return None
+
+    async def lost(self) -> str:
+        """Returns, with the reason, once the store cannot be used any more and the engine must
+        stop (a SQLite file deleted or replaced under it); never, for a store that cannot be lost."""
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")
 
     @abc.abstractmethod
     async def close(self) -> None: ...

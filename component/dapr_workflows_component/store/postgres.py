@@ -32,7 +32,15 @@ from psycopg_pool import ConnectionPool
 
 from ..workflows import Instance, RuntimeStatus
 from .base import ActivityRow, Announcement, Store, StoreTx, StoreUnavailable
-from .sql import ACTIVITY_COLUMNS, INSTANCE_COLUMNS, SqlTx, instance_row, row_instance
+from .sql import (
+    ACTIVITY_COLUMNS,
+    INSTANCE_COLUMNS,
+    INSTANCE_FIELDS,
+    INSTANCE_VALUES,
+    SqlTx,
+    instance_row,
+    row_instance,
+)
 
 T = TypeVar("T")
 
@@ -155,9 +163,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 # The upsert rewrites every column but the lease, which only claims and releases change.
 _INSTANCE_UPDATE = ", ".join(
-    f"{column} = EXCLUDED.{column}"
-    for column in (name.strip() for name in INSTANCE_COLUMNS.split(","))
-    if column != "instance_id"
+    f"{column} = EXCLUDED.{column}" for column in INSTANCE_FIELDS if column != "instance_id"
 )
 
 
@@ -180,6 +186,12 @@ def _like_prefix(prefix: str) -> str:
     return _like_escape(prefix) + "%"
 
 
+def _placeholders(sql: str) -> str:
+    """The statement in psycopg's placeholder style: this store writes every statement with `?`,
+    as the SQL both stores share does (no statement here has a `?` or a `%` of its own)."""
+    return sql.replace("?", "%s")
+
+
 def _micros(seconds: float) -> int:
     return max(0, round(seconds * 1_000_000))
 
@@ -194,42 +206,41 @@ class _PostgresTx(SqlTx):
         self._skip_locked = " FOR UPDATE SKIP LOCKED" if writable else ""
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
-        return self._c.execute(sql.replace("?", "%s"), args)
+        return self._c.execute(_placeholders(sql), args)
 
     def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
         # A LIKE prefix can use the primary key's index (instance_id is COLLATE "C").
         return "instance_id LIKE ?", [_like_prefix(prefix)]
 
-    def _one(self, sql: str, params: Any = None) -> TupleRow | None:
-        return self._c.execute(sql, params).fetchone()
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> TupleRow | None:
+        return self._execute(sql, args).fetchone()
 
-    def _all(self, sql: str, params: Any = None) -> list[TupleRow]:
-        return self._c.execute(sql, params).fetchall()
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[TupleRow]:
+        return self._execute(sql, args).fetchall()
 
     # instances
 
     def get_instance(self, instance_id: str) -> Instance | None:
         row = self._one(
-            f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = %s{self._lock}", (instance_id,)
+            f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?{self._lock}", (instance_id,)
         )
         return row_instance(row) if row else None
 
     def put_instance(self, i: Instance) -> None:
-        self._c.execute(
-            f"INSERT INTO instances ({INSTANCE_COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        self._execute(
+            f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES}) "
             f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}",
             instance_row(i),
         )
 
     def delete_instance(self, instance_id: str) -> None:
         # One round trip for the four tables.
-        self._c.execute(
-            "WITH h AS (DELETE FROM history WHERE instance_id = %(id)s), "
-            "b AS (DELETE FROM inbox WHERE instance_id = %(id)s), "
-            "a AS (DELETE FROM activities WHERE instance_id = %(id)s) "
-            "DELETE FROM instances WHERE instance_id = %(id)s",
-            {"id": instance_id},
+        self._execute(
+            "WITH h AS (DELETE FROM history WHERE instance_id = ?), "
+            "b AS (DELETE FROM inbox WHERE instance_id = ?), "
+            "a AS (DELETE FROM activities WHERE instance_id = ?) "
+            "DELETE FROM instances WHERE instance_id = ?",
+            (instance_id,) * 4,
         )
 
     # history
@@ -237,9 +248,9 @@ class _PostgresTx(SqlTx):
     def append_history(self, instance_id: str, first_seq: int, events: list[bytes]) -> None:
         if not events:
             return
-        self._c.execute(
+        self._execute(
             "INSERT INTO history (instance_id, seq, event) "
-            "SELECT %s, %s + n - 1, e FROM unnest(%s::bytea[]) WITH ORDINALITY AS t(e, n)",
+            "SELECT ?, ? + n - 1, e FROM unnest(?::bytea[]) WITH ORDINALITY AS t(e, n)",
             (instance_id, first_seq, events),
         )
 
@@ -247,7 +258,7 @@ class _PostgresTx(SqlTx):
 
     def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> int:
         row = self._one(
-            "INSERT INTO inbox (instance_id, visible_at, event) VALUES (%s, %s, %s) RETURNING id",
+            "INSERT INTO inbox (instance_id, visible_at, event) VALUES (?, ?, ?) RETURNING id",
             (instance_id, visible_at, event),
         )
         assert row is not None
@@ -255,7 +266,7 @@ class _PostgresTx(SqlTx):
 
     def delete_inbox(self, row_ids: list[int]) -> None:
         if row_ids:
-            self._c.execute("DELETE FROM inbox WHERE id = ANY(%s)", (row_ids,))
+            self._execute("DELETE FROM inbox WHERE id = ANY(?)", (row_ids,))
 
     # activities
 
@@ -264,21 +275,21 @@ class _PostgresTx(SqlTx):
     ) -> int:
         row = self._one(
             "INSERT INTO activities (instance_id, execution_id, dialect, task_id, request) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
             (instance_id, execution_id, dialect, task_id, request),
         )
         assert row is not None
         return int(row[0])
 
     def clear_activities(self, instance_id: str) -> list[int]:
-        rows = self._all("DELETE FROM activities WHERE instance_id = %s RETURNING id", (instance_id,))
+        rows = self._all("DELETE FROM activities WHERE instance_id = ? RETURNING id", (instance_id,))
         return sorted(r[0] for r in rows)
 
     # outbox
 
     def add_outbox(self, payload: str, created_at: int) -> int:
         row = self._one(
-            "INSERT INTO outbox (created_at, payload) VALUES (%s, %s) RETURNING id", (created_at, payload)
+            "INSERT INTO outbox (created_at, payload) VALUES (?, ?) RETURNING id", (created_at, payload)
         )
         assert row is not None
         return int(row[0])
@@ -287,18 +298,16 @@ class _PostgresTx(SqlTx):
 
     def create_instance(self, i: Instance) -> None:
         # A plain INSERT: a concurrent start of the same ID fails here and is run again (_RETRYABLE).
-        self._c.execute(
-            f"INSERT INTO instances ({INSTANCE_COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            instance_row(i),
+        self._execute(
+            f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES})", instance_row(i)
         )
 
     def claim_instance(self, instance_id: str, token: str, seconds: float) -> bool:
         # Two claims of one row serialize on its lock; the later one re-checks the condition
         # against the committed winner and updates nothing.
-        cur = self._c.execute(
-            f"UPDATE instances SET lease_token = %s, lease_until = {_DB_NOW} + %s "
-            f"WHERE instance_id = %s AND ({_LEASE_FREE} OR lease_token = %s OR lease_token LIKE %s)",
+        cur = self._execute(
+            f"UPDATE instances SET lease_token = ?, lease_until = {_DB_NOW} + ? "
+            f"WHERE instance_id = ? AND ({_LEASE_FREE} OR lease_token = ? OR lease_token LIKE ?)",
             (token, _micros(seconds), instance_id, token, _own_tokens(token)),
         )
         return cur.rowcount > 0
@@ -307,53 +316,52 @@ class _PostgresTx(SqlTx):
         # The row lock keeps another engine from claiming the lapsed lease until this transaction,
         # which is about to record the holder's work, has committed.
         row = self._one(
-            f"SELECT lease_token FROM instances WHERE instance_id = %s{self._lock}", (instance_id,)
+            f"SELECT lease_token FROM instances WHERE instance_id = ?{self._lock}", (instance_id,)
         )
         return row is not None and row[0] == token
 
     def release_instance(self, instance_id: str, token: str) -> None:
-        self._c.execute(
+        self._execute(
             "UPDATE instances SET lease_token = NULL, lease_until = NULL "
-            "WHERE instance_id = %s AND lease_token = %s",
+            "WHERE instance_id = ? AND lease_token = ?",
             (instance_id, token),
         )
 
     def claim_activity(self, activity_id: int, token: str, seconds: float) -> ActivityRow | None:
         row = self._one(
-            f"UPDATE activities SET lease_token = %s, lease_until = {_DB_NOW} + %s "
-            f"WHERE id = %s AND ({_LEASE_FREE} OR lease_token = %s OR lease_token LIKE %s) "
+            f"UPDATE activities SET lease_token = ?, lease_until = {_DB_NOW} + ? "
+            f"WHERE id = ? AND ({_LEASE_FREE} OR lease_token = ? OR lease_token LIKE ?) "
             f"RETURNING {ACTIVITY_COLUMNS}",
             (token, _micros(seconds), activity_id, token, _own_tokens(token)),
         )
         return ActivityRow(*row) if row else None
 
     def holds_activity(self, activity_id: int, token: str) -> bool:
-        row = self._one(f"SELECT lease_token FROM activities WHERE id = %s{self._lock}", (activity_id,))
+        row = self._one(f"SELECT lease_token FROM activities WHERE id = ?{self._lock}", (activity_id,))
         return row is not None and row[0] == token
 
     def release_activity(self, activity_id: int, token: str) -> None:
-        self._c.execute(
-            "UPDATE activities SET lease_token = NULL, lease_until = NULL WHERE id = %s AND lease_token = %s",
+        self._execute(
+            "UPDATE activities SET lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?",
             (activity_id, token),
         )
 
     def renew_leases(self, tokens: list[str], seconds: float) -> None:
         if tokens:
-            self._c.execute(
-                f"WITH i AS (UPDATE instances SET lease_until = {_DB_NOW} + %(us)s "
-                "WHERE lease_token = ANY(%(tokens)s)) "
-                f"UPDATE activities SET lease_until = {_DB_NOW} + %(us)s WHERE lease_token = ANY(%(tokens)s)",
-                {"us": _micros(seconds), "tokens": tokens},
+            us = _micros(seconds)
+            self._execute(
+                f"WITH i AS (UPDATE instances SET lease_until = {_DB_NOW} + ? WHERE lease_token = ANY(?)) "
+                f"UPDATE activities SET lease_until = {_DB_NOW} + ? WHERE lease_token = ANY(?)",
+                (us, tokens, us, tokens),
             )
 
     def release_leases(self, tokens: list[str]) -> None:
         if tokens:
-            self._c.execute(
+            self._execute(
                 "WITH i AS (UPDATE instances SET lease_token = NULL, lease_until = NULL "
-                "WHERE lease_token = ANY(%(tokens)s)) "
-                "UPDATE activities SET lease_token = NULL, lease_until = NULL "
-                "WHERE lease_token = ANY(%(tokens)s)",
-                {"tokens": tokens},
+                "WHERE lease_token = ANY(?)) "
+                "UPDATE activities SET lease_token = NULL, lease_until = NULL WHERE lease_token = ANY(?)",
+                (tokens, tokens),
             )
 
     def claimable_instances(self, now: int, limit: int, dialects: list[str]) -> list[tuple[str, str]]:
@@ -361,18 +369,18 @@ class _PostgresTx(SqlTx):
         # instance rows are locked, and rows another transaction has locked are skipped.
         rows = self._all(
             "SELECT i.instance_id, i.dialect FROM instances i JOIN "
-            "(SELECT instance_id, min(visible_at) AS due FROM inbox WHERE visible_at <= %(now)s "
+            "(SELECT instance_id, min(visible_at) AS due FROM inbox WHERE visible_at <= ? "
             "GROUP BY instance_id) b ON b.instance_id = i.instance_id "
-            f"WHERE i.status <> ALL(%(skip)s) AND i.dialect = ANY(%(dialects)s) AND {_LEASE_FREE} "
-            f"ORDER BY b.due LIMIT %(limit)s{self._skip_locked.replace('UPDATE', 'UPDATE OF i')}",
-            {"now": now, "skip": _NOT_CLAIMABLE, "dialects": dialects, "limit": limit},
+            f"WHERE i.status <> ALL(?) AND i.dialect = ANY(?) AND {_LEASE_FREE} "
+            f"ORDER BY b.due LIMIT ?{self._skip_locked.replace('UPDATE', 'UPDATE OF i')}",
+            (now, _NOT_CLAIMABLE, dialects, limit),
         )
         return [(r[0], r[1]) for r in rows]
 
     def claimable_activities(self, limit: int, dialects: list[str]) -> list[tuple[int, str]]:
         rows = self._all(
-            f"SELECT id, dialect FROM activities WHERE dialect = ANY(%s) AND {_LEASE_FREE} "
-            f"ORDER BY id LIMIT %s{self._skip_locked}",
+            f"SELECT id, dialect FROM activities WHERE dialect = ANY(?) AND {_LEASE_FREE} "
+            f"ORDER BY id LIMIT ?{self._skip_locked}",
             (dialects, limit),
         )
         return [(r[0], r[1]) for r in rows]
@@ -386,7 +394,7 @@ class _PostgresTx(SqlTx):
         payloads = [p for p in payloads if len(p.encode()) < _MAX_NOTIFY_BYTES]
         if payloads:
             # NOTIFY is transactional: the others hear it at commit, and never after a rollback.
-            self._c.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, payloads))
+            self._execute("SELECT pg_notify(?, p) FROM unnest(?::text[]) AS p", (CHANNEL, payloads))
 
 
 _OWN_OPTIONS = ("pool_size", "pool_timeout")
@@ -479,7 +487,7 @@ class PostgresStore(Store):
     def _migrate(self, conn: psycopg.Connection[TupleRow]) -> None:
         with conn.transaction():
             # Engines starting at once take turns here; each reads the version under the lock.
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(_placeholders("SELECT pg_advisory_xact_lock(?)"), (_MIGRATION_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
             row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
             current = int(row[0]) if row and row[0] is not None else 0
@@ -491,7 +499,7 @@ class PostgresStore(Store):
             for version in sorted(v for v in _MIGRATIONS if v > current):
                 for statement in _MIGRATIONS[version]:
                     conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+                conn.execute(_placeholders("INSERT INTO schema_version (version) VALUES (?)"), (version,))
                 log.info("%s: applied schema migration %d", self.description, version)
 
     def _transaction(self, fn: Callable[[StoreTx], T], writable: bool) -> T:

@@ -13,11 +13,30 @@ from ..workflows import Instance, InstanceQuery, RuntimeStatus, parse_tags
 from .base import ActivityRow, InboxRow, StoreTx
 
 # The instance columns of both stores' `instances` table, in the order of the two functions below.
-INSTANCE_COLUMNS = (
-    "instance_id, dialect, name, version, status, execution_id, input, output, custom_status, failure, "
-    "parent_instance_id, parent_task_id, parent_execution_id, tags, created_at, updated_at, completed_at, "
-    "scheduled_start_at, rerun"
+INSTANCE_FIELDS = (
+    "instance_id",
+    "dialect",
+    "name",
+    "version",
+    "status",
+    "execution_id",
+    "input",
+    "output",
+    "custom_status",
+    "failure",
+    "parent_instance_id",
+    "parent_task_id",
+    "parent_execution_id",
+    "tags",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "scheduled_start_at",
+    "rerun",
 )
+INSTANCE_COLUMNS = ", ".join(INSTANCE_FIELDS)
+# The placeholders of an INSERT of INSTANCE_COLUMNS.
+INSTANCE_VALUES = ", ".join("?" * len(INSTANCE_FIELDS))
 
 
 def instance_row(i: Instance) -> tuple[Any, ...]:

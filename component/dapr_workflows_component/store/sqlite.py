@@ -7,20 +7,20 @@ process; `synchronous=FULL` (the `sync=full` URL option) also survives a power c
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..workflows import Instance
-from .base import Store, StoreTx
-from .sql import INSTANCE_COLUMNS, SqlTx, instance_row, row_instance
+from .base import Store, StoreTx, StoreUnavailable
+from .sql import INSTANCE_COLUMNS, INSTANCE_VALUES, SqlTx, instance_row, row_instance
+from .sqlite_guard import FileGuard, store_error
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -78,6 +78,8 @@ _MIGRATIONS: dict[int, str] = {
         payload TEXT NOT NULL
     );
     """,
+    # PostgreSQL's outbox had this index from the start; lifecycle events expire by created_at.
+    3: "CREATE INDEX outbox_created ON outbox (created_at);",
 }
 
 
@@ -99,8 +101,7 @@ class _SQLiteTx(SqlTx):
 
     def put_instance(self, i: Instance) -> None:
         self._c.execute(
-            f"INSERT OR REPLACE INTO instances ({INSTANCE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES})",
             instance_row(i),
         )
 
@@ -152,24 +153,30 @@ class _SQLiteTx(SqlTx):
 class SQLiteStore(Store):
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
-        self._lock_file: IO[str] | None = None
+        self._guard: FileGuard | None = None
         if path != ":memory:":
-            directory = os.path.dirname(os.path.abspath(path))
-            os.makedirs(directory, exist_ok=True)
-            self._lock_file = open(path + ".lock", "w")
-            try:
-                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._lock_file.close()
-                raise RuntimeError(
-                    f"another dapr-workflows process already uses the SQLite store {path!r}; "
-                    "one engine owns a SQLite file (use PostgreSQL to share work between engines)"
-                ) from None
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
-        self._conn.execute("PRAGMA foreign_keys=OFF")
-        self._migrate()
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._guard = FileGuard(path)
+        where = os.path.abspath(path) if path != ":memory:" else path
+        try:
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:
+            self._close_guard()
+            raise RuntimeError(
+                store_error(err, where) or f"cannot open the SQLite store {where}: {err}"
+            ) from None
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._conn.execute("PRAGMA foreign_keys=OFF")
+            self._migrate()
+        except BaseException as err:
+            self._conn.close()
+            self._close_guard()
+            if isinstance(err, sqlite3.Error):
+                sentence = store_error(err, where) or f"cannot open the SQLite store {where}: {err}"
+                raise RuntimeError(sentence) from None
+            raise
         self._tx = _SQLiteTx(self._conn)
         self.description = f"SQLite {os.path.abspath(path) if path != ':memory:' else ':memory:'}"
 
@@ -211,23 +218,61 @@ class SQLiteStore(Store):
             )
 
     async def run(self, fn: Callable[[StoreTx], T]) -> T:
+        guard = self._guard
+        if guard is not None:
+            await guard.wait_turn()
+            guard.refuse_if_lost()
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            result = fn(self._tx)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self._tx)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # a failed COMMIT may have rolled back already
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            unavailable = self._unavailable(err)
+            if unavailable is None:
+                raise
+            raise unavailable from None
+        if guard is not None:
+            # Deleted or replaced during the transaction: its commit went to a file nobody opens
+            # again, so it must not be acknowledged.
+            guard.check()
+            guard.succeeded()
         return result
 
     async def read(self, fn: Callable[[StoreTx], T]) -> T:
         # This process is the file's only writer and `fn` runs without yielding to the event loop,
         # so nothing changes under it: no transaction (and no write lock) is needed.
-        return fn(self._tx)
+        if self._guard is not None:
+            self._guard.refuse_if_lost()
+        try:
+            return fn(self._tx)
+        except sqlite3.Error as err:
+            unavailable = self._unavailable(err)
+            if unavailable is None:
+                raise
+            raise unavailable from None
+
+    def _unavailable(self, err: sqlite3.Error) -> StoreUnavailable | None:
+        """StoreUnavailable for an error of the file or the disk; None for any other error."""
+        return self._guard.failed(err) if self._guard is not None else None
+
+    async def lost(self) -> str:
+        if self._guard is None:
+            return await super().lost()
+        return await self._guard.lost()
 
     async def close(self) -> None:
         self._conn.close()
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        self._close_guard()
+
+    def _close_guard(self) -> None:
+        # Only after the connection closed: closing any descriptor of the file drops the POSIX
+        # locks SQLite holds on it.
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
