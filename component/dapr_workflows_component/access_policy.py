@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from .http_openapi import OPENAPI_PATH
+from .telemetry.http import METRICS_PATH
 from .workflows import ErrorCode, WorkflowError
 
 # Dapr's operation names, then the ones only this engine has.
@@ -109,6 +110,8 @@ GRPC_OPERATIONS: Mapping[str, Call] = {
 _W = "/{version}/workflows/{component}"
 HTTP_OPERATIONS: Mapping[tuple[str, str], Call] = {
     ("GET", OPENAPI_PATH): Call(None),
+    # Counts by workflow and activity name: any caller that passed the token check.
+    ("GET", METRICS_PATH): Call(None),
     ("POST", _W + "/{workflowName}/start"): Call("schedule", Target.NEW),
     ("GET", _W + "/{instanceID}"): Call("get", Target.INSTANCE),
     ("POST", _W + "/{instanceID}/raiseEvent/{eventName}"): Call("raise", Target.INSTANCE),

@@ -43,6 +43,7 @@ from .engine import Engine
 from .http_api import HttpSettings
 from .http_openapi import OPENAPI_PATH
 from .protos import dapr_dialect_pb2 as pb
+from .telemetry.http import HEALTHZ_PATH, METRICS_PATH, READYZ_PATH
 from .workflows import ErrorCode, WorkflowError
 
 log = logging.getLogger("dapr_workflows.security")
@@ -53,9 +54,8 @@ APP_TOKEN_VARIABLE = "APP_API_TOKEN"
 # Answered without a token: whether the engine is up, the description of the API, and the
 # dashboard's page and scripts (a browser cannot send a header when it opens a page; the page then
 # sends the token with every request for data).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", OPENAPI_PATH, "/dashboard"})
+OPEN_PATHS = frozenset({HEALTHZ_PATH, READYZ_PATH, OPENAPI_PATH, "/dashboard"})
 OPEN_PREFIX = "/dashboard/"
-METRICS_PATH = "/metrics"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
