@@ -90,6 +90,7 @@ class Retention:
             self.stats.purged += len(purged)
             by_status = self.stats.purged_by_status
             by_status[status.name] = by_status.get(status.name, 0) + len(purged)
+            self.engine.observer.retention_purged(len(purged), status.name)
             log.info(
                 "retention: purged %d %s instances past their retention (%s%s)",
                 len(purged),
