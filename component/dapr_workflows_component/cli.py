@@ -372,27 +372,7 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
             "dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty"
         )
 
-    http: HttpServer | None = None
-    if http_settings is not None:
-        routes = TriggerRoutes(engine, triggers, http_settings.max_body_bytes).routes() if triggers else []
-        guarded = security.http_settings(http_settings, engine, routes)
-        http = HttpServer(engine, guarded, args.http_address, grace=GRACE_SECONDS, routes=routes)
-        try:
-            await http.start()
-        except OSError as err:
-            raise SystemExit(
-                f"dapr-workflows: cannot listen on {args.http_address} (HTTP API): {err}"
-            ) from None
-        log.info(
-            "listening on %s:%d: the Workflow HTTP API (/v1.0/workflows/{%s}/...; %s)",
-            http.host or "*",
-            http.port,
-            ",".join(http_settings.component_names),
-            OPENAPI_PATH,
-        )
-        if triggers:
-            log.info("triggers of %s: %s", args.triggers, summary(triggers))
-            log.info("the triggers' events come from the daprd run with --app-port %d", http.port)
+    http = await _start_http(engine, args, http_settings, triggers, security)
 
     component: ComponentServer | None = None
     if args.socket_name:
@@ -434,6 +414,36 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     log.info("stopped")
     if lost:
         raise SystemExit(f"dapr-workflows: {lost[0]}")
+
+
+async def _start_http(
+    engine: Engine,
+    args: argparse.Namespace,
+    http_settings: HttpSettings | None,
+    triggers: list[Trigger],
+    security: Security,
+) -> HttpServer | None:
+    """The HTTP API (with the trigger routes), started; None without --http-address."""
+    if http_settings is None:
+        return None
+    routes = TriggerRoutes(engine, triggers, http_settings.max_body_bytes).routes() if triggers else []
+    guarded = security.http_settings(http_settings, engine, routes)
+    http = HttpServer(engine, guarded, args.http_address, grace=GRACE_SECONDS, routes=routes)
+    try:
+        await http.start()
+    except OSError as err:
+        raise SystemExit(f"dapr-workflows: cannot listen on {args.http_address} (HTTP API): {err}") from None
+    log.info(
+        "listening on %s:%d: the Workflow HTTP API (/v1.0/workflows/{%s}/...; %s)",
+        http.host or "*",
+        http.port,
+        ",".join(http_settings.component_names),
+        OPENAPI_PATH,
+    )
+    if triggers:
+        log.info("triggers of %s: %s", args.triggers, summary(triggers))
+        log.info("the triggers' events come from the daprd run with --app-port %d", http.port)
+    return http
 
 
 async def _start_dialect_servers(
