@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestPayloadError
 
 from .dashboard import dashboard_routes
@@ -48,6 +50,9 @@ class HttpSettings:
     max_connections: int = 0
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 60.0
+    # Run before every route, inside the error handling (security.py: the API token and policy).
+    middlewares: tuple[Middleware, ...] = ()
+    ssl_context: ssl.SSLContext | None = None
 
 
 def parse_address(address: str) -> tuple[str | None, int]:
@@ -123,7 +128,7 @@ class HttpApi:
         self.document = openapi_document(settings.component_names, settings.max_body_bytes)
 
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors])
+        app = web.Application(middlewares=[self._errors, *self.settings.middlewares])
         base = "/{version:" + "|".join(v.replace(".", r"\.") for v in VERSIONS) + "}/workflows/{component}"
         instance = base + "/{instanceID}"
         app.router.add_get(OPENAPI_PATH, self._openapi)
@@ -311,7 +316,9 @@ class HttpServer:
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = GuardedSite(self._runner, self.host, self.port, self.guard)
+        site = GuardedSite(
+            self._runner, self.host, self.port, self.guard, ssl_context=self.api.settings.ssl_context
+        )
         try:
             await site.start()
         except BaseException:

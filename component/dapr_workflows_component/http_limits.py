@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import resource
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -173,8 +174,15 @@ class ConnectionGuard:
 class GuardedSite(web.TCPSite):
     """aiohttp's TCP site, with every connection going through a `ConnectionGuard`."""
 
-    def __init__(self, runner: web.BaseRunner, host: str | None, port: int, guard: ConnectionGuard) -> None:
-        super().__init__(runner, host, port)
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str | None,
+        port: int,
+        guard: ConnectionGuard,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
         self._guard = guard
 
     async def start(self) -> None:
@@ -186,6 +194,7 @@ class GuardedSite(web.TCPSite):
             self._guard.protocol_factory(server),
             self._host,
             self._port,
+            ssl=self._ssl_context,
             backlog=self._backlog,
         )
 

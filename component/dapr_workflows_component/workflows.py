@@ -70,6 +70,10 @@ class ErrorCode(enum.Enum):
     UNAVAILABLE = ("ERR_UNAVAILABLE", grpc.StatusCode.UNAVAILABLE, 503)
     # A request that did not arrive in time (an HTTP body sent too slowly).
     REQUEST_TIMEOUT = ("ERR_REQUEST_TIMEOUT", grpc.StatusCode.DEADLINE_EXCEEDED, 408)
+    # No API token, or a wrong one (`serve --api-token`); the code is daprd's for the same.
+    UNAUTHENTICATED = ("ERR_UNAUTHENTICATED", grpc.StatusCode.UNAUTHENTICATED, 401)
+    # The caller is known, but the access policy does not allow it the call (`--access-policy`).
+    PERMISSION_DENIED = ("ERR_PERMISSION_DENIED", grpc.StatusCode.PERMISSION_DENIED, 403)
     INTERNAL = ("ERR_INTERNAL", grpc.StatusCode.INTERNAL, 500)
 
     @property
