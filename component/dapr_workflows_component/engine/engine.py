@@ -133,6 +133,10 @@ class Engine:
     def connect_worker(self, dialect: str, capacity: int = 0) -> int:
         return self.dispatch.connect_worker(dialect, capacity)
 
+    def identify_worker(self, worker_id: int, app_id: str) -> None:
+        """The worker's stream serves `app_id` (multi-app routing); "" leaves it unidentified."""
+        self.dispatch.identify_worker(worker_id, app_id)
+
     def disconnect_worker(self, worker_id: int) -> None:
         self.dispatch.disconnect_worker(worker_id)
 

@@ -31,7 +31,7 @@ from ..workflows import (
     require_instance_id,
     statuses,
 )
-from . import Engine, wire
+from . import Engine, routing, wire
 
 log = logging.getLogger("dapr_workflows.grpc")
 
@@ -203,6 +203,7 @@ class DialectServer:
             scheduled_start_at=_ts_or_none(req, "scheduledStartTimestamp"),
             tags=dict(req.tags),
             dialect=self.dialect,
+            app_id=req.router.targetAppID if req.HasField("router") else "",
         )
 
     async def start_instance(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -282,6 +283,7 @@ class DialectServer:
 
     async def get_work_items(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         worker_id = self.engine.connect_worker(self.dialect, self.worker_capacity(raw))
+        self.engine.identify_worker(worker_id, routing.metadata_app_id(context.invocation_metadata()))
         try:
             while not self.engine.closing.is_set():
                 item = await self.engine.next_work_item(self.dialect, worker_id)
