@@ -335,6 +335,18 @@ class InstanceQuery:
     id_prefix: str | None = None
     after_id: str | None = None
     limit: int = 100
+    # The management listing's filters (see `instance_filter`).
+    name: str | None = None
+    updated_from: int | None = None
+    updated_to: int | None = None
+    custom_status: str | None = None  # a substring of the custom status
+    parent_instance_id: str | None = None
+    # "id" (by instance ID, after `after_id`), "newest" / "oldest" (by creation time, after `after`)
+    # or "completed" (oldest completion first).
+    order: str = "id"
+    after: tuple[int, str] | None = None  # (created_at, instance_id) of the previous page's last
+    # Rows another engine's transaction holds are left out (a shared store's batch jobs).
+    skip_locked: bool = False
 
 
 DEFAULT_PAGE_SIZE = 100
@@ -358,18 +370,29 @@ class InstancePage:
     continuation_token: str | None  # None on the last page
 
 
-def page_query(size: int, continuation_token: str | None) -> InstanceQuery:
-    """The query for one page of a listing by instance ID; it asks for one more to see if a page follows.
+def page_query(
+    size: int, continuation_token: str | None, where: InstanceQuery | None = None
+) -> InstanceQuery:
+    """The query for one page of a listing by instance ID (of the instances `where` matches, if
+    given); it asks for one more to see if a page follows.
 
     The continuation token is the last instance ID of the previous page.
     """
-    return InstanceQuery(after_id=continuation_token or None, limit=size + 1)
+    fields = {**vars(where or InstanceQuery()), "after_id": continuation_token or None, "limit": size + 1}
+    return InstanceQuery(**fields)
+
+
+def page_of(found: list[Instance], size: int) -> tuple[list[Instance], str | None]:
+    """The instances of the page `page_query(size, ...)` found, and the next page's token (None on
+    the last page)."""
+    token = found[size - 1].instance_id if len(found) > size else None
+    return found[:size], token
 
 
 def instance_page(found: list[Instance], size: int) -> InstancePage:
     """The page answered with what `page_query(size, ...)` found."""
-    token = found[size - 1].instance_id if len(found) > size else None
-    return InstancePage([i.instance_id for i in found[:size]], token)
+    instances, token = page_of(found, size)
+    return InstancePage([i.instance_id for i in instances], token)
 
 
 def timestamp_rfc3339(micros: int) -> str:

@@ -386,10 +386,12 @@ class Dispatch:
         except asyncio.CancelledError:
             # The claim may still commit in the store's thread: give it back.
             leasing.release_later(lambda t: t.release_instance(instance_id, token))
-            self._state.pop(key, None)
             raise
-        if inst is None or not inbox_ids:
+        finally:
+            # No longer CLAIMING, whatever happened (a store that failed loses the key until a
+            # sweep or a restart finds the work again); leased again below if a turn was read.
             self._state.pop(key, None)
+        if inst is None or not inbox_ids:
             if instance_id in self._arrived_while_busy:  # an event came while the store was read
                 self._arrived_while_busy.discard(instance_id)
                 if inst is not None:
@@ -415,10 +417,10 @@ class Dispatch:
             row = await self.leasing.take_activity(key.activity_id, token)
         except asyncio.CancelledError:
             self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
-            self._state.pop(key, None)
             raise
-        if row is None:
+        finally:
             self._state.pop(key, None)
+        if row is None:
             return None
         if key not in self._apps:
             # Work this engine did not create: its app is in the instance's history.

@@ -86,8 +86,11 @@ class Metrics:
         self.registry = CollectorRegistry()
         reg = self.registry
         self.dapr_counters: list[DaprCounter] = []
+        self._define_dapr_metrics()
+        self._define_engine_metrics(reg)
 
-        # -- Dapr's names
+    def _define_dapr_metrics(self) -> None:
+        """Dapr's names, labels and units."""
         self.operation_count = self._dapr_counter(
             "dapr_runtime_workflow_operation_count",
             "The number of successful/failed workflow operation requests.",
@@ -129,7 +132,8 @@ class Metrics:
             ("activity_name", "status"),
         )
 
-        # -- the engine's own
+    def _define_engine_metrics(self, reg: CollectorRegistry) -> None:
+        """The engine's own, prefixed `dapr_workflows_`."""
         self.queue_depth = Gauge(
             "dapr_workflows_queue_depth",
             "Work items waiting in the engine's queues for a worker.",
