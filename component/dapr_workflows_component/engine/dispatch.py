@@ -35,10 +35,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..protos import dapr_dialect_pb2 as pb
 from ..store import Store, StoreTx
 from ..telemetry.observer import EngineObserver
 from ..workflows import Instance
-from . import routing, wire
+from . import propagation, routing, wire
 from .effects import Effects
 from .leasing import LeasePolicy
 from .settings import EngineSettings
@@ -165,6 +166,8 @@ class Dispatch:
         self._wake: dict[str, asyncio.Event] = {}
         # The app of each work item, where known (ANY_APP: any app's worker may take it).
         self._apps: dict[WorkKey, str] = {}
+        # What each child workflow was given by its parent (propagation.py), once read.
+        self._received: dict[str, pb.PropagatedHistory | None] = {}
         self._state: dict[WorkKey, WorkState] = {}
         self._arrived_while_busy: set[str] = set()  # instances
         self._leases: dict[WorkKey, Lease] = {}
@@ -367,7 +370,10 @@ class Dispatch:
         token = self._next_token()
         leasing = self.leasing
 
+        received = self._received.get(instance_id, False)
+
         def take(tx: StoreTx) -> tuple[Instance | None, list[int], list[bytes], list[bytes]]:
+            nonlocal received
             if not leasing.claim_instance(tx, instance_id, token):
                 return None, [], [], []  # another engine's worker has it
             inst = tx.get_instance(instance_id)
@@ -378,6 +384,8 @@ class Dispatch:
                 tx.release_instance(instance_id, token)
                 return inst, [], [], []
             history = cached if cached is not None else tx.history(instance_id)
+            if received is False and inst is not None:
+                received = propagation.received_by(tx, inst)
             return inst, [r.id for r in rows], turn_events(rows, now), history
 
         # A shared store claims the lease in the same transaction that reads the turn.
@@ -404,12 +412,21 @@ class Dispatch:
             self._arrived_while_busy.discard(instance_id)
             self._put(key, inst.dialect)
             return None
+        given = received if isinstance(received, pb.PropagatedHistory) else None
+        self._received[instance_id] = given
         lease = TurnLease(
-            Turn(instance_id, inst.execution_id, inbox_ids, new_events), inst.dialect, token, worker_id
+            Turn(instance_id, inst.execution_id, inbox_ids, new_events, given), inst.dialect, token, worker_id
         )
         self._hold(lease, self.settings.orchestration_lease_seconds)
         self.observer.turn_started(instance_id, inst.name, token, history, new_events)
-        return wire.encode_workflow_work_item(instance_id, inst.execution_id, history, new_events, token)
+        return wire.encode_workflow_work_item(
+            instance_id,
+            inst.execution_id,
+            history,
+            new_events,
+            token,
+            given.SerializeToString() if given is not None else None,
+        )
 
     async def _lease_activity(self, key: ActivityWork, dialect: str, worker_id: int) -> bytes | None:
         token = self._next_token()
@@ -557,6 +574,7 @@ class Dispatch:
             self.history.forget(instance_id)
         for instance_id in fx.dropped | fx.finished:
             self._apps.pop(InstanceWork(instance_id), None)
+            self._received.pop(instance_id, None)
         for activity_id in fx.cancelled_activities:
             self._apps.pop(ActivityWork(activity_id), None)
         for instance_id, app in fx.instance_apps.items():

@@ -29,7 +29,7 @@ from ..workflows import (
     check_payload_size,
     runs_execution,
 )
-from . import routing, wire
+from . import propagation, routing, wire
 from .effects import Effects
 from .outbox import LifecycleOutbox
 from .wire import history_event, now_us
@@ -82,6 +82,7 @@ class Turn:
     execution_id: str
     inbox_ids: list[int]
     new_events: list[bytes]  # the workflowStarted marker first, then the inbox events
+    propagated: pb.PropagatedHistory | None = None  # the history a child was given (propagation.py)
 
 
 @dataclass
@@ -96,6 +97,7 @@ class _Step:
     events: list[bytes] = field(default_factory=list)
     ended: bool = False  # the execution finished or continued as new: the turn is written already
     _app: str | None = None
+    received: pb.PropagatedHistory | None = None  # what this instance was given by its parent
 
     @property
     def app(self) -> str:
@@ -146,6 +148,7 @@ class Turns:
             inst.custom_status = resp.customStatus.value
         step = _Step(t, inst, now, fx, history if history is not None else t.history(inst.instance_id))
         step.events = [started.SerializeToString(), *turn.new_events[1:]]
+        step.received = turn.propagated
         for action in resp.actions:
             kind = action.WhichOneof("workflowActionType")
             handler = _ACTION_HANDLERS.get(kind or "")
@@ -202,6 +205,12 @@ class Turns:
             request.version.CopyFrom(scheduled.version)
         if scheduled.HasField("input"):
             request.input.CopyFrom(scheduled.input)
+        scope = propagation.scope_of(a)
+        if scope != propagation.NONE:
+            scheduled.historyPropagationScope = scope  # type: ignore[assignment]
+            given = propagation.propagate(scope, step.received, inst, step.app, step.history + step.events)
+            if given is not None:
+                request.propagatedHistory.CopyFrom(given)
         self.observer.trace_activity(inst.instance_id, request, scheduled)
         activity_id = step.t.add_activity(
             inst.instance_id, inst.execution_id, inst.dialect, action.id, request.SerializeToString()
@@ -242,6 +251,8 @@ class Turns:
             child_id = inst.rerun.get("child_id") or child_id
             inst.rerun = None
         created = pb.ChildWorkflowInstanceCreatedEvent(instanceId=child_id, name=a.name)
+        if propagation.scope_of(a) != propagation.NONE:
+            created.historyPropagationScope = propagation.scope_of(a)  # type: ignore[assignment]
         if a.HasField("version"):
             created.version.CopyFrom(a.version)
         if a.HasField("input"):

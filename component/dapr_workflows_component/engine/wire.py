@@ -58,12 +58,20 @@ def _string_value_bytes(value: str) -> bytes:
 
 
 def encode_workflow_work_item(
-    instance_id: str, execution_id: str, past: list[bytes], new: list[bytes], token: str
+    instance_id: str,
+    execution_id: str,
+    past: list[bytes],
+    new: list[bytes],
+    token: str,
+    propagated: bytes | None = None,
 ) -> bytes:
-    """WorkItem{workflowRequest=1: {instanceId=1, executionId=2, pastEvents=3, newEvents=4}, token=10}."""
+    """WorkItem{workflowRequest=1: {instanceId=1, executionId=2, pastEvents=3, newEvents=4,
+    propagatedHistory=8 (Dapr's dialect)}, token=10}."""
     parts = [_field(1, instance_id.encode()), _field(2, _string_value_bytes(execution_id))]
     parts.extend(_field(3, e) for e in past)
     parts.extend(_field(4, e) for e in new)
+    if propagated is not None:
+        parts.append(_field(8, propagated))
     return _field(1, b"".join(parts)) + _field(10, token.encode())
 
 
