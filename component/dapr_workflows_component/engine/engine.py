@@ -137,6 +137,10 @@ class Engine:
         """The worker's stream serves `app_id` (multi-app routing); "" leaves it unidentified."""
         self.dispatch.identify_worker(worker_id, app_id)
 
+    def keep_histories(self, worker_id: int) -> None:
+        """The worker advertised stateful history: its turns get only the new history events."""
+        self.dispatch.keep_histories(worker_id)
+
     def disconnect_worker(self, worker_id: int) -> None:
         self.dispatch.disconnect_worker(worker_id)
 
