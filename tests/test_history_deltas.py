@@ -21,6 +21,7 @@ import pytest
 from dapr_workflows_ext import workflow_client, workflow_runtime
 
 from tests.harness.engine_process import EngineProcess
+from tests.harness.raw_grpc import RawClient
 
 CHAIN = 30
 
@@ -121,3 +122,54 @@ def test_worker_without_the_capability_gets_full_histories(engine: EngineProcess
     assert output == CHAIN
     assert sent.deltas == 0 and sent.full == CHAIN + 1, sent
     assert sent.past_events[-1] == 3 * CHAIN, sent.past_events  # the whole history
+
+
+def test_deltas_per_stream_full_after_a_reconnect_and_a_restart(engine: EngineProcess) -> None:
+    """A raw stateful worker: a delta only on the stream that kept the history, and only what
+    follows the events it kept; full on a new stream and after the engine restarted."""
+    with RawClient(engine.dapr_address, "dapr") as client:
+        pb = client.pb
+        stateful = pb.GetWorkItemsRequest(capabilities=[pb.WORKER_CAPABILITY_STATEFUL_HISTORY])
+        instance_id = client.start("waiting", "deltas-1")
+
+        def turn(stream: Any) -> Any:
+            item = stream.next(timeout=15)
+            req = item.workflowRequest
+            # No actions: the workflow waits for the next event.
+            done = pb.WorkflowResponse(instanceId=req.instanceId, completionToken=item.completionToken)
+            client.unary("CompleteOrchestratorTask", done)
+            return req
+
+        def raise_event(n: int) -> None:
+            client.unary("RaiseEvent", pb.RaiseEventRequest(instanceId=instance_id, name=f"e{n}"))
+
+        a = client.work_items(stateful)
+        first = turn(a)
+        assert not first.HasField("cachedHistory") and len(first.pastEvents) == 0
+        raise_event(1)
+        second = turn(a)  # it kept an empty history: full
+        assert not second.HasField("cachedHistory") and len(second.pastEvents) == 2
+        raise_event(2)
+        third = turn(a)
+        assert third.cachedHistory.eventCount == 2, third
+        committed = client.history(instance_id)
+        # Only what follows the two kept events: the second turn's workflowStarted and event.
+        assert [e.SerializeToString() for e in third.pastEvents] == [
+            e.SerializeToString() for e in committed[2:4]
+        ]
+        a.cancel()
+        b = client.work_items(stateful)
+        raise_event(3)
+        fourth = turn(b)  # another stream: full
+        assert not fourth.HasField("cachedHistory") and len(fourth.pastEvents) == 6
+        raise_event(4)
+        assert turn(b).cachedHistory.eventCount == 6
+        b.cancel()
+    engine.restart()
+    with RawClient(engine.dapr_address, "dapr") as client:
+        c = client.work_items(stateful)
+        client.unary("RaiseEvent", pb.RaiseEventRequest(instanceId=instance_id, name="e5"))
+        item = c.next(timeout=15)
+        assert not item.workflowRequest.HasField("cachedHistory")  # a restarted engine: full
+        assert len(item.workflowRequest.pastEvents) == len(client.history(instance_id))
+        c.cancel()
