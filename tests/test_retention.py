@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def test_a_completed_instance_is_purged_after_its_retention_and_not_before(tmp_p
             assert time.time() - finished < 8
             # The policy names completed instances only.
             assert http.get(failed) is not None
+            # And the purge is counted where operators look.
+            metrics = urllib.request.urlopen(f"{engine.http_url}/metrics", timeout=10).read().decode()
+            assert 'dapr_workflows_retention_purged_total{status="COMPLETED"} 1.0' in metrics, metrics
         finally:
             worker.close()
     finally:

@@ -292,7 +292,7 @@ async def serve(args: argparse.Namespace) -> None:
         await engine.start()
     except StoreUnavailable as err:  # e.g. a corrupt page found while recovering
         raise SystemExit(f"dapr-workflows: cannot open the store: {err.message}") from None
-    retention = asyncio.create_task(Retention(engine, retention_policy).run()) if retention_policy else None
+    retention = asyncio.create_task(Retention(engine, retention_policy).run())
 
     options = server_options(max_payload)
     servers: list[grpc.aio.Server] = []
@@ -363,8 +363,7 @@ async def serve(args: argparse.Namespace) -> None:
     # Long-lived streams (workers' work items, daprd's lifecycle events) end first, so that the
     # grace period is spent only on calls that finish by themselves; all servers share it.
     engine.close_streams()
-    if retention is not None:
-        retention.cancel()
+    retention.cancel()
     stopping = [s.stop(grace=GRACE_SECONDS) for s in servers]
     if http is not None:
         stopping.append(http.stop())

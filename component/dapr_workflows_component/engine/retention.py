@@ -58,7 +58,8 @@ class Retention:
         self.policy = policy
         self.batch_size = batch_size
         self.stats = RetentionStats()
-        _RUNNING[engine] = self
+        if policy:
+            _RUNNING[engine] = self
         shortest = min(policy.seconds.values(), default=MAX_INTERVAL_SECONDS)
         self.interval = min(MAX_INTERVAL_SECONDS, max(MIN_INTERVAL_SECONDS, shortest / 4))
 
@@ -89,6 +90,7 @@ class Retention:
             self.stats.purged += len(purged)
             by_status = self.stats.purged_by_status
             by_status[status.name] = by_status.get(status.name, 0) + len(purged)
+            self.engine.observer.retention_purged(len(purged), status.name)
             log.info(
                 "retention: purged %d %s instances past their retention (%s%s)",
                 len(purged),
@@ -101,7 +103,10 @@ class Retention:
             await asyncio.sleep(0)  # a long backlog does not hold up the engine's other work
 
     async def run(self) -> None:
-        """Runs until cancelled; a failed run (a store that is down) is logged and tried again."""
+        """Runs until cancelled; a failed run (a store that is down) is logged and tried again.
+        Without a policy, returns at once."""
+        if not self.policy:
+            return
         log.info("retention: %s (checked every %gs)", self.policy.describe(), self.interval)
         while True:
             try:
