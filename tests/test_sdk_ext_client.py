@@ -272,6 +272,7 @@ TODO
 class DocsManageCase(unittest.TestCase):
     """The docs' sequence is a method of a TestCase (`self.server_port`, `self.assertEqual`)."""
 
+    __test__ = False  # run by test_docs_manage_sequence_as_written, with its daprd
     server_port = 0
     workflow_component = "dapr"
 
