@@ -421,7 +421,10 @@ class Dispatch:
         cached_count = self.delta_base(worker_id, instance_id, len(history))
         self._received[instance_id] = given
         lease = TurnLease(
-            Turn(instance_id, inst.execution_id, inbox_ids, new_events, given), inst.dialect, token, worker_id
+            Turn(instance_id, inst.execution_id, inbox_ids, new_events, inst.name, given),
+            inst.dialect,
+            token,
+            worker_id,
         )
         lease.past_count = len(history)
         self._hold(lease, self.settings.orchestration_lease_seconds)
