@@ -31,6 +31,7 @@ from .effects import Effects
 from .leasing import lease_policy
 from .management import InstanceWatch, Management
 from .outbox import LifecycleOutbox
+from .routing import metadata_app_id
 from .settings import EngineSettings
 from .timers import TimerEntry, Timers
 from .turns import Turns
@@ -40,7 +41,7 @@ log = logging.getLogger("dapr_workflows.engine")
 
 T = TypeVar("T")
 
-__all__ = ["DIALECTS", "Engine", "EngineSettings"]
+__all__ = ["DIALECTS", "Engine", "EngineSettings", "metadata_app_id"]
 
 
 class Engine:

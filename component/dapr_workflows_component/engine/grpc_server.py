@@ -35,7 +35,7 @@ from ..workflows import (
     require_instance_id,
     statuses,
 )
-from . import Engine, routing, wire
+from . import Engine, metadata_app_id, wire
 
 log = logging.getLogger("dapr_workflows.grpc")
 
@@ -292,7 +292,7 @@ class DialectServer:
 
     async def get_work_items(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         worker_id = self.engine.connect_worker(self.dialect, self.worker_capacity(raw))
-        self.engine.identify_worker(worker_id, routing.metadata_app_id(context.invocation_metadata()))
+        self.engine.identify_worker(worker_id, metadata_app_id(context.invocation_metadata()))
         if self.keeps_histories(raw):
             self.engine.keep_histories(worker_id)
         try:
