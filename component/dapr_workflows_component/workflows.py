@@ -231,7 +231,8 @@ def check_rewind_allowed(instance: Instance, reason: str | None) -> None:
     if instance.status != RuntimeStatus.FAILED:
         raise WorkflowError(
             ErrorCode.FAILED_PRECONDITION,
-            f"workflow instance {instance.instance_id!r} is {instance.status.name}; only failed instances rewind",
+            f"workflow instance {instance.instance_id!r} is {instance.status.name}; "
+            "only failed instances rewind",
         )
     if instance.dialect != "durabletask":
         raise WorkflowError(
@@ -242,7 +243,8 @@ def check_rewind_allowed(instance: Instance, reason: str | None) -> None:
     if reason is not None and len(reason.encode()) > MAX_REWIND_REASON_BYTES:
         raise WorkflowError(
             ErrorCode.INVALID_ARGUMENT,
-            f"the rewind reason is {len(reason.encode())} bytes; at most {MAX_REWIND_REASON_BYTES} are allowed",
+            f"the rewind reason is {len(reason.encode())} bytes; "
+            f"at most {MAX_REWIND_REASON_BYTES} are allowed",
         )
 
 

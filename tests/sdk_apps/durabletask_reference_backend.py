@@ -1,5 +1,6 @@
-"""Runs durabletask's own reference backend (its in-memory `durabletask.testing` backend) on a port,
-so tests compare the engine's behaviour with it: `python -m tests.sdk_apps.durabletask_reference_backend PORT`."""
+"""Runs durabletask's own reference backend (its in-memory `durabletask.testing` backend) on a
+port, so tests compare the engine's behaviour with it:
+`python -m tests.sdk_apps.durabletask_reference_backend PORT`."""
 
 from __future__ import annotations
 

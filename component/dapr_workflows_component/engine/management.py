@@ -374,6 +374,7 @@ class Management:
         """Runs a failed instance on from where it failed (durabletask's RewindInstance): its failed
         activities run again, its failed children are rewound (a purged one is created again), the
         successful results stay (see `rewind.plan_rewind`). One transaction for the whole tree."""
+
         def change(t: StoreTx, inst: Instance, now: int, fx: Effects) -> None:
             check_rewind_allowed(inst, reason)
             self._rewind(t, inst, reason, None, now, fx)

@@ -94,3 +94,17 @@ def plan_rewind(
         if task_id not in completed
     ]
     return RewindPlan(kept, rewound_event(now, reason, parent_execution_id), children)
+
+
+def rewound_details(raw: bytes) -> dict[str, str] | None:
+    """The details of an executionRewound event (None for any other event), for showing a history
+    in the Dapr dialect's terms, which have no such event."""
+    event = mpb.HistoryEvent.FromString(raw)
+    if not event.HasField("executionRewound"):
+        return None
+    rewound = event.executionRewound
+    return {
+        name: getattr(rewound, name).value
+        for name in ("reason", "parentExecutionId")
+        if rewound.HasField(name)
+    }
