@@ -150,6 +150,7 @@ class Dispatch:
         self._queues: dict[str, asyncio.Queue[WorkKey]] = {}
         self._state: dict[WorkKey, WorkState] = {}
         self._arrived_while_busy: set[str] = set()  # instances
+        self.stalled: dict[str, str] = {}  # instance -> dialect: stalled on a worker's code
         self._leases: dict[WorkKey, Lease] = {}
         self._tokens: dict[str, WorkKey] = {}
         # Tokens are unique across the engines sharing a store: the boot ID tells them apart.
@@ -213,6 +214,10 @@ class Dispatch:
         limit = self.settings.worker_max_in_flight
         self.workers[worker_id] = Worker(dialect, min(capacity, limit) if capacity > 0 else limit)
         self.observer.worker_connected(dialect)
+        # Instances stalled on a worker's code: a newly connected worker may run code that matches.
+        for instance_id in [i for i, d in self.stalled.items() if d == dialect]:
+            del self.stalled[instance_id]
+            self.mark_ready(instance_id, dialect)
         log.info(
             "worker %d connected (%s dialect); %d workers connected", worker_id, dialect, len(self.workers)
         )
@@ -475,6 +480,7 @@ class Dispatch:
                 self.history.remember(instance_id, events)
         for instance_id in fx.finished:
             self.history.forget(instance_id)
+        self.stalled.update(fx.stalled)
         for instance_id, dialect in fx.ready.items():
             self.mark_ready(instance_id, dialect)
         for activity_id, dialect in fx.activities:

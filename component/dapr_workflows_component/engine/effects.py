@@ -24,6 +24,7 @@ class Effects:
     finished: set[str] = field(default_factory=set)  # instances that will have no more turns
     cancelled_activities: list[int] = field(default_factory=list)
     history: dict[str, list[bytes]] = field(default_factory=dict)  # new full history per instance
+    stalled: dict[str, str] = field(default_factory=dict)  # instance_id -> dialect, for a new worker
     outbox: bool = False  # lifecycle events were recorded
     notes: list[Callable[[], None]] = field(default_factory=list)  # observer calls after the commit
 
