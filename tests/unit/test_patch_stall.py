@@ -50,7 +50,9 @@ def test_a_turn_that_drops_a_patch_stalls_and_a_matching_one_resumes() -> None:
     m.start("a")
     m.turn("a", schedule(0, "step"), version=pb.WorkflowVersion(patches=["extra"]))
     done = pb.TaskCompletedEvent(taskScheduledId=0)
-    m.tx(lambda t: t.add_inbox("a", history_event(now_us(), taskCompleted=done).SerializeToString(), now_us()))
+    m.tx(
+        lambda t: t.add_inbox("a", history_event(now_us(), taskCompleted=done).SerializeToString(), now_us())
+    )
     before = m.history("a")
 
     for _ in range(2):  # the same stall twice is recorded once
