@@ -18,7 +18,9 @@ from tests.harness.sdk_host import SdkHost
 STORES = ("sqlite", "postgresql")
 
 
-def _host(engine: EngineProcess, tmp_path: Path, code_version: int, monkeypatch: pytest.MonkeyPatch) -> SdkHost:
+def _host(
+    engine: EngineProcess, tmp_path: Path, code_version: int, monkeypatch: pytest.MonkeyPatch
+) -> SdkHost:
     monkeypatch.setenv("PATCHED_CODE_VERSION", str(code_version))
     return SdkHost("dapr", engine.address("dapr"), tmp_path / f"dapr-v{code_version}.log")
 

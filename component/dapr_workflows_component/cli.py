@@ -22,6 +22,7 @@ from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .management_rules import RetentionPolicy, parse_retention
 from .pluggable.server import ComponentServer, default_socket_folder
+from .startup import LISTEN_FLAGS, Startup, check_addresses
 from .store import Store, StoreUnavailable, open_store
 from .telemetry.logs import configure_logging
 from .telemetry.recorder import Telemetry
@@ -263,6 +264,17 @@ def _retention(text: str) -> RetentionPolicy:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    """Runs the component until SIGTERM or SIGINT; a start that fails undoes what it created."""
+    # Before anything is created: a busy address is one line, and leaves nothing behind.
+    check_addresses([(flag, getattr(args, flag.replace("-", "_"))) for flag in LISTEN_FLAGS])
+    startup = Startup(args.store)
+    try:
+        await _serve(args, startup)
+    finally:
+        await startup.close()
+
+
+async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
     settings = EngineSettings(
         orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
@@ -282,7 +294,7 @@ async def serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"dapr-workflows: {err.message}") from None
     triggers = _triggers(args.triggers, http_settings)
     try:
-        store = open_store(args.store)
+        store = startup.store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
@@ -294,25 +306,8 @@ async def serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err.message}") from None
     retention = asyncio.create_task(Retention(engine, retention_policy).run())
 
-    options = server_options(max_payload)
-    servers: list[grpc.aio.Server] = []
-    for dialect, address, sdk in (
-        ("dapr", args.engine_address, "dapr.ext.workflow"),
-        ("durabletask", args.durabletask_address, "durabletask"),
-    ):
-        if not address:
-            continue
-        server = grpc.aio.server(options=options)
-        add_to_server(server, dialect_server(engine, dialect).handlers())
-        try:
-            server.add_insecure_port(address)
-        except RuntimeError as err:
-            raise SystemExit(
-                f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}"
-            ) from None
-        await server.start()
-        servers.append(server)
-        log.info("listening on %s: Durable Task protocol, %s dialect (for %s)", address, dialect, sdk)
+    servers: list[grpc.aio.Server] = startup.servers
+    await _start_dialect_servers(engine, args, server_options(max_payload), servers)
     if not servers:
         raise SystemExit(
             "dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty"
@@ -342,6 +337,7 @@ async def serve(args: argparse.Namespace) -> None:
     component: ComponentServer | None = None
     if args.socket_name:
         component = ComponentServer(engine, args.socket_folder or default_socket_folder(), args.socket_name)
+        startup.creates(component.path)
         try:
             await component.start()
         except (RuntimeError, OSError) as err:
@@ -355,6 +351,7 @@ async def serve(args: argparse.Namespace) -> None:
     lost: list[str] = []
     watch = loop.create_task(_stop_when_lost(store, stop, lost))
     # Every listener is up: scripts and probes can wait for this line.
+    startup.ready()
     telemetry.listening = True
     log.info("%s: ready", READY_MESSAGE)
     await stop.wait()
@@ -377,6 +374,30 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("stopped")
     if lost:
         raise SystemExit(f"dapr-workflows: {lost[0]}")
+
+
+async def _start_dialect_servers(
+    engine: Engine, args: argparse.Namespace, options: list[tuple[str, int]], servers: list[grpc.aio.Server]
+) -> None:
+    """The Durable Task servers of both dialects (those with an address), added to `servers` as
+    each starts, so that a start that fails further on stops the ones already started."""
+    for dialect, address, sdk in (
+        ("dapr", args.engine_address, "dapr.ext.workflow"),
+        ("durabletask", args.durabletask_address, "durabletask"),
+    ):
+        if not address:
+            continue
+        server = grpc.aio.server(options=options)
+        add_to_server(server, dialect_server(engine, dialect).handlers())
+        try:
+            server.add_insecure_port(address)
+        except RuntimeError as err:
+            raise SystemExit(
+                f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}"
+            ) from None
+        await server.start()
+        servers.append(server)
+        log.info("listening on %s: Durable Task protocol, %s dialect (for %s)", address, dialect, sdk)
 
 
 async def _stop_when_lost(store: Store, stop: asyncio.Event, lost: list[str]) -> None:

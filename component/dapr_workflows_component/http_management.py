@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from google.protobuf import json_format
 
-from .engine.bulk import bulk_purge, bulk_terminate, counts, list_page
-from .engine.rewind import rewound_details
+from .engine import bulk_purge, bulk_terminate, counts, list_page, rewound_details
 from .management_rules import (
     FILTER_FIELDS,
     bulk_request,

@@ -1,8 +1,10 @@
 """The engine's public API: what adapters (gRPC, binding, HTTP, triggers, CLI) may import."""
 
+from .bulk import bulk_purge, bulk_terminate, counts, list_page
 from .engine import Engine
 from .grpc_server import server_options  # after Engine, which it imports
 from .outbox import Delivery, LifecycleDispatcher, LifecycleStream
+from .rewind import rewound_details
 from .settings import EngineSettings
 
 __all__ = [
@@ -11,5 +13,10 @@ __all__ = [
     "EngineSettings",
     "LifecycleDispatcher",
     "LifecycleStream",
+    "bulk_purge",
+    "bulk_terminate",
+    "counts",
+    "list_page",
+    "rewound_details",
     "server_options",
 ]
