@@ -183,7 +183,8 @@ class Turns:
         t: StoreTx, inst: Instance, history: list[bytes], description: str, now: int, fx: Effects
     ) -> None:
         """The turn is not applied: its inbox events stay for a worker whose code matches (offered
-        again when a worker connects); the stall is recorded once per description, as daprd does."""
+        again when a worker connects, and by a shared store's sweep); the stall is recorded once per
+        description, as daprd does."""
         last = pb.HistoryEvent.FromString(history[-1]) if history else pb.HistoryEvent()
         if not (last.HasField("executionStalled") and last.executionStalled.description == description):
             stalled = pb.ExecutionStalledEvent(reason=pb.PATCH_MISMATCH, description=description)
