@@ -21,6 +21,7 @@ from types import ModuleType
 import pytest
 from dapr_workflows_component.cli import build_parser
 from dapr_workflows_component.pluggable.server import SOCKET_FOLDER_VARIABLES
+from dapr_workflows_component.security import APP_TOKEN_VARIABLE, DAPR_TOKEN_VARIABLE
 
 from tests.harness.engine_process import free_port
 
@@ -71,8 +72,10 @@ def serve_options() -> dict[str, tuple[str, str]]:
 
 
 def serve_environment_variables() -> set[str]:
-    """Every variable `dapr-workflows serve` reads: one per flag, and daprd's socket folder variables."""
-    return {env for env, _ in serve_options().values()} | set(SOCKET_FOLDER_VARIABLES)
+    """Every variable `dapr-workflows serve` reads: one per flag, daprd's socket folder variables and
+    Dapr's token variables."""
+    tokens = {DAPR_TOKEN_VARIABLE, APP_TOKEN_VARIABLE}
+    return {env for env, _ in serve_options().values()} | set(SOCKET_FOLDER_VARIABLES) | tokens
 
 
 def configuration_rows() -> dict[str, list[str]]:

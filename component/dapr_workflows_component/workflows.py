@@ -67,6 +67,10 @@ class ErrorCode(enum.Enum):
     RESOURCE_EXHAUSTED = ("ERR_PAYLOAD_TOO_LARGE", grpc.StatusCode.RESOURCE_EXHAUSTED, 413)
     UNIMPLEMENTED = ("ERR_NOT_IMPLEMENTED", grpc.StatusCode.UNIMPLEMENTED, 501)
     UNAVAILABLE = ("ERR_UNAVAILABLE", grpc.StatusCode.UNAVAILABLE, 503)
+    # No API token, or a wrong one (`serve --api-token`); the code is daprd's for the same.
+    UNAUTHENTICATED = ("ERR_UNAUTHENTICATED", grpc.StatusCode.UNAUTHENTICATED, 401)
+    # The caller is known, but the access policy does not allow it the call (`--access-policy`).
+    PERMISSION_DENIED = ("ERR_PERMISSION_DENIED", grpc.StatusCode.PERMISSION_DENIED, 403)
     INTERNAL = ("ERR_INTERNAL", grpc.StatusCode.INTERNAL, 500)
 
     @property
