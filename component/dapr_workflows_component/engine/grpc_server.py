@@ -35,7 +35,7 @@ from ..workflows import (
     require_instance_id,
     statuses,
 )
-from . import Engine, wire
+from . import Engine, metadata_app_id, wire
 
 log = logging.getLogger("dapr_workflows.grpc")
 
@@ -223,6 +223,7 @@ class DialectServer:
             scheduled_start_at=_ts_or_none(req, "scheduledStartTimestamp"),
             tags=dict(req.tags),
             dialect=self.dialect,
+            app_id=req.router.targetAppID if req.HasField("router") else "",
         )
 
     async def start_instance(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -302,6 +303,9 @@ class DialectServer:
 
     async def get_work_items(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         worker_id = self.engine.connect_worker(self.dialect, self.worker_capacity(raw), context.peer())
+        self.engine.identify_worker(worker_id, metadata_app_id(context.invocation_metadata()))
+        if self.keeps_histories(raw):
+            self.engine.keep_histories(worker_id)
         try:
             while not self.engine.closing.is_set():
                 item = await self.engine.next_work_item(self.dialect, worker_id)
@@ -315,6 +319,13 @@ class DialectServer:
     def worker_capacity(self, raw: bytes) -> int:
         """How many work items the worker asks to hold at most; 0 when it does not say."""
         return 0
+
+    def keeps_histories(self, raw: bytes) -> bool:
+        """Whether the worker advertises WORKER_CAPABILITY_STATEFUL_HISTORY (Dapr's dialect)."""
+        if self.dialect != "dapr":
+            return False
+        req = parse(pb.GetWorkItemsRequest, raw)
+        return pb.WORKER_CAPABILITY_STATEFUL_HISTORY in req.capabilities
 
     async def history_events(self, instance_id: str) -> list[bytes]:
         return await self.engine.history(instance_id)
@@ -381,7 +392,7 @@ class DurableTaskDialectServer(DialectServer):
             "QueryInstances": self.query_instances,
             "ListInstanceIds": self.list_instance_ids,
             "RestartInstance": self.restart,
-            "RewindInstance": _unimplemented("rewinds of instances"),
+            "RewindInstance": self.rewind,
             "AbandonTaskActivityWorkItem": self.abandon,
             "AbandonTaskOrchestratorWorkItem": self.abandon,
             "AbandonTaskEntityWorkItem": _unimplemented("durable entities"),
@@ -489,6 +500,11 @@ class DurableTaskDialectServer(DialectServer):
         req = parse(mpb.RestartInstanceRequest, raw)
         new_id = await self.engine.restart(req.instanceId, req.restartWithNewInstanceId)
         return mpb.RestartInstanceResponse(instanceId=new_id).SerializeToString()
+
+    async def rewind(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(mpb.RewindInstanceRequest, raw)
+        await self.engine.rewind(req.instanceId, _value_or_none(req, "reason"))
+        return b""
 
     async def abandon(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         self.engine.abandon(parse(mpb.AbandonActivityTaskRequest, raw).completionToken)
