@@ -221,8 +221,11 @@ class _PostgresTx(SqlTx):
     def _send(self, sql: str, args: Sequence[Any] = ()) -> None:
         """A statement whose result nobody reads: queued, it goes in one round trip with the next
         statement that waits for its result, or with the COMMIT; an error it meets aborts the
-        transaction (PostgreSQL skips the rest of the pipeline, COMMIT included) and is raised there."""
-        self._c.execute(_placeholders(sql), args)
+        transaction (PostgreSQL skips the rest of the pipeline, COMMIT included) and is raised there.
+
+        Never a prepared statement: psycopg's cache of them gets out of step with the server when a
+        statement it prepares in a batch is skipped after an error in that batch."""
+        self._c.execute(_placeholders(sql), args, prepare=False)
 
     def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
         # A LIKE prefix can use the primary key's index (instance_id is COLLATE "C").
@@ -541,9 +544,9 @@ class PostgresStore(Store):
                     # waits for (a failed COMMIT raises there, before the result is returned).
                     with conn.pipeline() as pipeline:
                         tx._pipeline = pipeline
-                        conn.execute(begin)
+                        conn.execute(begin, prepare=False)  # nothing to plan
                         result = fn(tx)
-                        conn.execute("COMMIT")
+                        conn.execute("COMMIT", prepare=False)
                     self._last_used[conn] = time.monotonic()
                     return result
                 except _RETRYABLE as err:
