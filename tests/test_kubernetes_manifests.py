@@ -36,8 +36,10 @@ import kubernetes_validate
 import pytest
 import yaml
 from dapr_workflows_component.pluggable.server import default_socket_folder
+from dapr_workflows_component.telemetry.http import HEALTHZ_PATH, READYZ_PATH
 from dapr_workflows_ext.worker import ENGINE_ADDRESS_VARIABLE
 
+from tests.harness.engine_process import EngineProcess
 from tests.test_readme import serve_environment_variables, serve_options
 
 REPO = Path(__file__).resolve().parents[1]
@@ -375,6 +377,55 @@ def test_the_worker_reaches_the_engine_of_its_pod(pod: InjectedPod, engine: dict
         host, _, port = worker_address.rpartition(":")
         assert host in ("127.0.0.1", "localhost"), "the worker should use the engine of its own pod"
         assert port == engine_address.rpartition(":")[2]
+
+
+PROBES = (("livenessProbe", HEALTHZ_PATH), ("readinessProbe", READYZ_PATH))
+
+
+def probe_url(engine: dict[str, Any], probe: dict[str, Any]) -> str:
+    """The URL a probe asks: of its httpGet (at the pod's IP), or the one its exec command opens."""
+    if "httpGet" in probe:
+        ports = {p["name"]: p["containerPort"] for p in engine.get("ports", [])}
+        port = probe["httpGet"]["port"]
+        return f"http://pod-ip:{ports.get(port, port)}{probe['httpGet']['path']}"
+    match = re.search(r"http://[^'\"\s]+", " ".join(probe["exec"]["command"]))
+    assert match, f"the exec probe {probe['exec']['command']} opens no URL"
+    return match.group(0)
+
+
+def test_the_probes_ask_healthz_and_readyz_where_the_engine_serves_them(engine: dict[str, Any]) -> None:
+    host, _, port = env_value(
+        engine, "DAPR_WORKFLOWS_HTTP_ADDRESS", serve_default("--http-address")
+    ).rpartition(":")
+    for name, path in PROBES:
+        assert name in engine, f"the engine's container has no {name}"
+        url = urlsplit(probe_url(engine, engine[name]))
+        assert url.path == path and url.port == int(port)
+        if url.hostname == "pod-ip":
+            assert host == "0.0.0.0", "an httpGet probe reaches the pod's IP, not its loopback"
+        else:
+            assert url.hostname == host, "an exec probe asks the address the engine listens on"
+
+
+def test_the_exec_probes_pass_on_a_serving_engine_and_fail_without_one(tmp_path: Path) -> None:
+    engine = component_container(one(load("sqlite"), "Component"))
+    proc = EngineProcess(tmp_path).start()
+    try:
+        for name, _ in PROBES:
+            command = list(engine[name]["exec"]["command"])
+            assert command[0] == "python"
+            url = probe_url(engine, engine[name])
+            here = url.replace(urlsplit(url).netloc, proc.http_address)
+            run = [sys.executable, *[part.replace(url, here) for part in command[1:]]]
+            assert subprocess.run(run, capture_output=True, timeout=30).returncode == 0, name
+    finally:
+        proc.kill()
+    for name, _ in PROBES:
+        command = engine[name]["exec"]["command"]
+        url = probe_url(engine, engine[name])
+        gone = url.replace(urlsplit(url).netloc, proc.http_address)
+        run = [sys.executable, *[part.replace(url, gone) for part in command[1:]]]
+        assert subprocess.run(run, capture_output=True, timeout=30).returncode != 0, name
 
 
 def test_the_engine_runs_as_the_images_user(docs: list[dict[str, Any]], engine: dict[str, Any]) -> None:

@@ -20,7 +20,11 @@ from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .pluggable.server import ComponentServer, default_socket_folder
 from .store import Store, StoreUnavailable, open_store
+from .telemetry.logs import configure_logging
+from .telemetry.recorder import Telemetry
+from .telemetry.store import ObservedStore
 from .triggers import Trigger, TriggerFileError, TriggerRoutes, load_triggers, summary
+from .workflows import WorkflowError, parse_bool
 
 log = logging.getLogger("dapr_workflows")
 
@@ -148,6 +152,18 @@ SERVE_OPTIONS = (
         "lifecycle events no input binding has taken are dropped after this long",
     ),
     Option("log-level", "info", "debug, info, warning or error"),
+    Option(
+        "log-format",
+        "text",
+        "text, or json for log shippers: one JSON object per line with time, level, logger, message "
+        "and instanceID",
+    ),
+    Option(
+        "metrics",
+        "true",
+        "serve Prometheus metrics at /metrics on the --http-address (false: not served); /healthz and "
+        "/readyz are served either way",
+    ),
 )
 
 
@@ -239,13 +255,18 @@ async def serve(args: argparse.Namespace) -> None:
     )
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
+    try:
+        serve_metrics = parse_bool("--metrics", args.metrics, True)
+    except WorkflowError as err:
+        raise SystemExit(f"dapr-workflows: {err.message}") from None
     triggers = _triggers(args.triggers, http_settings)
     try:
         store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
-    engine = Engine(store, settings)
+    telemetry = Telemetry.from_environment(serve_metrics=serve_metrics)
+    engine = Engine(ObservedStore(store, telemetry), settings, telemetry)
     try:
         await engine.start()
     except StoreUnavailable as err:  # e.g. a corrupt page found while recovering
@@ -312,6 +333,7 @@ async def serve(args: argparse.Namespace) -> None:
     lost: list[str] = []
     watch = loop.create_task(_stop_when_lost(store, stop, lost))
     # Every listener is up: scripts and probes can wait for this line.
+    telemetry.listening = True
     log.info("%s: ready", READY_MESSAGE)
     await stop.wait()
     watch.cancel()
@@ -328,6 +350,7 @@ async def serve(args: argparse.Namespace) -> None:
     await asyncio.gather(*stopping)
     await engine.stop()
     await store.close()
+    telemetry.close()
     log.info("stopped")
     if lost:
         raise SystemExit(f"dapr-workflows: {lost[0]}")
@@ -347,10 +370,8 @@ async def _expire_events(engine: Engine, retention_seconds: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        str(getattr(args, "log_level", "info")), str(getattr(args, "log_format", "text")), sys.stderr
     )
     if args.command == "serve":
         asyncio.run(serve(args))

@@ -20,6 +20,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from .engine import Engine
 from .http_openapi import ALIAS_VERSIONS, API_VERSION, OPENAPI_PATH, openapi_document
+from .telemetry.http import add_routes as add_telemetry_routes
 from .workflows import ErrorCode, StartRequest, WorkflowError, instance_json, json_payload, parse_bool
 
 log = logging.getLogger("dapr_workflows.http")
@@ -108,6 +109,7 @@ class HttpApi:
         app.router.add_post(instance + "/resume", self._resume)
         app.router.add_post(instance + "/purge", self._purge)
         app.router.add_routes(self.routes)
+        add_telemetry_routes(app, self.engine)
         return app
 
     @web.middleware

@@ -357,18 +357,29 @@ class InstancePage:
     continuation_token: str | None  # None on the last page
 
 
-def page_query(size: int, continuation_token: str | None) -> InstanceQuery:
-    """The query for one page of a listing by instance ID; it asks for one more to see if a page follows.
+def page_query(
+    size: int, continuation_token: str | None, where: InstanceQuery | None = None
+) -> InstanceQuery:
+    """The query for one page of a listing by instance ID (of the instances `where` matches, if
+    given); it asks for one more to see if a page follows.
 
     The continuation token is the last instance ID of the previous page.
     """
-    return InstanceQuery(after_id=continuation_token or None, limit=size + 1)
+    fields = {**vars(where or InstanceQuery()), "after_id": continuation_token or None, "limit": size + 1}
+    return InstanceQuery(**fields)
+
+
+def page_of(found: list[Instance], size: int) -> tuple[list[Instance], str | None]:
+    """The instances of the page `page_query(size, ...)` found, and the next page's token (None on
+    the last page)."""
+    token = found[size - 1].instance_id if len(found) > size else None
+    return found[:size], token
 
 
 def instance_page(found: list[Instance], size: int) -> InstancePage:
     """The page answered with what `page_query(size, ...)` found."""
-    token = found[size - 1].instance_id if len(found) > size else None
-    return InstancePage([i.instance_id for i in found[:size]], token)
+    instances, token = page_of(found, size)
+    return InstancePage([i.instance_id for i in instances], token)
 
 
 def timestamp_rfc3339(micros: int) -> str:

@@ -31,8 +31,25 @@ def state_dict(state: Any) -> dict[str, Any] | None:
     }
 
 
+def export_sdk_spans(endpoint: str) -> None:
+    """Sends the SDK's own spans (it makes them when OpenTelemetry is installed) to an OTLP receiver."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "sdk-host"}))
+    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
+    trace.set_tracer_provider(provider)
+
+
 def main() -> None:
     args = parse_args()
+    # Set by a test that receives traces (tests/test_telemetry.py).
+    if os.environ.get("SDK_HOST_OTLP_ENDPOINT"):
+        export_sdk_spans(os.environ["SDK_HOST_OTLP_ENDPOINT"])
     # Configured the way a user of `dapr-workflows serve` would: one variable for both.
     os.environ["DAPR_WORKFLOWS_ENGINE_ADDRESS"] = args.address
     runtime = workflow_runtime()

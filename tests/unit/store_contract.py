@@ -259,8 +259,10 @@ class StoreContract:
             assert await s.see(lambda t: t.outbox(o1, 10)) == [(o2, '{"n":2}'), (o3, '{"n":3}')]
             assert await s.do(lambda t: t.delete_outbox(o2))
             assert not await s.do(lambda t: t.delete_outbox(o2))
+            assert await s.see(lambda t: t.outbox_count()) == 2
             assert await s.do(lambda t: t.expire_outbox(30)) == 1  # created before 30: o1
             assert await s.see(lambda t: t.outbox(0, 10)) == [(o3, '{"n":3}')]
+            assert await s.see(lambda t: t.outbox_count()) == 1
             assert await s.do(lambda t: t.expire_outbox(0)) == 0
 
         with_store(kind, body)

@@ -1,7 +1,15 @@
 """The engine's public API: what adapters (gRPC, binding, HTTP, triggers, CLI) may import."""
 
 from .engine import Engine
+from .grpc_server import server_options  # after Engine, which it imports
 from .outbox import Delivery, LifecycleDispatcher, LifecycleStream
 from .settings import EngineSettings
 
-__all__ = ["Delivery", "Engine", "EngineSettings", "LifecycleDispatcher", "LifecycleStream"]
+__all__ = [
+    "Delivery",
+    "Engine",
+    "EngineSettings",
+    "LifecycleDispatcher",
+    "LifecycleStream",
+    "server_options",
+]

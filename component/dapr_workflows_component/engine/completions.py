@@ -37,6 +37,7 @@ class Completions:
                 response.instanceId,
                 response.taskId,
             )
+            self.dispatch.observer.completion_ignored("activity", "stale")
             return
         refused: WorkflowError | None = None
         if response.HasField("result"):
@@ -53,6 +54,7 @@ class Completions:
                     failureDetails=wire.failure_details(FAILURE_TYPES[err.code], err.message),
                 )
         fx = Effects()
+        self.dispatch.observer.activity_completed(act.token, response.HasField("failureDetails"))
         self.dispatch.end(act)
         try:
             await self.commit(lambda t: _record_activity_result(t, act, response, fx), fx)
@@ -67,6 +69,7 @@ class Completions:
         lease = self.dispatch.turn_lease(response.instanceId, response.completionToken)
         if lease is None:
             log.info("ignored a stale orchestration result for %r (its lease is gone)", response.instanceId)
+            self.dispatch.observer.completion_ignored("orchestration", "stale")
             return
         history = self.dispatch.history
         fx = Effects()
@@ -86,7 +89,12 @@ class Completions:
                 self._offer_turn_again(lease)
                 raise
             # The turn cannot be recorded as asked (e.g. an oversized output): fail the instance instead.
-            log.warning("workflow %r: %s; failing the instance", response.instanceId, err.message)
+            log.warning(
+                "workflow %r: %s; failing the instance",
+                response.instanceId,
+                err.message,
+                extra={"instanceID": response.instanceId},
+            )
             fx = Effects()
             refused = err
             await self.commit(
@@ -95,6 +103,7 @@ class Completions:
         except BaseException:
             self._offer_turn_again(lease)
             raise
+        self.dispatch.observer.turn_completed(lease.token)
         self.dispatch.end(lease)
         self.dispatch.settle(lease.turn.instance_id, lease.dialect)
 
@@ -109,7 +118,12 @@ class Completions:
         lease = self.dispatch.turn_lease(instance_id, token)
         if lease is None:
             return
-        log.warning("workflow %r: %s; failing the instance", instance_id, err.message)
+        log.warning(
+            "workflow %r: %s; failing the instance",
+            instance_id,
+            err.message,
+            extra={"instanceID": instance_id},
+        )
         fx = Effects()
         try:
             await self.commit(

@@ -29,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..store import Store, StoreTx
+from ..telemetry.observer import EngineObserver
 from ..workflows import Instance
 from . import wire
 from .effects import Effects
@@ -107,9 +108,10 @@ class Worker:
 class HistoryCache:
     """Instances' histories kept between turns (least recently stored dropped first), if allowed."""
 
-    def __init__(self, size: int, enabled: bool) -> None:
+    def __init__(self, size: int, enabled: bool, observer: EngineObserver) -> None:
         self.size = size
         self.enabled = enabled
+        self.observer = observer
         self._cache: dict[str, list[bytes]] = {}
 
     def get(self, instance_id: str) -> list[bytes] | None:
@@ -120,22 +122,30 @@ class HistoryCache:
             return  # another engine may append to the history at any time
         self._cache.pop(instance_id, None)
         self._cache[instance_id] = events
+        self.observer.history_cached(instance_id, events)
         if len(self._cache) > self.size:
-            del self._cache[next(iter(self._cache))]
+            self.forget(next(iter(self._cache)))
 
     def forget(self, instance_id: str) -> None:
-        self._cache.pop(instance_id, None)
+        if self._cache.pop(instance_id, None) is not None:
+            self.observer.history_cached(instance_id, None)
 
 
 class Dispatch:
     def __init__(
-        self, store: Store, settings: EngineSettings, leasing: LeasePolicy, closing: asyncio.Event
+        self,
+        store: Store,
+        settings: EngineSettings,
+        leasing: LeasePolicy,
+        closing: asyncio.Event,
+        observer: EngineObserver,
     ) -> None:
         self.store = store
         self.settings = settings
         self.leasing = leasing
         self.closing = closing
-        self.history = HistoryCache(settings.history_cache_size, leasing.caches_history)
+        self.observer = observer
+        self.history = HistoryCache(settings.history_cache_size, leasing.caches_history, observer)
         self.workers: dict[int, Worker] = {}
         self._queues: dict[str, asyncio.Queue[WorkKey]] = {}
         self._state: dict[WorkKey, WorkState] = {}
@@ -178,6 +188,7 @@ class Dispatch:
             return
         self._state[key] = WorkState.QUEUED
         self._queues[dialect].put_nowait(key)
+        self.observer.work_queued("orchestration", key, dialect)
 
     def queue_activity(self, activity_id: int, dialect: str) -> None:
         key = ActivityWork(activity_id)
@@ -185,6 +196,7 @@ class Dispatch:
             return
         self._state[key] = WorkState.QUEUED
         self._queues[dialect].put_nowait(key)
+        self.observer.work_queued("activity", key, dialect)
 
     def _reoffer(self, key: WorkKey, dialect: str) -> None:
         self._state.pop(key, None)
@@ -200,6 +212,7 @@ class Dispatch:
         worker_id = next(self._worker_ids)
         limit = self.settings.worker_max_in_flight
         self.workers[worker_id] = Worker(dialect, min(capacity, limit) if capacity > 0 else limit)
+        self.observer.worker_connected(dialect)
         log.info(
             "worker %d connected (%s dialect); %d workers connected", worker_id, dialect, len(self.workers)
         )
@@ -210,7 +223,9 @@ class Dispatch:
         held = [lease for lease in self._leases.values() if lease.worker_id == worker_id]
         for lease in held:
             self.release(lease)
-        self.workers.pop(worker_id, None)
+        gone = self.workers.pop(worker_id, None)
+        if gone is not None:
+            self.observer.worker_disconnected(gone.dialect)
         log.info("worker %d disconnected; %d leased work items returned to the queue", worker_id, len(held))
 
     def worker_dialects(self) -> list[str]:
@@ -275,6 +290,7 @@ class Dispatch:
         else:
             key = queue.get_nowait()
         self._state[key] = WorkState.CLAIMING
+        self.observer.work_taken(key)
         return key
 
     async def _wait_any(self, event: asyncio.Event, timeout: float) -> bool:
@@ -316,10 +332,12 @@ class Dispatch:
         except asyncio.CancelledError:
             # The claim may still commit in the store's thread: give it back.
             leasing.release_later(lambda t: t.release_instance(instance_id, token))
-            self._state.pop(key, None)
             raise
-        if inst is None or not inbox_ids:
+        finally:
+            # No longer CLAIMING, whatever happened (a store that failed loses the key until a
+            # sweep or a restart finds the work again); leased again below if a turn was read.
             self._state.pop(key, None)
+        if inst is None or not inbox_ids:
             if instance_id in self._arrived_while_busy:  # an event came while the store was read
                 self._arrived_while_busy.discard(instance_id)
                 if inst is not None:
@@ -331,6 +349,7 @@ class Dispatch:
             Turn(instance_id, inst.execution_id, inbox_ids, new_events), inst.dialect, token, worker_id
         )
         self._hold(lease, self.settings.orchestration_lease_seconds)
+        self.observer.turn_started(instance_id, inst.name, token, history, new_events)
         return wire.encode_workflow_work_item(instance_id, inst.execution_id, history, new_events, token)
 
     async def _lease_activity(self, key: ActivityWork, dialect: str, worker_id: int) -> bytes | None:
@@ -339,14 +358,15 @@ class Dispatch:
             row = await self.leasing.take_activity(key.activity_id, token)
         except asyncio.CancelledError:
             self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
-            self._state.pop(key, None)
             raise
-        if row is None:
+        finally:
             self._state.pop(key, None)
+        if row is None:
             return None
         self._hold(
             ActivityLease(key.activity_id, dialect, token, worker_id), self.settings.activity_lease_seconds
         )
+        self.observer.activity_dispatched(token, key, row.request)
         return wire.encode_activity_work_item(row.request, token)
 
     # ------------------------------------------------------------ leases
@@ -385,6 +405,7 @@ class Dispatch:
         if self._state.get(lease.key) == WorkState.LEASED:
             del self._state[lease.key]
         self._tokens.pop(lease.token, None)
+        self.observer.lease_ended(lease.token)
         if lease.expiry:
             lease.expiry.cancel()
         worker = self.workers.get(lease.worker_id)
@@ -400,6 +421,7 @@ class Dispatch:
 
     def release(self, lease: Lease) -> None:
         """Gives the work back: it is offered again (in a shared store, to any engine)."""
+        self.observer.lease_returned(lease.token)
         self.end(lease)
         if isinstance(lease, TurnLease):
             instance_id, token = lease.turn.instance_id, lease.token
@@ -421,7 +443,9 @@ class Dispatch:
             )
         else:
             what, seconds = f"activity lease {lease.activity_id}", self.settings.activity_lease_seconds
-        log.warning("%s expired after %.0fs; offering it again", what, seconds)
+        instance = {"instanceID": lease.turn.instance_id} if isinstance(lease, TurnLease) else None
+        log.warning("%s expired after %.0fs; offering it again", what, seconds, extra=instance)
+        self.observer.lease_expired("orchestration" if isinstance(lease, TurnLease) else "activity")
         lease.expiry = None
         self.release(lease)
 

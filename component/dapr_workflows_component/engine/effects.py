@@ -25,6 +25,7 @@ class Effects:
     cancelled_activities: list[int] = field(default_factory=list)
     history: dict[str, list[bytes]] = field(default_factory=dict)  # new full history per instance
     outbox: bool = False  # lifecycle events were recorded
+    notes: list[Callable[[], None]] = field(default_factory=list)  # observer calls after the commit
 
     def reset(self) -> None:
         """Forgets what an attempt recorded: a shared store may run a transaction again."""

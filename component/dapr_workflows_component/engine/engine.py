@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..store import Store, StoreTx
+from ..telemetry.observer import EngineObserver, observed
 from ..workflows import Instance, InstanceQuery, RuntimeStatus, StartRequest, WorkflowError
 from .completions import Completions
 from .dispatch import DIALECTS, Dispatch, Worker
@@ -43,18 +44,22 @@ __all__ = ["DIALECTS", "Engine", "EngineSettings"]
 
 
 class Engine:
-    def __init__(self, store: Store, settings: EngineSettings | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: EngineSettings | None = None, observer: EngineObserver | None = None
+    ) -> None:
         self.store = store
         self.settings = s = settings or EngineSettings()
+        # Told what happens (telemetry); does nothing by default.
+        self.observer = observer = observer or EngineObserver()
         self.leasing = lease_policy(store, s.poll_seconds, s.sweep_batch, s.store_lease_seconds)
         # Set after a commit that recorded lifecycle events; the input binding waits on it.
         self.outbox_signal = asyncio.Event()
         # Set when the process shuts down: workers' streams end instead of waiting for work.
         self.closing = asyncio.Event()
-        self.dispatch = Dispatch(store, s, self.leasing, self.closing)
+        self.dispatch = Dispatch(store, s, self.leasing, self.closing, observer)
         self.timers = Timers(self.dispatch.mark_ready)
         self.watch = InstanceWatch()
-        self.turns = Turns(s.max_payload_bytes, LifecycleOutbox(s.lifecycle_events))
+        self.turns = Turns(s.max_payload_bytes, LifecycleOutbox(s.lifecycle_events), observer)
         self.completions = Completions(self.dispatch, self.turns, self.commit, s.max_payload_bytes)
         self.management = Management(
             store, self.turns, self.commit, self.watch, s.max_payload_bytes, self.leasing.change_poll_seconds
@@ -119,6 +124,8 @@ class Engine:
             self.outbox_signal.set()
         for instance_id in fx.changed:
             self.watch.wake(instance_id)
+        for note in fx.notes:
+            note()
         return result
 
     # ---------------------------------------------------------------- workers
@@ -146,36 +153,46 @@ class Engine:
 
     # ---------------------------------------------------------------- management
 
+    @observed("create_workflow")
     async def start_workflow(self, req: StartRequest) -> str:
         return await self.management.start_workflow(req)
 
+    @observed("get_workflow")
     async def get_instance(self, instance_id: str) -> Instance | None:
         return await self.management.get_instance(instance_id)
 
+    @observed("get_workflow")
     async def require_instance(self, instance_id: str) -> Instance:
         return await self.management.require_instance(instance_id)
 
+    @observed("add_event")
     async def raise_event(self, instance_id: str, name: str, data: str | None) -> None:
         await self.management.raise_event(instance_id, name, data)
 
+    @observed("suspend_workflow")
     async def suspend(self, instance_id: str, reason: str | None = None) -> None:
         await self.management.suspend(instance_id, reason)
 
+    @observed("resume_workflow")
     async def resume(self, instance_id: str, reason: str | None = None) -> None:
         await self.management.resume(instance_id, reason)
 
+    @observed("terminate_workflow")
     async def terminate(self, instance_id: str, output: str | None = None, recursive: bool = True) -> None:
         await self.management.terminate(instance_id, output, recursive)
 
+    @observed("purge_workflow")
     async def purge(self, instance_id: str, recursive: bool = True, force: bool = False) -> int:
         return await self.management.purge(instance_id, recursive, force)
 
     async def purge_where(self, query: InstanceQuery, recursive: bool = True) -> int:
         return await self.management.purge_where(query, recursive)
 
+    @observed("list_workflows")
     async def query(self, query: InstanceQuery) -> list[Instance]:
         return await self.management.query(query)
 
+    @observed("get_workflow_history")
     async def history(self, instance_id: str) -> list[bytes]:
         return await self.management.history(instance_id)
 
@@ -212,6 +229,7 @@ class Engine:
     async def restart(self, instance_id: str, new_instance_id: bool) -> str:
         return await self.management.restart(instance_id, new_instance_id)
 
+    @observed("rerun_workflow")
     async def rerun_from_event(
         self,
         source_id: str,
@@ -230,6 +248,14 @@ class Engine:
     async def lifecycle_events(self, after_id: int, limit: int = 100) -> list[tuple[int, str]]:
         """Recorded lifecycle events after `after_id`, oldest first, as (event ID, JSON)."""
         return await self.store.read(lambda t: t.outbox(after_id, limit))
+
+    async def check_store(self) -> None:
+        """One short read transaction; raises when the store does not answer (readiness)."""
+        await self.store.read(lambda t: None)
+
+    async def lifecycle_backlog(self) -> int:
+        """How many recorded lifecycle events no input binding has taken yet."""
+        return await self.store.read(lambda t: t.outbox_count())
 
     async def ack_lifecycle_event(self, event_id: int) -> None:
         """The event reached the app: it is deleted."""

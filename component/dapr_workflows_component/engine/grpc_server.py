@@ -19,7 +19,9 @@ from google.protobuf.message import DecodeError, Message
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..protos import durabletask_dialect_pb2 as mpb
+from ..telemetry.observer import CALLER_TRACE_PARENT
 from ..workflows import (
+    DEFAULT_PAGE_SIZE,
     ErrorCode,
     Instance,
     InstanceQuery,
@@ -27,6 +29,9 @@ from ..workflows import (
     RuntimeStatus,
     StartRequest,
     WorkflowError,
+    instance_page,
+    page_of,
+    page_query,
     require_instance_id,
     statuses,
 )
@@ -38,6 +43,11 @@ SERVICE = "TaskHubSidecarService"
 
 Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 Streaming = Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[bytes]]
+
+# The page size of Dapr's ListInstanceIDs when the caller gives none.
+_DAPR_LIST_PAGE_SIZE = 1024
+# History events per message of StreamInstanceHistory.
+_HISTORY_CHUNK = 200
 
 
 def parse(cls: type[Any], raw: bytes) -> Any:
@@ -193,6 +203,7 @@ class DialectServer:
 
     def start_request(self, raw: bytes) -> StartRequest:
         req = parse(pb.CreateInstanceRequest, raw)
+        CALLER_TRACE_PARENT.set(req.parentTraceContext.traceParent or None)
         return StartRequest(
             name=req.name,
             instance_id=req.instanceId or uuid.uuid4().hex,
@@ -327,12 +338,12 @@ class DaprDialectServer(DialectServer):
 
     async def list_instance_ids(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         req = parse(pb.ListInstanceIDsRequest, raw)
-        page = req.pageSize if req.HasField("pageSize") and req.pageSize > 0 else 1024
-        after = req.continuationToken if req.HasField("continuationToken") and req.continuationToken else None
-        found = await self.engine.query(InstanceQuery(after_id=after, limit=page + 1))
-        resp = pb.ListInstanceIDsResponse(instanceIds=[i.instance_id for i in found[:page]])
-        if len(found) > page:
-            resp.continuationToken = found[page - 1].instance_id
+        size = req.pageSize if req.HasField("pageSize") and req.pageSize > 0 else _DAPR_LIST_PAGE_SIZE
+        after = req.continuationToken if req.HasField("continuationToken") else None
+        page = instance_page(await self.engine.query(page_query(size, after)), size)
+        resp = pb.ListInstanceIDsResponse(instanceIds=page.instance_ids)
+        if page.continuation_token is not None:
+            resp.continuationToken = page.continuation_token
         return resp.SerializeToString()
 
     async def get_history(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -430,41 +441,37 @@ class DurableTaskDialectServer(DialectServer):
 
     async def query_instances(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         q = parse(mpb.QueryInstancesRequest, raw).query
-        limit = q.maxInstanceCount if q.maxInstanceCount > 0 else 100
-        found = await self.engine.query(
-            InstanceQuery(
-                statuses=statuses(q.runtimeStatus),
-                created_from=_ts_or_none(q, "createdTimeFrom"),
-                created_to=_ts_or_none(q, "createdTimeTo"),
-                id_prefix=_value_or_none(q, "instanceIdPrefix"),
-                after_id=_value_or_none(q, "continuationToken") or None,
-                limit=limit + 1,
-            )
+        size = q.maxInstanceCount if q.maxInstanceCount > 0 else DEFAULT_PAGE_SIZE
+        where = InstanceQuery(
+            statuses=statuses(q.runtimeStatus),
+            created_from=_ts_or_none(q, "createdTimeFrom"),
+            created_to=_ts_or_none(q, "createdTimeTo"),
+            id_prefix=_value_or_none(q, "instanceIdPrefix"),
         )
+        found = await self.engine.query(page_query(size, _value_or_none(q, "continuationToken"), where))
+        instances, token = page_of(found, size)
         resp = mpb.QueryInstancesResponse()
-        for inst in found[:limit]:
+        for inst in instances:
             resp.orchestrationState.add().ParseFromString(
                 workflow_state(inst, q.fetchInputsAndOutputs).SerializeToString()
             )
-        if len(found) > limit:
-            resp.continuationToken.value = found[limit - 1].instance_id
+        if token is not None:
+            resp.continuationToken.value = token
         return resp.SerializeToString()
 
     async def list_instance_ids(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         req = parse(mpb.ListInstanceIdsRequest, raw)
-        page = req.pageSize if req.pageSize > 0 else 100
-        found = await self.engine.query(
-            InstanceQuery(
-                statuses=statuses(req.runtimeStatus),
-                completed_from=_ts_or_none(req, "completedTimeFrom"),
-                completed_to=_ts_or_none(req, "completedTimeTo"),
-                after_id=_value_or_none(req, "lastInstanceKey") or None,
-                limit=page + 1,
-            )
+        size = req.pageSize if req.pageSize > 0 else DEFAULT_PAGE_SIZE
+        where = InstanceQuery(
+            statuses=statuses(req.runtimeStatus),
+            completed_from=_ts_or_none(req, "completedTimeFrom"),
+            completed_to=_ts_or_none(req, "completedTimeTo"),
         )
-        resp = mpb.ListInstanceIdsResponse(instanceIds=[i.instance_id for i in found[:page]])
-        if len(found) > page:
-            resp.lastInstanceKey.value = found[page - 1].instance_id
+        found = await self.engine.query(page_query(size, _value_or_none(req, "lastInstanceKey"), where))
+        page = instance_page(found, size)
+        resp = mpb.ListInstanceIdsResponse(instanceIds=page.instance_ids)
+        if page.continuation_token is not None:
+            resp.lastInstanceKey.value = page.continuation_token
         return resp.SerializeToString()
 
     async def restart(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -479,8 +486,8 @@ class DurableTaskDialectServer(DialectServer):
     async def stream_history(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         req = parse(mpb.StreamInstanceHistoryRequest, raw)
         events = await self.history_events(req.instanceId)
-        for start in range(0, len(events), 200):
-            yield wire.encode_history_events(1, events[start : start + 200])
+        for start in range(0, len(events), _HISTORY_CHUNK):
+            yield wire.encode_history_events(1, events[start : start + _HISTORY_CHUNK])
 
 
 def dialect_server(engine: Engine, dialect: str) -> DialectServer:

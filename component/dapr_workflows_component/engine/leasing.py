@@ -42,13 +42,17 @@ class WorkSink(Protocol):
 
 
 class LeasePolicy:
-    """The local policy; `SharedLeases` overrides what differs."""
+    """What a lease means in the store. This base is the local policy (`LocalLeases`);
+    `SharedLeases` overrides what differs."""
 
     shared = False
     # The instance's history may be kept in memory between turns.
     caches_history = True
-    # How often a waiter looks at an instance again by itself; None: only when told of a change.
+    # How often a waiter looks at an instance (or the outbox) again by itself; None: only when told
+    # of a change.
     change_poll_seconds: float | None = None
+    # Rows commit in the order of their IDs (one writer): a reader may read on from the last ID seen.
+    ids_commit_in_order = True
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -81,12 +85,15 @@ class LeasePolicy:
         """Gives a lease back in the store without waiting (the local side is already released)."""
 
 
-LocalLeases = LeasePolicy
+class LocalLeases(LeasePolicy):
+    """One engine owns the store: leases live in its memory only."""
 
 
 class SharedLeases(LeasePolicy):
     shared = True
     caches_history = False
+    # Another engine's transaction may commit a lower ID after a higher one.
+    ids_commit_in_order = False
 
     def __init__(
         self, store: Store, poll_seconds: float, sweep_batch: int, store_lease_seconds: float

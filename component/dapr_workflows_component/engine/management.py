@@ -130,7 +130,7 @@ class Management:
             )
 
         await self.commit(tx, fx)
-        log.info("started workflow %r (%s)", req.instance_id, req.name)
+        log.info("started workflow %r (%s)", req.instance_id, req.name, extra={"instanceID": req.instance_id})
         return req.instance_id
 
     async def get_instance(self, instance_id: str) -> Instance | None:
@@ -184,7 +184,7 @@ class Management:
             fx.changed.add(inst.instance_id)
 
         await self._change(instance_id, change)
-        log.info("suspended workflow %r", instance_id)
+        log.info("suspended workflow %r", instance_id, extra={"instanceID": instance_id})
 
     async def resume(self, instance_id: str, reason: str | None = None) -> None:
         def change(t: StoreTx, inst: Instance, now: int, fx: Effects) -> None:
@@ -200,7 +200,7 @@ class Management:
             fx.changed.add(inst.instance_id)
 
         await self._change(instance_id, change)
-        log.info("resumed workflow %r", instance_id)
+        log.info("resumed workflow %r", instance_id, extra={"instanceID": instance_id})
 
     async def terminate(self, instance_id: str, output: str | None = None, recursive: bool = True) -> None:
         check_payload_size("terminate output", output, self.max_payload_bytes)

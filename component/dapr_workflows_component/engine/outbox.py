@@ -159,9 +159,9 @@ class LifecycleDispatcher:
                 asyncio.ensure_future(self.engine.outbox_signal.wait()),
             ]
             timeout = None if next_due is None else max(next_due - time.monotonic(), 0.0)
-            if self.engine.leasing.shared:
+            poll = self.engine.leasing.change_poll_seconds
+            if poll is not None:
                 # Other engines' events raise no signal here: look again every poll.
-                poll = self.engine.settings.poll_seconds
                 timeout = poll if timeout is None else min(timeout, poll)
             try:
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -171,7 +171,7 @@ class LifecycleDispatcher:
 
     async def _fetch(self) -> None:
         """Takes the outbox's next events into `_pending`."""
-        if not self.engine.leasing.shared:
+        if self.engine.leasing.ids_commit_in_order:
             # One engine writes the outbox and IDs commit in order: read on from the last one seen.
             for event_id, payload in await self.engine.lifecycle_events(self._cursor, self.window):
                 self._pending[event_id] = _Pending(payload)

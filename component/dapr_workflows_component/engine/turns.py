@@ -12,12 +12,14 @@ inbox rows and writes what each action causes, one handler per action kind (`_AC
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..store import InboxRow, StoreTx
+from ..telemetry.observer import EngineObserver
 from ..workflows import (
     ErrorCode,
     Instance,
@@ -98,9 +100,10 @@ class _Step:
 class Turns:
     """The state machine's transitions; every method runs inside the caller's transaction."""
 
-    def __init__(self, max_payload_bytes: int, outbox: LifecycleOutbox) -> None:
+    def __init__(self, max_payload_bytes: int, outbox: LifecycleOutbox, observer: EngineObserver) -> None:
         self.max_payload_bytes = max_payload_bytes
         self.outbox = outbox
+        self.observer = observer
 
     # ------------------------------------------------------------ a worker's turn
 
@@ -181,6 +184,7 @@ class Turns:
             request.version.CopyFrom(scheduled.version)
         if scheduled.HasField("input"):
             request.input.CopyFrom(scheduled.input)
+        self.observer.trace_activity(inst.instance_id, request, scheduled)
         activity_id = step.t.add_activity(
             inst.instance_id, inst.execution_id, inst.dialect, action.id, request.SerializeToString()
         )
@@ -387,7 +391,10 @@ class Turns:
         )
         t.create_instance(inst)
         visible_at = scheduled_start_at if scheduled_start_at and scheduled_start_at > now else now
-        t.add_inbox(instance_id, execution_started(inst, now, parent), visible_at)
+        started = self.observer.trace_execution_started(
+            execution_started(inst, now, parent), inst.parent_instance_id
+        )
+        t.add_inbox(instance_id, started, visible_at)
         fx.history[instance_id] = []
         fx.changed.add(instance_id)
         fx.dropped.discard(instance_id)
@@ -433,7 +440,18 @@ class Turns:
         fx.changed.add(inst.instance_id)
         fx.finished.add(inst.instance_id)
         self.outbox.record(t, LifecycleEvent.of_terminal(status), inst, now, fx)
-        log.info("workflow %r (%s) %s", inst.instance_id, inst.name, status.name)
+        log.info(
+            "workflow %r (%s) %s",
+            inst.instance_id,
+            inst.name,
+            status.name,
+            extra={"instanceID": inst.instance_id},
+        )
+        fx.notes.append(
+            functools.partial(
+                self.observer.workflow_finished, inst.instance_id, inst.name, status.name, inst.created_at
+            )
+        )
         if not inst.parent_instance_id:
             return
         parent = t.get_instance(inst.parent_instance_id)

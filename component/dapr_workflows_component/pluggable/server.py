@@ -10,8 +10,7 @@ from pathlib import Path
 import grpc
 from grpc_reflection.v1alpha import reflection
 
-from ..engine import Engine, LifecycleDispatcher
-from ..engine.grpc_server import server_options
+from ..engine import Engine, LifecycleDispatcher, server_options
 from ..protos import dapr_components_pb2 as cpb
 from ..protos import dapr_components_pb2_grpc as cgrpc
 from ..protos import dapr_components_workflow_pb2 as wpb

@@ -122,6 +122,10 @@ class StoreTx(abc.ABC):
     @abc.abstractmethod
     def expire_outbox(self, created_before: int) -> int: ...
 
+    def outbox_count(self) -> int:
+        """How many lifecycle events wait in the outbox."""
+        return len(self.outbox(0, 2**62))
+
     # recovery after a restart
     @abc.abstractmethod
     def ready_instances(self, now: int) -> list[tuple[str, str]]:

@@ -191,6 +191,9 @@ class SqlTx(StoreTx):
     def expire_outbox(self, created_before: int) -> int:
         return self._execute("DELETE FROM outbox WHERE created_at < ?", (created_before,)).rowcount
 
+    def outbox_count(self) -> int:
+        return int(self._execute("SELECT COUNT(*) FROM outbox", ()).fetchone()[0])
+
     def ready_instances(self, now: int) -> list[tuple[str, str]]:
         rows = self._execute(
             "SELECT DISTINCT i.instance_id, i.dialect FROM inbox b "

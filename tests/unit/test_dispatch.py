@@ -1,0 +1,327 @@
+"""Dispatch (engine/dispatch.py) in an in-process engine on SQLite: what is offered to workers,
+leases, their expiry, stale and duplicate completions, suspended delivery. Driven by raw protobuf
+work items and responses, as a worker's stream carries them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from dapr_workflows_component.engine.dispatch import ActivityWork, InstanceWork, WorkState
+from dapr_workflows_component.engine.timers import Timers
+from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
+from dapr_workflows_component.store import SQLiteStore, StoreTx, StoreUnavailable
+from dapr_workflows_component.workflows import RuntimeStatus
+
+from tests.unit.engine_parts import (
+    activity_done,
+    complete,
+    engine_on,
+    eventually,
+    next_item,
+    response,
+    run,
+    schedule,
+    start,
+    take,
+)
+
+T = TypeVar("T")
+
+
+def new_event_kinds(item: pb.WorkItem) -> list[str]:
+    return [str(e.WhichOneof("eventType")) for e in item.workflowRequest.newEvents]
+
+
+def test_a_started_instance_is_offered_with_its_execution_started_event() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a", input='"x"')
+        assert engine.dispatch.state(InstanceWork("a")) == WorkState.QUEUED
+        item = await take(engine, worker)
+        assert item.workflowRequest.instanceId == "a"
+        assert new_event_kinds(item) == ["workflowStarted", "executionStarted"]
+        assert item.workflowRequest.newEvents[1].executionStarted.input.value == '"x"'
+        assert engine.dispatch.state(InstanceWork("a")) == WorkState.LEASED
+        await engine.complete_orchestration(response(item))
+        assert engine.dispatch.state(InstanceWork("a")) is None
+        assert engine.dispatch.queued() == []
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_worker_of_the_other_dialect_is_offered_nothing() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        other = engine.connect_worker("durabletask")
+        await start(engine, "a")
+        assert await next_item(engine, other, "durabletask") is None  # a health ping instead
+        assert engine.dispatch.queued() == [InstanceWork("a")]
+        await engine.stop()
+
+    run(body())
+
+
+def test_an_activity_result_is_recorded_once_and_offered_in_the_next_turn() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        await engine.complete_orchestration(response(await take(engine, worker), schedule(1, "act", '"in"')))
+        act = await take(engine, worker)
+        assert act.activityRequest.name == "act" and act.activityRequest.input.value == '"in"'
+        done = activity_done(act, '"out"')
+        await engine.complete_activity(done)
+        await engine.complete_activity(done)  # a duplicate: its lease is gone
+        turn = await take(engine, worker)
+        assert new_event_kinds(turn) == ["workflowStarted", "taskCompleted"]
+        assert turn.workflowRequest.newEvents[1].taskCompleted.result.value == '"out"'
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_worker_is_offered_no_more_than_its_capacity() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr", capacity=1)
+        await start(engine, "a")
+        await start(engine, "b")
+        first = await take(engine, worker)
+        assert await next_item(engine, worker) is None  # full: a ping, not the second instance
+        assert len(engine.dispatch.queued()) == 1
+        other = engine.connect_worker("dapr")
+        second = await take(engine, other)
+        assert {first.workflowRequest.instanceId, second.workflowRequest.instanceId} == {"a", "b"}
+        await engine.complete_orchestration(response(first))
+        assert engine.workers[worker].held == 0
+        await engine.stop()
+
+    run(body())
+
+
+def test_an_expired_orchestration_lease_is_offered_again_and_the_late_result_is_ignored() -> None:
+    async def body() -> None:
+        engine = await engine_on(orchestration_lease_seconds=0.1)
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        first = await take(engine, worker)
+        again = await take(engine, worker)  # offered again once the lease expired
+        assert again.workflowRequest.instanceId == "a"
+        assert again.completionToken != first.completionToken
+        await engine.complete_orchestration(response(first, complete(1, '"stale"')))
+        inst = await engine.get_instance("a")
+        assert inst is not None and inst.status == RuntimeStatus.PENDING  # nothing recorded
+        await engine.complete_orchestration(response(again, complete(1, '"fresh"')))
+        inst = await engine.get_instance("a")
+        assert inst is not None and (inst.status, inst.output) == (RuntimeStatus.COMPLETED, '"fresh"')
+        await engine.stop()
+
+    run(body())
+
+
+def test_an_expired_activity_lease_is_offered_again_and_only_the_current_token_counts() -> None:
+    async def body() -> None:
+        engine = await engine_on(activity_lease_seconds=0.1)
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        await engine.complete_orchestration(response(await take(engine, worker), schedule(1)))
+        first = await take(engine, worker)
+        again = await take(engine, worker)
+        assert again.HasField("activityRequest") and again.completionToken != first.completionToken
+        await engine.complete_activity(activity_done(first, '"stale"'))
+        assert engine.dispatch.queued() == []  # the stale result made nothing ready
+        await engine.complete_activity(activity_done(again, '"fresh"'))
+        turn = await take(engine, worker)
+        results = [e.taskCompleted.result.value for e in turn.workflowRequest.newEvents[1:]]
+        assert results == ['"fresh"']
+        await engine.stop()
+
+    run(body())
+
+
+def test_an_abandoned_work_item_is_offered_again() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        first = await take(engine, worker)
+        engine.abandon("not-a-token")
+        assert engine.dispatch.state(InstanceWork("a")) == WorkState.LEASED
+        engine.abandon(first.completionToken)
+        assert engine.dispatch.state(InstanceWork("a")) == WorkState.QUEUED
+        again = await take(engine, worker)
+        assert new_event_kinds(again) == ["workflowStarted", "executionStarted"]
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_disconnected_worker_gives_back_everything_it_held() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        await engine.complete_orchestration(response(await take(engine, worker), schedule(1), schedule(2)))
+        held = [await take(engine, worker), await take(engine, worker)]
+        assert all(item.HasField("activityRequest") for item in held)
+        engine.disconnect_worker(worker)
+        assert sorted(engine.dispatch.queued(), key=str) == sorted(
+            [ActivityWork(1), ActivityWork(2)], key=str
+        )
+        assert engine.dispatch.held_tokens() == []
+        await engine.stop()
+
+    run(body())
+
+
+def test_events_arriving_during_a_turn_are_not_offered_to_another_worker_until_it_ends() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        busy, idle = engine.connect_worker("dapr"), engine.connect_worker("dapr")
+        await start(engine, "a")
+        turn = await take(engine, busy)
+        await engine.raise_event("a", "go", '"1"')
+        assert engine.dispatch.arrived_while_busy("a")
+        assert engine.dispatch.queued() == []
+        assert await next_item(engine, idle) is None  # a turn of "a" is in flight
+        await engine.complete_orchestration(response(turn))
+        assert engine.dispatch.queued() == [InstanceWork("a")]
+        follow = await take(engine, idle)
+        assert new_event_kinds(follow) == ["workflowStarted", "eventRaised"]
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_suspended_instance_is_offered_its_suspension_but_not_the_events_raised_meanwhile() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        await engine.complete_orchestration(response(await take(engine, worker)))
+        await engine.suspend("a")
+        await engine.raise_event("a", "go", '"1"')
+        turn = await take(engine, worker)
+        assert new_event_kinds(turn) == ["workflowStarted", "executionSuspended"]
+        await engine.complete_orchestration(response(turn))
+        await engine.raise_event("a", "more", '"2"')
+        assert await next_item(engine, worker) is None  # ready, but nothing it may see
+        assert engine.dispatch.queued() == []
+        await engine.resume("a")
+        turn = await take(engine, worker)
+        assert new_event_kinds(turn) == ["workflowStarted", "eventRaised", "eventRaised", "executionResumed"]
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_terminated_instance_voids_the_turn_in_flight() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        turn = await take(engine, worker)
+        await engine.terminate("a", '"stop"')
+        assert engine.dispatch.state(InstanceWork("a")) is None  # the lease is gone
+        assert engine.workers[worker].held == 0
+        await engine.complete_orchestration(response(turn, complete(1, '"late"')))
+        inst = await engine.get_instance("a")
+        assert inst is not None and (inst.status, inst.output) == (RuntimeStatus.TERMINATED, '"stop"')
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_restarted_engine_offers_again_what_was_leased_when_it_stopped(tmp_path: Path) -> None:
+    path = str(tmp_path / "engine.db")
+
+    async def body() -> None:
+        engine = await engine_on(SQLiteStore(path))
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        await engine.complete_orchestration(response(await take(engine, worker), schedule(1)))
+        await take(engine, worker)  # the activity, never answered
+        await engine.stop()
+        await engine.store.close()
+        engine = await engine_on(SQLiteStore(path))
+        worker = engine.connect_worker("dapr")
+        assert engine.dispatch.queued() == [ActivityWork(1)]
+        item = await take(engine, worker)
+        assert item.activityRequest.workflowInstance.instanceId == "a"
+        await engine.stop()
+        await engine.store.close()
+
+    run(body())
+
+
+def test_a_cancelled_wait_for_work_returns_the_item_to_the_queue() -> None:
+    async def body() -> None:
+        engine = await engine_on(health_ping_seconds=5.0)
+        worker = engine.connect_worker("dapr")
+        waiting = asyncio.ensure_future(engine.next_work_item("dapr", worker))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await start(engine, "a")
+        assert engine.dispatch.queued() == [InstanceWork("a")]
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_due_timer_makes_its_instance_ready() -> None:
+    fired: list[tuple[str, str]] = []
+    timers = Timers(lambda instance_id, dialect: fired.append((instance_id, dialect)))
+    timers.add([(300, "late", "dapr"), (100, "early", "durabletask")])
+    assert timers.fire_due(50) == (100 - 50) / 1e6
+    assert fired == []
+    timers.fire_due(200)
+    assert fired == [("early", "durabletask")]
+    timers.fire_due(300)
+    assert fired[-1] == ("late", "dapr")
+
+
+def test_a_waiter_hears_of_the_change_it_waits_for() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        waiting = asyncio.ensure_future(engine.wait_for("a", lambda i: i.status == RuntimeStatus.RUNNING))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        await engine.complete_orchestration(response(await take(engine, worker)))
+        await eventually(lambda: asyncio.sleep(0, waiting.done()))
+        inst = waiting.result()
+        assert inst is not None and inst.status == RuntimeStatus.RUNNING
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_store_failure_while_reading_a_turn_leaves_the_instance_offerable_again() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        real_read = engine.store.read
+
+        async def failing_read(fn: Callable[[StoreTx], T]) -> T:
+            engine.store.read = real_read  # type: ignore[method-assign]
+            raise StoreUnavailable("the store is down")
+
+        engine.store.read = failing_read  # type: ignore[method-assign]
+        with pytest.raises(StoreUnavailable):
+            await engine.next_work_item("dapr", worker)
+        assert engine.dispatch.state(InstanceWork("a")) is None  # not stuck "claiming"
+        await engine.raise_event("a", "go", None)  # made ready again (or found by a sweep)
+        item = await take(engine, worker)
+        assert new_event_kinds(item) == ["workflowStarted", "executionStarted", "eventRaised"]
+        await engine.stop()
+
+    run(body())
