@@ -600,6 +600,12 @@ def test_the_openapi_document_describes_every_route(api: Api) -> None:
         ("POST", base + "/{instanceID}/resume"),
         ("POST", base + "/{instanceID}/purge"),
         ("GET", "/v1.0/workflows/openapi.json"),
+        # the management routes
+        ("GET", base),
+        ("POST", base + "/purge"),
+        ("POST", base + "/terminate"),
+        ("GET", base + "/{instanceID}/history"),
+        ("POST", base + "/{instanceID}/rerun"),
     }
     start = doc["paths"][base + "/{workflowName}/start"]["post"]
     assert set(start["responses"]) >= {"202", "400", "404", "409", "413"}

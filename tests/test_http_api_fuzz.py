@@ -21,10 +21,14 @@ from dapr_workflows_component.http_api import HttpSettings
 from dapr_workflows_component.http_openapi import openapi_document
 from hypothesis import HealthCheck, settings
 from schemathesis import Case, Response
+from schemathesis.specs.openapi.checks import allow_header_conformance
 
 from tests.harness.engine_process import EngineProcess
 from tests.harness.sdk_host import SdkHost
 
+# The bulk routes' paths are also an instance's path (an instance may be named "purge"), so a 405
+# there lists the methods of both routes in its Allow header.
+SHARED_PATHS = {"POST /v1.0/workflows/{component}/purge", "POST /v1.0/workflows/{component}/terminate"}
 MAX_EXAMPLES = 50
 STATEFUL_EXAMPLES = 30
 PAYLOAD_LIMIT = 2048
@@ -76,7 +80,8 @@ def test_the_served_document_is_the_one_fuzzed(served: EngineProcess) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_no_generated_request_gets_a_server_error(case: Case, served: EngineProcess) -> None:
-    case.call_and_validate(base_url=served.http_url, timeout=30)
+    excluded = [allow_header_conformance] if case.operation.label in SHARED_PATHS else []
+    case.call_and_validate(base_url=served.http_url, timeout=30, excluded_checks=excluded)
 
 
 def test_sequences_of_calls_on_started_instances_get_no_server_error(fresh: EngineProcess) -> None:

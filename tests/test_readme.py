@@ -115,10 +115,12 @@ def test_the_configuration_table_names_no_flag_the_cli_lacks() -> None:
 
 
 def test_every_variable_named_in_the_readme_is_read_by_someone() -> None:
-    """A DAPR_WORKFLOWS_* name in the README is a variable of serve or of the SDK extension."""
+    """A DAPR_WORKFLOWS_* name in the README is a variable of serve, of the client commands or of the
+    SDK extension."""
+    from dapr_workflows_component.cli_client import ADDRESS_ENV, TOKEN_ENVS
     from dapr_workflows_ext.worker import ENGINE_ADDRESS_VARIABLE
 
-    known = serve_environment_variables() | {ENGINE_ADDRESS_VARIABLE}
+    known = serve_environment_variables() | {ENGINE_ADDRESS_VARIABLE, ADDRESS_ENV, *TOKEN_ENVS}
     named = set(re.findall(r"\bDAPR_WORKFLOWS_[A-Z_]+\b", readme_text()))
     assert named - known == set()
 

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 
 import grpc
 
+from .cli_client import add_client_commands, package_version, run_client
 from .engine import Engine, EngineSettings
 from .engine.grpc_server import add_to_server, dialect_server, server_options
+from .engine.retention import Retention
 from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
+from .management_rules import RetentionPolicy, parse_retention
 from .pluggable.server import ComponentServer, default_socket_folder
 from .store import Store, StoreUnavailable, open_store
 from .telemetry.logs import configure_logging
@@ -151,6 +154,14 @@ SERVE_OPTIONS = (
         "168",
         "lifecycle events no input binding has taken are dropped after this long",
     ),
+    Option(
+        "retention",
+        "",
+        "purge finished instances this long after they finish, by status: completed=24h,failed=168h,"
+        "terminated=24h,anyTerminal=720h (Dapr's stateRetentionPolicy names, Go durations; a status "
+        "named alone wins over anyTerminal); also applies to instances that finished earlier; empty: "
+        "keep them until purged",
+    ),
     Option("log-level", "info", "debug, info, warning or error"),
     Option(
         "log-format",
@@ -172,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dapr-workflows",
         description="A durable workflow engine for Dapr; workflow SDKs of Dapr and durabletask run on it.",
     )
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -187,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=os.environ.get(opt.env, opt.default),
             help=f"{opt.help} (env {opt.env}; default: {opt.default!r})",
         )
+    add_client_commands(commands)
     return parser
 
 
@@ -242,6 +255,13 @@ def _triggers(path: str, http_settings: HttpSettings | None) -> list[Trigger]:
         raise SystemExit(f"dapr-workflows: --triggers: {err}") from None
 
 
+def _retention(text: str) -> RetentionPolicy:
+    try:
+        return parse_retention(text)
+    except WorkflowError as err:
+        raise SystemExit(f"dapr-workflows: --retention: {err.message}") from None
+
+
 async def serve(args: argparse.Namespace) -> None:
     max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
     settings = EngineSettings(
@@ -255,6 +275,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
+    retention_policy = _retention(args.retention)
     try:
         serve_metrics = parse_bool("--metrics", args.metrics, True)
     except WorkflowError as err:
@@ -271,6 +292,7 @@ async def serve(args: argparse.Namespace) -> None:
         await engine.start()
     except StoreUnavailable as err:  # e.g. a corrupt page found while recovering
         raise SystemExit(f"dapr-workflows: cannot open the store: {err.message}") from None
+    retention = asyncio.create_task(Retention(engine, retention_policy).run())
 
     options = server_options(max_payload)
     servers: list[grpc.aio.Server] = []
@@ -341,6 +363,7 @@ async def serve(args: argparse.Namespace) -> None:
     # Long-lived streams (workers' work items, daprd's lifecycle events) end first, so that the
     # grace period is spent only on calls that finish by themselves; all servers share it.
     engine.close_streams()
+    retention.cancel()
     stopping = [s.stop(grace=GRACE_SECONDS) for s in servers]
     if http is not None:
         stopping.append(http.stop())
@@ -370,6 +393,8 @@ async def _expire_events(engine: Engine, retention_seconds: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        raise SystemExit(run_client(args))
     configure_logging(
         str(getattr(args, "log_level", "info")), str(getattr(args, "log_format", "text")), sys.stderr
     )

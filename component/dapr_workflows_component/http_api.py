@@ -18,8 +18,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from .dashboard import dashboard_routes
 from .engine import Engine
+from .http_management import ManagementRoutes
 from .http_openapi import ALIAS_VERSIONS, API_VERSION, OPENAPI_PATH, openapi_document
+from .management_rules import parse_rfc3339, query_flag
 from .telemetry.http import add_routes as add_telemetry_routes
 from .workflows import ErrorCode, StartRequest, WorkflowError, instance_json, json_payload, parse_bool
 
@@ -108,8 +111,10 @@ class HttpApi:
         app.router.add_post(instance + "/pause", self._pause)
         app.router.add_post(instance + "/resume", self._resume)
         app.router.add_post(instance + "/purge", self._purge)
+        ManagementRoutes(self).register(app.router, base)
         app.router.add_routes(self.routes)
         add_telemetry_routes(app, self.engine)
+        app.router.add_routes(dashboard_routes(self.settings.component_names[0]))
         return app
 
     @web.middleware
@@ -184,14 +189,17 @@ class HttpApi:
     async def _start(self, request: web.Request) -> web.Response:
         component = self._component(request)
         instance_id = self._query(request, "instanceID") or uuid.uuid4().hex
+        start_time = self._query(request, "startTime")  # ours: a scheduled start (RFC 3339)
         await self.engine.start_workflow(
             StartRequest(
                 name=request.match_info["workflowName"],
                 instance_id=instance_id,
                 input=await self._payload(request, "workflow input"),
+                scheduled_start_at=parse_rfc3339("startTime", start_time) if start_time is not None else None,
             )
         )
-        await self._wait_started(instance_id)
+        if start_time is None:
+            await self._wait_started(instance_id)
         version = request.match_info["version"]
         location = f"/{version}/workflows/{quote(component, safe='')}/{quote(instance_id, safe='')}"
         return web.json_response({"instanceID": instance_id}, status=202, headers={"Location": location})
@@ -223,7 +231,8 @@ class HttpApi:
 
     async def _purge(self, request: web.Request) -> web.Response:
         instance_id = self._instance_id(request)
-        await self.engine.purge(instance_id, self._recursive(request))
+        force = query_flag("force", self._query(request, "force"))  # ours, as Dapr's gRPC force
+        await self.engine.purge(instance_id, self._recursive(request), force=force)
         return _accepted()
 
 

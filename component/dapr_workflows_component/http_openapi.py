@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .http_openapi_management import add_management
 from .workflows import MAX_INSTANCE_ID_LENGTH, ErrorCode, RuntimeStatus
 
 API_VERSION = "v1.0"
@@ -58,6 +59,14 @@ _RECURSIVE = {
     "schema": {"type": "boolean", "default": True},
 }
 
+_FORCE = {
+    "name": "force",
+    "in": "query",
+    "required": False,
+    "description": "Purge the instance even if it has not finished (default `false`).",
+    "schema": {"type": "boolean", "default": False},
+}
+
 
 def _json_body(description: str) -> dict[str, Any]:
     return {
@@ -93,7 +102,7 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
         "summary": "Purge an instance",
         "description": "Deletes a finished instance (COMPLETED, FAILED, TERMINATED or CANCELED) and "
         "its history; afterwards its ID is free and a GET answers 404.",
-        "parameters": params(_INSTANCE, _RECURSIVE),
+        "parameters": params(_INSTANCE, _RECURSIVE, _FORCE),
         "responses": {
             "202": _ACCEPTED,
             "400": _MALFORMED,
@@ -111,7 +120,7 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
         "Resumes a suspended instance; a GET right after says RUNNING. Resuming an instance that "
         "is not suspended does nothing.",
     )
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
             "title": "dapr-workflows: the Dapr Workflow HTTP API",
@@ -151,6 +160,14 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
                                 "maxLength": MAX_INSTANCE_ID_LENGTH,
                             },
                         },
+                        {
+                            "name": "startTime",
+                            "in": "query",
+                            "required": False,
+                            "description": "Start the instance at this time (RFC 3339) instead of now; "
+                            "the call then answers without waiting for a worker.",
+                            "schema": {"type": "string", "format": "date-time"},
+                        },
                     ),
                     "requestBody": _json_body("The workflow's input."),
                     "responses": {
@@ -180,6 +197,7 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
                                     "resumeWorkflow",
                                     "purgeWorkflow",
                                     "deleteWorkflow",
+                                    "getWorkflowHistory",
                                 )
                             },
                         },
@@ -308,3 +326,6 @@ def openapi_document(component_names: tuple[str, ...], max_body_bytes: int) -> d
             }
         },
     }
+    errors = {"malformed": _MALFORMED, "not_found": _NOT_FOUND, "state": _STATE, "too_large": _TOO_LARGE}
+    add_management(document, component, {**errors, "internal": _INTERNAL})
+    return document

@@ -334,6 +334,18 @@ class InstanceQuery:
     id_prefix: str | None = None
     after_id: str | None = None
     limit: int = 100
+    # The management listing's filters (see `instance_filter`).
+    name: str | None = None
+    updated_from: int | None = None
+    updated_to: int | None = None
+    custom_status: str | None = None  # a substring of the custom status
+    parent_instance_id: str | None = None
+    # "id" (by instance ID, after `after_id`), "newest" / "oldest" (by creation time, after `after`)
+    # or "completed" (oldest completion first).
+    order: str = "id"
+    after: tuple[int, str] | None = None  # (created_at, instance_id) of the previous page's last
+    # Rows another engine's transaction holds are left out (a shared store's batch jobs).
+    skip_locked: bool = False
 
 
 DEFAULT_PAGE_SIZE = 100

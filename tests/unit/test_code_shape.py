@@ -51,27 +51,21 @@ def test_module_class_and_function_sizes(path: Path) -> None:
     assert not too_big, f"{_name(path)}: " + "; ".join(too_big)
 
 
+_PACKAGE = PACKAGES[0]
 # The engine's internals: adapters import `dapr_workflows_component.engine` (its __init__) instead.
 # (`engine.wire`, the protocol's encoding, is shared by the engine and its Durable Task server.)
-_ENGINE_INTERNALS = {
-    "completions",
-    "dispatch",
-    "effects",
-    "engine",
-    "leasing",
-    "management",
-    "outbox",
-    "rerun",
-    "settings",
-    "timers",
-    "turns",
-}
-_PACKAGE = PACKAGES[0]
-# Each adapter, by the modules it is made of. Triggers add their routes to the HTTP server.
+_ENGINE_INTERNALS = {p.stem for p in (_PACKAGE / "engine").glob("*.py")} - {"__init__", "wire", "grpc_server"}
+# Each adapter, by the modules it is made of. Triggers, the management routes and the dashboard
+# are served by the HTTP server.
 ADAPTERS = {
     "Durable Task server": ["engine.grpc_server"],
     "component socket": sorted(f"pluggable.{p.stem}" for p in (_PACKAGE / "pluggable").glob("*.py")),
-    "HTTP API": ["http_api", "triggers"],
+    "HTTP API": [
+        "http_api",
+        "http_management",
+        "triggers",
+        *sorted(f"dashboard.{p.stem}" for p in (_PACKAGE / "dashboard").glob("*.py")),
+    ],
 }
 ADAPTER_MODULES = {module: adapter for adapter, modules in ADAPTERS.items() for module in modules}
 

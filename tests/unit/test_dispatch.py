@@ -27,6 +27,7 @@ from tests.unit.engine_parts import (
     schedule,
     start,
     take,
+    timer,
 )
 
 T = TypeVar("T")
@@ -322,6 +323,45 @@ def test_a_store_failure_while_reading_a_turn_leaves_the_instance_offerable_agai
         await engine.raise_event("a", "go", None)  # made ready again (or found by a sweep)
         item = await take(engine, worker)
         assert new_event_kinds(item) == ["workflowStarted", "executionStarted", "eventRaised"]
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_late_activity_result_of_a_terminated_instance_is_dropped() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        await engine.complete_orchestration(response(await take(engine, worker), schedule(1)))
+        act = await take(engine, worker)
+        await engine.terminate("a", '"stopped"')
+        await engine.complete_activity(activity_done(act, '"late"'))
+        assert engine.dispatch.queued() == []  # nothing to offer
+        history = [pb.HistoryEvent.FromString(e).WhichOneof("eventType") for e in await engine.history("a")]
+        assert "taskCompleted" not in history and history[-1] == "executionCompleted"
+        await engine.stop()
+
+    run(body())
+
+
+def test_results_and_due_timers_of_a_suspended_instance_wait_for_its_resume() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        await engine.complete_orchestration(response(await take(engine, worker), schedule(1), timer(2, 0)))
+        act = await take(engine, worker)  # the timer fired at once: its turn is ready too
+        turn = await take(engine, worker)
+        assert new_event_kinds(turn) == ["workflowStarted", "timerFired"]
+        await engine.complete_orchestration(response(turn))
+        await engine.suspend("a")
+        await engine.complete_orchestration(response(await take(engine, worker)))  # the suspension
+        await engine.complete_activity(activity_done(act, '"r"'))
+        assert await next_item(engine, worker) is None  # offered nothing while suspended
+        await engine.resume("a")
+        turn = await take(engine, worker)
+        assert new_event_kinds(turn) == ["workflowStarted", "taskCompleted", "executionResumed"]
         await engine.stop()
 
     run(body())

@@ -1,5 +1,6 @@
 """The engine's public API: what adapters (gRPC, binding, HTTP, triggers, CLI) may import."""
 
+from .bulk import bulk_purge, bulk_terminate, counts, list_page
 from .engine import Engine
 from .grpc_server import server_options  # after Engine, which it imports
 from .outbox import Delivery, LifecycleDispatcher, LifecycleStream
@@ -11,5 +12,9 @@ __all__ = [
     "EngineSettings",
     "LifecycleDispatcher",
     "LifecycleStream",
+    "bulk_purge",
+    "bulk_terminate",
+    "counts",
+    "list_page",
     "server_options",
 ]

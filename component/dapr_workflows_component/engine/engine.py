@@ -188,6 +188,9 @@ class Engine:
     async def purge_where(self, query: InstanceQuery, recursive: bool = True) -> int:
         return await self.management.purge_where(query, recursive)
 
+    async def purge_batch(self, query: InstanceQuery) -> list[str]:
+        return await self.management.purge_batch(query)
+
     @observed("list_workflows")
     async def query(self, query: InstanceQuery) -> list[Instance]:
         return await self.management.query(query)

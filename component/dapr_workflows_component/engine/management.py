@@ -248,6 +248,21 @@ class Management:
                     raise
         return total
 
+    async def purge_batch(self, query: InstanceQuery) -> list[str]:
+        """Purges, in one transaction, the finished instances the query finds (not their children);
+        with `query.skip_locked`, those another engine's transaction holds are left to it."""
+        fx = Effects()
+
+        def tx(t: StoreTx) -> list[str]:
+            purged = []
+            for inst in t.query(query):
+                if inst.status.is_terminal:
+                    self.turns.delete(t, inst, fx)
+                    purged.append(inst.instance_id)
+            return purged
+
+        return await self.commit(tx, fx)
+
     async def query(self, query: InstanceQuery) -> list[Instance]:
         return await self.store.read(lambda t: t.query(query))
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
-from ..workflows import ErrorCode, Instance, InstanceQuery, WorkflowError
+from ..workflows import ErrorCode, Instance, InstanceQuery, RuntimeStatus, WorkflowError
 
 T = TypeVar("T")
 
@@ -69,6 +70,18 @@ class StoreTx(abc.ABC):
 
     @abc.abstractmethod
     def query(self, query: InstanceQuery) -> list[Instance]: ...
+
+    def count_by_status(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        """How many instances match the query (its order, cursor and limit aside), by status."""
+        counts: dict[RuntimeStatus, int] = {}
+        for inst in self.query(dataclasses.replace(query, after=None, after_id=None, limit=2**62)):
+            counts[inst.status] = counts.get(inst.status, 0) + 1
+        return counts
+
+    def put_instances(self, instances: list[Instance]) -> None:
+        """Inserts or replaces many instance rows (imports, benchmarks)."""
+        for inst in instances:
+            self.put_instance(inst)
 
     # history
     @abc.abstractmethod

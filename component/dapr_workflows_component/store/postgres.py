@@ -38,6 +38,7 @@ from .sql import (
     INSTANCE_COLUMNS,
     INSTANCE_FIELDS,
     INSTANCE_VALUES,
+    MANAGEMENT_INDEXES,
     SqlTx,
     instance_row,
     row_instance,
@@ -47,7 +48,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("dapr_workflows.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The NOTIFY channel every engine of one database listens on.
 CHANNEL = "dapr_workflows"
@@ -161,6 +162,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX instances_lease_token ON instances (lease_token) WHERE lease_token IS NOT NULL",
         "CREATE INDEX activities_lease_token ON activities (lease_token) WHERE lease_token IS NOT NULL",
     ),
+    # The management listing's filters and orders, and retention (management indexes).
+    4: tuple(s.strip() for s in MANAGEMENT_INDEXES.split(";") if s.strip()),
 }
 
 # The upsert rewrites every column but the lease, which only claims and releases change.
@@ -230,6 +233,23 @@ class _PostgresTx(SqlTx):
     def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
         # A LIKE prefix can use the primary key's index (instance_id is COLLATE "C").
         return "instance_id LIKE ?", [_like_prefix(prefix)]
+
+    def _contains(self, column: str, text: str) -> tuple[str, list[Any]]:
+        return f"strpos({column}, ?) > 0", [text]
+
+    def put_instances(self, instances: list[Instance]) -> None:
+        # COPY into a scratch table, then one upsert: far fewer round trips than a row at a time.
+        self._c.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS instances_import (LIKE instances) ON COMMIT DELETE ROWS"
+        )
+        with self._c.cursor() as cur:
+            with cur.copy(f"COPY instances_import ({INSTANCE_COLUMNS}) FROM STDIN") as copy:
+                for inst in instances:
+                    copy.write_row(instance_row(inst))
+            cur.execute(
+                f"INSERT INTO instances ({INSTANCE_COLUMNS}) SELECT {INSTANCE_COLUMNS} FROM instances_import "
+                f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}"
+            )
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> TupleRow | None:
         return self._execute(sql, args).fetchone()

@@ -15,12 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..workflows import Instance
 from .base import Store, StoreTx, StoreUnavailable
-from .sql import INSTANCE_COLUMNS, INSTANCE_VALUES, SqlTx, instance_row, row_instance
+from .sql import INSTANCE_COLUMNS, INSTANCE_VALUES, MANAGEMENT_INDEXES, SqlTx, instance_row, row_instance
 from .sqlite_guard import FileGuard, store_error
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -80,6 +80,8 @@ _MIGRATIONS: dict[int, str] = {
     """,
     # PostgreSQL's outbox had this index from the start; lifecycle events expire by created_at.
     3: "CREATE INDEX outbox_created ON outbox (created_at);",
+    # The management listing's filters and orders, and retention (management indexes).
+    4: MANAGEMENT_INDEXES,
 }
 
 
@@ -91,7 +93,13 @@ class _SQLiteTx(SqlTx):
         return self._c.execute(sql, args)
 
     def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
-        return "substr(instance_id, 1, ?) = ?", [len(prefix), prefix]
+        # The range lets the primary key's index find the rows (IDs compare as UTF-8 bytes, in the
+        # order of code points); substr keeps the condition exact where no upper bound is found.
+        last = ord(prefix[-1])
+        upper = last + 1 if last + 1 != 0xD800 else 0xE000
+        if upper > 0x10FFFF:
+            return "instance_id >= ? AND substr(instance_id, 1, ?) = ?", [prefix, len(prefix), prefix]
+        return "instance_id >= ? AND instance_id < ?", [prefix, prefix[:-1] + chr(upper)]
 
     def get_instance(self, instance_id: str) -> Instance | None:
         row = self._c.execute(
@@ -103,6 +111,12 @@ class _SQLiteTx(SqlTx):
         self._c.execute(
             f"INSERT OR REPLACE INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES})",
             instance_row(i),
+        )
+
+    def put_instances(self, instances: list[Instance]) -> None:
+        self._c.executemany(
+            f"INSERT OR REPLACE INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES})",
+            [instance_row(i) for i in instances],
         )
 
     def delete_instance(self, instance_id: str) -> None:
