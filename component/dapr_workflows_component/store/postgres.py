@@ -14,6 +14,7 @@ only when the transaction commits, so other engines react at once instead of pol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -208,6 +209,7 @@ class _PostgresTx(SqlTx):
         # The transaction runs in pipeline mode (set by the store): statements whose results are
         # not needed are sent with the next one that is, or with the COMMIT (`_send`).
         self._pipeline: psycopg.Pipeline | None = None
+        self._end_pipeline: Callable[[], None] = lambda: None
         # A read-only snapshot takes no row locks (PostgreSQL refuses FOR UPDATE there anyway).
         self._lock = " FOR UPDATE" if writable else ""
         # Rows another transaction has locked are being worked on: skipped, never waited for.
@@ -220,6 +222,13 @@ class _PostgresTx(SqlTx):
             # queued ones' before it, whose errors surface here).
             self._pipeline.sync()
         return cur
+
+    def _leave_pipeline(self) -> None:
+        """Plain mode for the rest of the transaction (COPY refuses pipeline mode); the queued
+        statements' results, errors included, come first."""
+        if self._pipeline is not None:
+            self._pipeline = None
+            self._end_pipeline()
 
     def _send(self, sql: str, args: Sequence[Any] = ()) -> None:
         """A statement whose result nobody reads: queued, it goes in one round trip with the next
@@ -239,6 +248,7 @@ class _PostgresTx(SqlTx):
 
     def put_instances(self, instances: list[Instance]) -> None:
         # COPY into a scratch table, then one upsert: far fewer round trips than a row at a time.
+        self._leave_pipeline()
         self._c.execute(
             "CREATE TEMP TABLE IF NOT EXISTS instances_import (LIKE instances) ON COMMIT DELETE ROWS"
         )
@@ -562,8 +572,9 @@ class PostgresStore(Store):
                     # Pipeline mode: BEGIN goes with the first statement, the statements nobody
                     # reads go with the next one or with the COMMIT, whose result the block's end
                     # waits for (a failed COMMIT raises there, before the result is returned).
-                    with conn.pipeline() as pipeline:
-                        tx._pipeline = pipeline
+                    with contextlib.ExitStack() as pipelined:
+                        tx._pipeline = pipelined.enter_context(conn.pipeline())
+                        tx._end_pipeline = pipelined.close
                         conn.execute(begin, prepare=False)  # nothing to plan
                         result = fn(tx)
                         conn.execute("COMMIT", prepare=False)
