@@ -36,6 +36,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from dapr_workflows_component.pluggable.server import default_socket_folder
+from dapr_workflows_component.security import OPEN_PATHS
 from dapr_workflows_component.telemetry.http import HEALTHZ_PATH, READYZ_PATH
 from dapr_workflows_ext.worker import ENGINE_ADDRESS_VARIABLE
 
@@ -59,6 +60,7 @@ DEFAULT_SOCKETS_FOLDER = "/tmp/dapr-components-sockets"
 COMPONENT_CONTAINER = "dapr.io/component-container"
 INJECT = "dapr.io/inject-pluggable-components"
 SOCKETS_FOLDER_ANNOTATION = "dapr.io/pluggable-components-sockets-folder"
+API_TOKEN_SECRET = "dapr.io/api-token-secret"
 
 # Dapr's Component CRD (charts/dapr/crds/components.yaml, v1alpha1), as a JSON schema.
 COMPONENT_SCHEMA: dict[str, Any] = {
@@ -131,6 +133,12 @@ def load(variant: str) -> list[dict[str, Any]]:
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [d for d in docs if d["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} named {name!r}, found {len(found)}"
     return found[0]
 
 
@@ -210,10 +218,15 @@ class InjectedPod:
                     volumes.append({"name": volume_mount["name"], "emptyDir": {}})
             container.setdefault("volumeMounts", []).append(dict(mount))
             self.spec["containers"].append(container)
-        daprd: dict[str, Any] = {"name": "daprd", "image": "daprio/daprd:1.18.3"}
+        daprd: dict[str, Any] = {"name": "daprd", "image": "daprio/daprd:1.18.3", "env": []}
         if self.injected:
-            daprd["env"] = [{"name": "DAPR_COMPONENTS_SOCKETS_FOLDER", "value": self.mount_path}]
+            daprd["env"].append({"name": "DAPR_COMPONENTS_SOCKETS_FOLDER", "value": self.mount_path})
             daprd["volumeMounts"] = [dict(mount)]
+        self.token_secret = annotations.get(API_TOKEN_SECRET)
+        if self.token_secret:
+            # Into daprd only (pkg/injector/patcher/sidecar_container.go), from the key "token".
+            ref = {"secretKeyRef": {"name": self.token_secret, "key": "token"}}
+            daprd["env"].append({"name": "DAPR_API_TOKEN", "valueFrom": ref})
         self.daprd = daprd
         self.spec["containers"].insert(len(self.app_containers), daprd)
 
@@ -363,6 +376,27 @@ def test_the_engine_is_given_only_variables_that_serve_reads(engine: dict[str, A
     assert not unknown, f"dapr-workflows serve reads none of {sorted(unknown)}"
 
 
+def test_daprd_the_worker_and_the_engine_share_the_api_token(
+    docs: list[dict[str, Any]], pod: InjectedPod, engine: dict[str, Any]
+) -> None:
+    """One Secret: daprd gets it from the annotation, the worker and the engine name it themselves."""
+    assert pod.token_secret, f"the pod has no {API_TOKEN_SECRET} annotation"
+    secret = named(docs, "Secret", pod.token_secret)
+    assert "token" in secret["stringData"], "Dapr's injector reads the Secret's key 'token'"
+    expected = {"secretKeyRef": {"name": pod.token_secret, "key": "token"}}
+    for container in (pod.daprd, engine, *(pod.container(n) for n in pod.app_containers)):
+        entry = env_of(container).get("DAPR_API_TOKEN")
+        assert entry is not None, f"container {container['name']} has no DAPR_API_TOKEN"
+        assert entry.get("valueFrom") == expected, f"{container['name']}: {entry}"
+    assert "DAPR_WORKFLOWS_API_TOKEN" not in env_of(engine), "the flag's variable would win over it"
+
+
+def test_the_readiness_probe_needs_no_token(engine: dict[str, Any]) -> None:
+    probe = engine.get("readinessProbe", {}).get("httpGet")
+    if probe is not None:
+        assert probe["path"] in OPEN_PATHS, f"{probe['path']} answers 401 without the API token"
+
+
 def test_every_volume_the_engine_mounts_is_declared_by_the_pod(pod: InjectedPod) -> None:
     assert not pod.implicit_empty_dirs, (
         f"the pod declares no volume {pod.implicit_empty_dirs}: the injector would make it an emptyDir, "
@@ -460,8 +494,7 @@ def test_postgresql_replicas_share_the_database_of_the_secret() -> None:
     pod = InjectedPod(one(docs, "Deployment"), [one(docs, "Component")])
     engine = pod.injected[0]
     reference = env_of(engine)["DAPR_WORKFLOWS_STORE"]["valueFrom"]["secretKeyRef"]
-    secret = one(docs, "Secret")
-    assert reference["name"] == secret["metadata"]["name"]
+    secret = named(docs, "Secret", reference["name"])
     url = secret["stringData"][reference["key"]]
     assert urlsplit(url).scheme == "postgresql" and urlsplit(url).hostname
     assert one(docs, "Deployment")["spec"]["replicas"] == 2

@@ -1,7 +1,8 @@
 """README.md stays true: its configuration table against the CLI's parser, its links and paths, and
-its two commands, the first of which runs from a fresh clone (`scripts/try-as-new-user`).
+its two commands, the first of which runs from a fresh clone with the Quickstart against its engine
+(`scripts/try-as-new-user`), each step printing what the README's output blocks show.
 
-The quickstart's `dapr run`, curl and client commands run in `tests/test_samples.py`.
+The quickstart's `dapr run`, curl and client commands also run in `tests/test_samples.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from types import ModuleType
 import pytest
 from dapr_workflows_component.cli import build_parser
 from dapr_workflows_component.pluggable.server import SOCKET_FOLDER_VARIABLES
+from dapr_workflows_component.security import APP_TOKEN_VARIABLE, DAPR_TOKEN_VARIABLE
 
 from tests.harness.engine_process import free_port
 
@@ -70,8 +72,10 @@ def serve_options() -> dict[str, tuple[str, str]]:
 
 
 def serve_environment_variables() -> set[str]:
-    """Every variable `dapr-workflows serve` reads: one per flag, and daprd's socket folder variables."""
-    return {env for env, _ in serve_options().values()} | set(SOCKET_FOLDER_VARIABLES)
+    """Every variable `dapr-workflows serve` reads: one per flag, daprd's socket folder variables and
+    Dapr's token variables."""
+    tokens = {DAPR_TOKEN_VARIABLE, APP_TOKEN_VARIABLE}
+    return {env for env, _ in serve_options().values()} | set(SOCKET_FOLDER_VARIABLES) | tokens
 
 
 def configuration_rows() -> dict[str, list[str]]:
@@ -170,12 +174,17 @@ def test_the_two_commands_are_the_engine_and_the_tests() -> None:
     assert "bash scripts/test" in (REPO / ".ci" / "run").read_text()
 
 
-def test_the_first_command_runs_the_engine_from_a_fresh_clone() -> None:
-    """`scripts/try-as-new-user --first-only`: clone, the README's first command, ready, stopped.
+@pytest.mark.timeout(1500)
+def test_the_first_command_and_the_quickstart_run_from_a_fresh_clone(dapr_bin: Path) -> None:
+    """`scripts/try-as-new-user --first-only`: clone, the README's first command, ready, then the
+    Quickstart's steps 2 to 4 against that engine, each printing what the README shows, no daprd
+    error line and no daprd left; then the engine is stopped.
 
     The clone includes the working tree's uncommitted changes (`--worktree`), so this checks the
     README as it is now. The engine gets free ports and its own socket folder (through its
-    DAPR_WORKFLOWS_* variables, not by changing the command), in case one runs on the default ones.
+    DAPR_WORKFLOWS_* variables, not by changing the command), in case one runs on the default ones,
+    and the worker's daprd a free port instead of 3500. `dapr_bin`: the pinned Dapr is built, so
+    the Quickstart's `scripts/install-dapr` finds it in its cache.
     """
     with tempfile.TemporaryDirectory(prefix="dw-newcomer-sock-") as sockets:
         env = {
@@ -186,16 +195,21 @@ def test_the_first_command_runs_the_engine_from_a_fresh_clone() -> None:
             "DAPR_WORKFLOWS_SOCKET_FOLDER": sockets,
         }
         env.pop("DAPR_WORKFLOWS_STORE", None)
+        command = [sys.executable, str(TRY_AS_NEW_USER), "--first-only", "--worktree", "--timeout", "600"]
         proc = subprocess.run(
-            [sys.executable, str(TRY_AS_NEW_USER), "--first-only", "--worktree", "--timeout", "600"],
+            [*command, "--daprd-http-port", str(free_port())],
             env=env,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=1400,
         )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
     assert "dapr-workflows serve: ready" in output
+    for step in (2, 3, 4):
+        assert f"quickstart step {step}: printed what the README shows" in output, output[-6000:]
+    assert "try-as-new-user: no daprd error lines" in output
+    assert "the quickstart passed" in output
     assert "the first command ended with exit code 0" in output
     # The engine used the README's default store, a file in the clone.
     assert re.search(r"store: SQLite /\S*/dapr-workflows/dapr-workflows\.db", output), output[-3000:]
@@ -213,3 +227,73 @@ def test_the_newcomer_environment_has_no_active_virtual_environment(
     if (Path(venv_bin).parent / "pyvenv.cfg").is_file():
         assert venv_bin not in env["PATH"].split(os.pathsep)
     assert "/usr/bin" in env["PATH"].split(os.pathsep)
+
+
+# ------------------------------------------------------------------------------ output blocks
+
+
+def test_an_output_block_matches_lines_in_order_per_app_with_ellipses() -> None:
+    missing_lines = load_try_as_new_user().missing_lines
+    expected = "== APP - a == one ...\n...\n== APP - b == two\ndone: ...\n== APP - a == three"
+    actual = "== APP - b == two\n== APP - a == one 1\n== APP - a == three\nnoise\ndone: yes\n"
+    assert missing_lines(expected, actual) == []
+    # Out of order within one app, a line that is not there, text where the block has none.
+    assert missing_lines(expected, actual.replace("three", "3")) == ["== APP - a == three"]
+    assert missing_lines("== APP - a == three\n== APP - a == one ...", actual) == ["== APP - a == one ..."]
+    assert missing_lines("done: yes", "done: yes, but") == ["done: yes"]
+
+
+def test_every_output_block_follows_a_tested_block() -> None:
+    """The quickstart's output blocks exist, each after the commands it shows the output of."""
+    text = readme_text()
+    names = re.findall(r"^<!-- output: ([\w-]+) -->$", text, re.M)
+    assert names == ["quickstart-run", "quickstart-curl", "quickstart-client"]
+    for name in names:
+        assert text.index(f"<!-- tested: {name} -->") < text.index(f"<!-- output: {name} -->")
+
+
+# ------------------------------------------------------------------------------ skips
+
+
+def test_the_test_command_shows_why_each_skip_is_skipped(tmp_path: Path) -> None:
+    """scripts/test runs pytest with `-rs`: a deliberate skip of the suite is listed with its reason."""
+    line = next(ln for ln in (REPO / "scripts" / "test").read_text().splitlines() if "-m pytest" in ln)
+    options = line.split("-m pytest", 1)[1].replace('"$@"', "").split()
+    assert "-rs" in options, line
+    skipped = (
+        "tests/test_workflow_semantics.py::"
+        "test_patches_keep_old_instances_on_the_old_path_and_new_ones_on_the_new[durabletask-sqlite]"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *options,
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            skipped,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert re.search(r"^SKIPPED \[1\] .*durabletask 1\.12 has no workflow patching API", proc.stdout, re.M), (
+        proc.stdout[-3000:]
+    )
+    # The README says what the deliberate skips are.
+    two_commands = " ".join(readme_section("The two commands").split())
+    for feature in (
+        "is_patched",
+        "rerun_workflow_from_event",
+        "ListInstanceIDs",
+        "reuse policy",
+        "RestartInstance",
+        "skipped for SQLite",
+        "`mount`",
+    ):
+        assert feature in two_commands, feature

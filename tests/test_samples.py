@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from tests.harness.engine_process import EngineProcess, free_port
-from tests.test_readme import readme_block
+from tests.test_readme import load_try_as_new_user, readme_block, readme_text
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path("samples") / "order_processing"
@@ -195,6 +195,44 @@ def test_dapr_run_f_completes_the_order(sample_run: SampleRun) -> None:
     status, child = sample_run.engine_get(f"{instance_id}-fulfilment")
     assert status == 200 and child["workflowName"] == "FulfilOrderWorkflow", child
     assert child["runtimeStatus"] == "COMPLETED"
+
+
+def test_dapr_run_f_prints_what_the_readme_shows_and_no_daprd_error(sample_run: SampleRun) -> None:
+    """The README's output block of `dapr run -f`, and daprd without placement and scheduler: no
+    error line in its logs; the client's daprd ends with the client, the worker's keeps running."""
+    client_result(sample_run)
+    newcomer = load_try_as_new_user()
+    expected = readme_block_output("quickstart-run").replace(
+        f"HTTP Port: {README_DAPRD_PORT}.", f"HTTP Port: {sample_run.daprd_port}."
+    )
+    assert newcomer.missing_lines(expected, sample_run.output()) == [], sample_run.output()[-6000:]
+
+    def daprds(app_id: str) -> list[int]:
+        return [p for p in newcomer.daprd_pids(sample_run.root) if f"--app-id {app_id} " in cmdline(p)]
+
+    deadline = time.monotonic() + 30
+    while daprds("order-client") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert daprds("order-client") == [], "the client's daprd outlived the client"
+    assert len(daprds("order-worker")) == 1
+    logs = sorted((sample_run.root / SAMPLE / ".dapr" / "logs").glob("*_daprd_*.log"))
+    assert len(logs) == 2, logs
+    errors = [ln for log in logs for ln in log.read_text().splitlines() if "level=error" in ln]
+    assert errors == []
+    assert "level=error" not in sample_run.output()
+
+
+def readme_block_output(name: str) -> str:
+    match = re.search(rf"^<!-- output: {name} -->\n```\n(.*?)^```", readme_text(), re.M | re.S)
+    assert match, name
+    return match.group(1)
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def test_readme_curl_through_the_binding_and_the_http_api(sample_run: SampleRun) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from .access_policy import PolicyFileError, load_policy
 from .cli_client import add_client_commands, package_version, run_client
 from .engine import Engine, EngineSettings
 from .engine.grpc_server import add_to_server, dialect_server, server_options
@@ -22,6 +23,8 @@ from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
 from .management_rules import RetentionPolicy, parse_retention
 from .pluggable.server import ComponentServer, default_socket_folder
+from .security import Security, SecurityError, load_security
+from .startup import LISTEN_FLAGS, Startup, check_addresses
 from .store import Store, StoreUnavailable, open_store
 from .telemetry.logs import configure_logging
 from .telemetry.recorder import Telemetry
@@ -50,6 +53,41 @@ class Option:
     @property
     def dest(self) -> str:
         return self.flag.replace("-", "_")
+
+
+SECURITY_OPTIONS = (
+    Option(
+        "api-token",
+        "",
+        "the token every call of the TCP listeners must carry as dapr-api-token (gRPC metadata or "
+        "HTTP header), as daprd's; when empty, $DAPR_API_TOKEN; both empty: no token",
+    ),
+    Option(
+        "tls-cert-file",
+        "",
+        "PEM certificate (chain) of the gRPC and HTTP listeners: they then speak TLS only "
+        "(SDKs connect to https://HOST:PORT); needs --tls-key-file",
+    ),
+    Option("tls-key-file", "", "PEM private key of --tls-cert-file"),
+    Option(
+        "tls-client-ca-file",
+        "",
+        "PEM CA certificates: callers must present a client certificate signed by one (mutual TLS; "
+        "probes and the trigger routes excepted); its subject can name callers in --access-policy",
+    ),
+    Option(
+        "access-policy",
+        "",
+        "YAML file shaped like Dapr's WorkflowAccessPolicy: which callers (by token or client "
+        "certificate) may do which operations on which workflows; empty: every caller may do all",
+    ),
+    Option(
+        "metrics-without-token",
+        "false",
+        "true: /metrics answers without the API token (/healthz, /readyz, the OpenAPI document and "
+        "the dashboard's page always do)",
+    ),
+)
 
 
 SERVE_OPTIONS = (
@@ -175,6 +213,7 @@ SERVE_OPTIONS = (
         "serve Prometheus metrics at /metrics on the --http-address (false: not served); /healthz and "
         "/readyz are served either way",
     ),
+    *SECURITY_OPTIONS,
 )
 
 
@@ -255,6 +294,26 @@ def _triggers(path: str, http_settings: HttpSettings | None) -> list[Trigger]:
         raise SystemExit(f"dapr-workflows: --triggers: {err}") from None
 
 
+def _security(args: argparse.Namespace) -> Security:
+    try:
+        policy = load_policy(args.access_policy) if args.access_policy else None
+    except PolicyFileError as err:
+        raise SystemExit(f"dapr-workflows: --access-policy: {err}") from None
+    try:
+        security = load_security(
+            args.api_token,
+            args.tls_cert_file,
+            args.tls_key_file,
+            args.tls_client_ca_file,
+            policy,
+            parse_bool("--metrics-without-token", args.metrics_without_token, False),
+        )
+    except (SecurityError, WorkflowError) as err:
+        raise SystemExit(f"dapr-workflows: {err}") from None
+    log.info("security: %s", security.summary())
+    return security
+
+
 def _retention(text: str) -> RetentionPolicy:
     try:
         return parse_retention(text)
@@ -263,6 +322,17 @@ def _retention(text: str) -> RetentionPolicy:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    """Runs the component until SIGTERM or SIGINT; a start that fails undoes what it created."""
+    # Before anything is created: a busy address is one line, and leaves nothing behind.
+    check_addresses([(flag, getattr(args, flag.replace("-", "_"))) for flag in LISTEN_FLAGS])
+    startup = Startup(args.store)
+    try:
+        await _serve(args, startup)
+    finally:
+        await startup.close()
+
+
+async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
     settings = EngineSettings(
         orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
@@ -281,8 +351,9 @@ async def serve(args: argparse.Namespace) -> None:
     except WorkflowError as err:
         raise SystemExit(f"dapr-workflows: {err.message}") from None
     triggers = _triggers(args.triggers, http_settings)
+    security = _security(args)
     try:
-        store = open_store(args.store)
+        store = startup.store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
     log.info("store: %s", store.description)
@@ -294,54 +365,19 @@ async def serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err.message}") from None
     retention = asyncio.create_task(Retention(engine, retention_policy).run())
 
-    options = server_options(max_payload)
-    servers: list[grpc.aio.Server] = []
-    for dialect, address, sdk in (
-        ("dapr", args.engine_address, "dapr.ext.workflow"),
-        ("durabletask", args.durabletask_address, "durabletask"),
-    ):
-        if not address:
-            continue
-        server = grpc.aio.server(options=options)
-        add_to_server(server, dialect_server(engine, dialect).handlers())
-        try:
-            server.add_insecure_port(address)
-        except RuntimeError as err:
-            raise SystemExit(
-                f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}"
-            ) from None
-        await server.start()
-        servers.append(server)
-        log.info("listening on %s: Durable Task protocol, %s dialect (for %s)", address, dialect, sdk)
+    servers: list[grpc.aio.Server] = startup.servers
+    await _start_dialect_servers(engine, args, security, server_options(max_payload), servers)
     if not servers:
         raise SystemExit(
             "dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty"
         )
 
-    http: HttpServer | None = None
-    if http_settings is not None:
-        routes = TriggerRoutes(engine, triggers, http_settings.max_body_bytes).routes() if triggers else []
-        http = HttpServer(engine, http_settings, args.http_address, grace=GRACE_SECONDS, routes=routes)
-        try:
-            await http.start()
-        except OSError as err:
-            raise SystemExit(
-                f"dapr-workflows: cannot listen on {args.http_address} (HTTP API): {err}"
-            ) from None
-        log.info(
-            "listening on %s:%d: the Workflow HTTP API (/v1.0/workflows/{%s}/...; %s)",
-            http.host or "*",
-            http.port,
-            ",".join(http_settings.component_names),
-            OPENAPI_PATH,
-        )
-        if triggers:
-            log.info("triggers of %s: %s", args.triggers, summary(triggers))
-            log.info("the triggers' events come from the daprd run with --app-port %d", http.port)
+    http = await _start_http(engine, args, http_settings, triggers, security)
 
     component: ComponentServer | None = None
     if args.socket_name:
         component = ComponentServer(engine, args.socket_folder or default_socket_folder(), args.socket_name)
+        startup.creates(component.path)
         try:
             await component.start()
         except (RuntimeError, OSError) as err:
@@ -355,6 +391,7 @@ async def serve(args: argparse.Namespace) -> None:
     lost: list[str] = []
     watch = loop.create_task(_stop_when_lost(store, stop, lost))
     # Every listener is up: scripts and probes can wait for this line.
+    startup.ready()
     telemetry.listening = True
     log.info("%s: ready", READY_MESSAGE)
     await stop.wait()
@@ -377,6 +414,64 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("stopped")
     if lost:
         raise SystemExit(f"dapr-workflows: {lost[0]}")
+
+
+async def _start_http(
+    engine: Engine,
+    args: argparse.Namespace,
+    http_settings: HttpSettings | None,
+    triggers: list[Trigger],
+    security: Security,
+) -> HttpServer | None:
+    """The HTTP API (with the trigger routes), started; None without --http-address."""
+    if http_settings is None:
+        return None
+    routes = TriggerRoutes(engine, triggers, http_settings.max_body_bytes).routes() if triggers else []
+    guarded = security.http_settings(http_settings, engine, routes)
+    http = HttpServer(engine, guarded, args.http_address, grace=GRACE_SECONDS, routes=routes)
+    try:
+        await http.start()
+    except OSError as err:
+        raise SystemExit(f"dapr-workflows: cannot listen on {args.http_address} (HTTP API): {err}") from None
+    log.info(
+        "listening on %s:%d: the Workflow HTTP API (/v1.0/workflows/{%s}/...; %s)",
+        http.host or "*",
+        http.port,
+        ",".join(http_settings.component_names),
+        OPENAPI_PATH,
+    )
+    if triggers:
+        log.info("triggers of %s: %s", args.triggers, summary(triggers))
+        log.info("the triggers' events come from the daprd run with --app-port %d", http.port)
+    return http
+
+
+async def _start_dialect_servers(
+    engine: Engine,
+    args: argparse.Namespace,
+    security: Security,
+    options: list[tuple[str, int]],
+    servers: list[grpc.aio.Server],
+) -> None:
+    """The Durable Task servers of both dialects (those with an address), added to `servers` as
+    each starts, so that a start that fails further on stops the ones already started."""
+    for dialect, address, sdk in (
+        ("dapr", args.engine_address, "dapr.ext.workflow"),
+        ("durabletask", args.durabletask_address, "durabletask"),
+    ):
+        if not address:
+            continue
+        server = grpc.aio.server(options=options, interceptors=security.grpc_interceptors(engine))
+        add_to_server(server, dialect_server(engine, dialect).handlers())
+        try:
+            security.add_port(server, address)
+        except RuntimeError as err:
+            raise SystemExit(
+                f"dapr-workflows: cannot listen on {address} ({dialect} dialect): {err}"
+            ) from None
+        await server.start()
+        servers.append(server)
+        log.info("listening on %s: Durable Task protocol, %s dialect (for %s)", address, dialect, sdk)
 
 
 async def _stop_when_lost(store: Store, stop: asyncio.Event, lost: list[str]) -> None:

@@ -9,6 +9,7 @@ rules of `workflows.py`; a refused call is answered with the HTTP status and the
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestPayloadError
 
 from .dashboard import dashboard_routes
@@ -40,6 +42,9 @@ class HttpSettings:
     # How long a start waits for a worker to begin the instance (as the output binding's
     # startTimeoutSeconds); 0 answers as soon as the instance is recorded.
     start_timeout_seconds: float = 10.0
+    # Run before every route, inside the error handling (security.py: the API token and policy).
+    middlewares: tuple[Middleware, ...] = ()
+    ssl_context: ssl.SSLContext | None = None
 
 
 def parse_address(address: str) -> tuple[str | None, int]:
@@ -99,7 +104,7 @@ class HttpApi:
         self.document = openapi_document(settings.component_names, settings.max_body_bytes)
 
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors])
+        app = web.Application(middlewares=[self._errors, *self.settings.middlewares])
         base = "/{version:" + "|".join(v.replace(".", r"\.") for v in VERSIONS) + "}/workflows/{component}"
         instance = base + "/{instanceID}"
         app.router.add_get(OPENAPI_PATH, self._openapi)
@@ -279,7 +284,7 @@ class HttpServer:
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.api.settings.ssl_context)
         try:
             await site.start()
         except BaseException:

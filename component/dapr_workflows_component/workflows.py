@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,6 +67,10 @@ class ErrorCode(enum.Enum):
     RESOURCE_EXHAUSTED = ("ERR_PAYLOAD_TOO_LARGE", grpc.StatusCode.RESOURCE_EXHAUSTED, 413)
     UNIMPLEMENTED = ("ERR_NOT_IMPLEMENTED", grpc.StatusCode.UNIMPLEMENTED, 501)
     UNAVAILABLE = ("ERR_UNAVAILABLE", grpc.StatusCode.UNAVAILABLE, 503)
+    # No API token, or a wrong one (`serve --api-token`); the code is daprd's for the same.
+    UNAUTHENTICATED = ("ERR_UNAUTHENTICATED", grpc.StatusCode.UNAUTHENTICATED, 401)
+    # The caller is known, but the access policy does not allow it the call (`--access-policy`).
+    PERMISSION_DENIED = ("ERR_PERMISSION_DENIED", grpc.StatusCode.PERMISSION_DENIED, 403)
     INTERNAL = ("ERR_INTERNAL", grpc.StatusCode.INTERNAL, 500)
 
     @property
@@ -124,6 +129,35 @@ def require_instance_id(instance_id: str) -> None:
 def require_workflow_name(name: str) -> None:
     if not name:
         raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the workflow name is empty")
+
+
+# The error type a worker of either SDK fails a workflow with when it has no workflow of that name
+# (Dapr's SDK sends the class name, durabletask's its dotted path).
+_NOT_REGISTERED_ERROR = "OrchestratorNotRegisteredError"
+_SDK_OF_DIALECT = {"dapr": "Dapr SDK", "durabletask": "durabletask SDK"}
+
+
+def unregistered_workflow_message(
+    error_type: str, workflow_name: str, worker_dialects: Iterable[str]
+) -> str | None:
+    """The failure message of an instance whose worker has no workflow of its name, in one sentence;
+    None for any other failure (whose message stays the worker's).
+
+    Workers do not tell the engine which names they register, so the sentence says what the engine
+    knows: the connected workers' SDKs and numbers."""
+    if error_type.rsplit(".", 1)[-1] != _NOT_REGISTERED_ERROR:
+        return None
+    counts = Counter(worker_dialects)
+    workers = " and ".join(
+        f"{n} {_SDK_OF_DIALECT.get(dialect, dialect)} worker{'s' if n > 1 else ''}"
+        for dialect, n in sorted(counts.items())
+    )
+    connected = f"{workers} {'are' if counts.total() > 1 else 'is'}" if workers else "no worker is"
+    return (
+        f"no workflow named {workflow_name!r} is registered in the worker that was offered it "
+        f"({connected} connected to this engine; workers do not tell the engine the names they "
+        "register, so each should register every workflow)"
+    )
 
 
 def not_found(instance_id: str) -> WorkflowError:

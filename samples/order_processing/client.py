@@ -62,46 +62,65 @@ def main() -> int:
     parser.add_argument("--reject", action="store_true", help="answer the approval request with a no")
     parser.add_argument("--component", default="workflows", help="the workflow component (binding) to use")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each step")
+    parser.add_argument(
+        "--stop-sidecar",
+        action="store_true",
+        help="shut this app's daprd down at the end (dapr.yaml sets it: in a multi-app run, daprd "
+        "would keep running after its app ends, until Ctrl+C)",
+    )
     args = parser.parse_args()
 
     # Shaped as in the Dapr docs' examples.
     order = {"Name": args.name, "TotalCost": args.total_cost, "Quantity": args.quantity}
     instance_id = f"order-{uuid.uuid4().hex[:12]}"
     with DaprClient() as client:
-        client.start_workflow(
-            workflow_component=args.component,
-            workflow_name=WORKFLOW,
-            instance_id=instance_id,
-            input=order,
-        )
-        print(f"started {WORKFLOW} {instance_id}: {order}", flush=True)
-
-        state = wait_for(
-            client,
-            instance_id,
-            args.component,
-            lambda s: custom_status(s) in ("waiting for approval", "paying", "done"),
-            args.timeout,
-        )
-        if custom_status(state) == "waiting for approval":
-            decision = {"approved": not args.reject, "approver": "the sample client"}
-            client.raise_workflow_event(
-                instance_id=instance_id,
-                workflow_component=args.component,
-                event_name="approval_event",
-                event_data=decision,
-            )
-            print(f"{instance_id} asked for approval; sent approval_event {decision}", flush=True)
-
-        state = wait_for(client, instance_id, args.component, lambda s: False, args.timeout)
-        result = output(state)
-        print(f"{instance_id} finished: {state.runtime_status.name}", flush=True)
-        print(f"result: {json.dumps(result, sort_keys=True)}", flush=True)
-        if state.runtime_status.name == "FAILED":
-            failure = {k: v for k, v in state.properties.items() if k.startswith("dapr.workflow.failure")}
-            print(f"failure: {failure}", flush=True)
+        try:
+            state = see_through(client, args, order, instance_id)
+        finally:
+            if args.stop_sidecar:
+                client.shutdown()
+    result = output(state)
     completed = state.runtime_status.name == "COMPLETED" and (result or {}).get("status") == "completed"
     return 0 if completed else 1
+
+
+def see_through(
+    client: DaprClient, args: argparse.Namespace, order: dict[str, Any], instance_id: str
+) -> GetWorkflowResponse:
+    """Starts the order's workflow, approves it when asked, and returns its final state."""
+    client.start_workflow(
+        workflow_component=args.component,
+        workflow_name=WORKFLOW,
+        instance_id=instance_id,
+        input=order,
+    )
+    print(f"started {WORKFLOW} {instance_id}: {order}", flush=True)
+
+    state = wait_for(
+        client,
+        instance_id,
+        args.component,
+        lambda s: custom_status(s) in ("waiting for approval", "paying", "done"),
+        args.timeout,
+    )
+    if custom_status(state) == "waiting for approval":
+        decision = {"approved": not args.reject, "approver": "the sample client"}
+        client.raise_workflow_event(
+            instance_id=instance_id,
+            workflow_component=args.component,
+            event_name="approval_event",
+            event_data=decision,
+        )
+        print(f"{instance_id} asked for approval; sent approval_event {decision}", flush=True)
+
+    state = wait_for(client, instance_id, args.component, lambda s: False, args.timeout)
+    result = output(state)
+    print(f"{instance_id} finished: {state.runtime_status.name}", flush=True)
+    print(f"result: {json.dumps(result, sort_keys=True)}", flush=True)
+    if state.runtime_status.name == "FAILED":
+        failure = {k: v for k, v in state.properties.items() if k.startswith("dapr.workflow.failure")}
+        print(f"failure: {failure}", flush=True)
+    return state
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ DEFAULT_ENGINE_ADDRESS = "127.0.0.1:4100"
 
 
 def engine_address(address: str | None = None) -> tuple[str, str]:
-    """(host, port) of the engine: `address`, else $DAPR_WORKFLOWS_ENGINE_ADDRESS, else the default."""
+    """(host, port) of the engine: `address`, else $DAPR_WORKFLOWS_ENGINE_ADDRESS, else the default.
+
+    `https://HOST:PORT` keeps its scheme in the host, which Dapr's SDK reads as TLS.
+    """
     value = address or os.environ.get(ENGINE_ADDRESS_VARIABLE) or DEFAULT_ENGINE_ADDRESS
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():

@@ -145,8 +145,11 @@ class Daprd:
         app_id: str = "app",
         app_port: int | None = None,
         extra_args: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`env` is added to daprd's environment (e.g. DAPR_API_TOKEN, APP_API_TOKEN)."""
         self.bin_dir = bin_dir
+        self.env = dict(env or {})
         self.engine = engine
         self.app_id = app_id
         self.app_port = app_port
@@ -187,7 +190,11 @@ class Daprd:
                 *(["--app-port", str(self.app_port)] if self.app_port else []),
                 *self.extra_args,
             ]
-            env = {**os.environ, "DAPR_COMPONENTS_SOCKETS_FOLDER": str(self.engine.socket_folder)}
+            env = {
+                **os.environ,
+                **self.env,
+                "DAPR_COMPONENTS_SOCKETS_FOLDER": str(self.engine.socket_folder),
+            }
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait:
             self.wait_healthy(timeout)

@@ -30,7 +30,15 @@ class SdkError(Exception):
 
 
 class SdkHost:
-    def __init__(self, dialect: str, address: str, log_path: Path, worker: bool = True) -> None:
+    def __init__(
+        self,
+        dialect: str,
+        address: str,
+        log_path: Path,
+        worker: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`env` is added to the host's environment (e.g. DAPR_API_TOKEN, which Dapr's SDK reads)."""
         self.dialect = dialect
         self.address = address
         self.log_path = log_path
@@ -45,7 +53,7 @@ class SdkHost:
             stdout=subprocess.PIPE,
             stderr=self._log,
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO)},
         )
         self._ids = itertools.count(1)
         self._pending: dict[int, Future[Any]] = {}

@@ -7,6 +7,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
+import dapr.ext.workflow as wf
 from dapr_workflows_ext import workflow_client, workflow_runtime
 
 from tests.sdk_apps import dapr_durability_workflows
@@ -50,10 +51,15 @@ def main() -> None:
     # Set by a test that receives traces (tests/test_telemetry.py).
     if os.environ.get("SDK_HOST_OTLP_ENDPOINT"):
         export_sdk_spans(os.environ["SDK_HOST_OTLP_ENDPOINT"])
-    # Configured the way a user of `dapr-workflows serve` would: one variable for both.
-    os.environ["DAPR_WORKFLOWS_ENGINE_ADDRESS"] = args.address
-    runtime = workflow_runtime()
-    client = workflow_client()
+    if args.address:
+        # Configured the way a user of `dapr-workflows serve` would: one variable for both.
+        os.environ["DAPR_WORKFLOWS_ENGINE_ADDRESS"] = args.address
+        runtime = workflow_runtime()
+        client = workflow_client()
+    else:
+        # An unchanged Dapr app: the SDK finds its endpoint itself (DAPR_GRPC_ENDPOINT).
+        runtime = wf.WorkflowRuntime()
+        client = wf.DaprWorkflowClient()
     catalog.register(runtime, client)
     dapr_durability_workflows.register(runtime, client)
     if not args.no_worker:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
+import grpc
 from durabletask import client as dt_client
 from durabletask import worker as dt_worker
+from durabletask.internal.grpc_interceptor import DefaultClientInterceptorImpl
 
 from tests.sdk_apps import durabletask_durability_workflows
 from tests.sdk_apps import durabletask_workflows as catalog
@@ -38,10 +42,28 @@ def state_dict(state: Any) -> dict[str, Any] | None:
     }
 
 
+def connection(address: str) -> dict[str, Any]:
+    """How the worker and the client connect: an `https://` address for TLS (roots from
+    GRPC_DEFAULT_SSL_ROOTS_FILE_PATH), SDK_HOST_API_TOKEN as the `dapr-api-token` metadata, and
+    SDK_HOST_CLIENT_CERT / _KEY for a client certificate (mutual TLS) on a channel of our own."""
+    token = os.environ.get("SDK_HOST_API_TOKEN")
+    metadata = [("dapr-api-token", token)] if token else None
+    cert_file = os.environ.get("SDK_HOST_CLIENT_CERT")
+    if not cert_file:
+        return {"host_address": address, "metadata": metadata}
+    roots = Path(os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"]).read_bytes()
+    credentials = grpc.ssl_channel_credentials(
+        roots, Path(os.environ["SDK_HOST_CLIENT_KEY"]).read_bytes(), Path(cert_file).read_bytes()
+    )
+    channel = grpc.secure_channel(address.removeprefix("https://"), credentials)
+    interceptors = [DefaultClientInterceptorImpl(metadata)] if metadata else None
+    return {"channel": channel, "interceptors": interceptors}
+
+
 def main() -> None:
     args = parse_args()
-    worker = dt_worker.TaskHubGrpcWorker(host_address=args.address)
-    client = dt_client.TaskHubGrpcClient(host_address=args.address)
+    worker = dt_worker.TaskHubGrpcWorker(**connection(args.address))
+    client = dt_client.TaskHubGrpcClient(**connection(args.address))
     catalog.register(worker, client)
     durabletask_durability_workflows.register(worker, client)
     if not args.no_worker:

@@ -72,6 +72,8 @@ class Completions:
             self.dispatch.observer.completion_ignored("orchestration", "stale")
             return
         history = self.dispatch.history
+        workers = [worker.dialect for worker in self.dispatch.workers.values()]
+        wire.explain_unregistered(response, lease.turn.workflow_name, workers)
         fx = Effects()
         try:
             await self.commit(

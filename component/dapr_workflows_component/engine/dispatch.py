@@ -346,7 +346,10 @@ class Dispatch:
         if cached is None:
             self.history.remember(instance_id, history)
         lease = TurnLease(
-            Turn(instance_id, inst.execution_id, inbox_ids, new_events), inst.dialect, token, worker_id
+            Turn(instance_id, inst.execution_id, inbox_ids, new_events, inst.name),
+            inst.dialect,
+            token,
+            worker_id,
         )
         self._hold(lease, self.settings.orchestration_lease_seconds)
         self.observer.turn_started(instance_id, inst.name, token, history, new_events)

@@ -82,6 +82,7 @@ class Turn:
     execution_id: str
     inbox_ids: list[int]
     new_events: list[bytes]  # the workflowStarted marker first, then the inbox events
+    workflow_name: str = ""
 
 
 @dataclass

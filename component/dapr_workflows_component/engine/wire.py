@@ -8,12 +8,16 @@ both. Work items are assembled from stored event bytes without parsing them agai
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
 from google.protobuf import timestamp_pb2, wrappers_pb2
 
 from ..protos import dapr_dialect_pb2 as pb
+from ..workflows import unregistered_workflow_message
+
+log = logging.getLogger("dapr_workflows.engine")
 
 
 def now_us() -> int:
@@ -87,6 +91,21 @@ def history_event(micros_now: int, event_id: int = -1, **event: object) -> pb.Hi
 
 def failure_details(error_type: str, message: str) -> pb.TaskFailureDetails:
     return pb.TaskFailureDetails(errorType=error_type, errorMessage=message)
+
+
+def explain_unregistered(response: pb.WorkflowResponse, workflow_name: str, dialects: list[str]) -> None:
+    """A worker that failed the workflow because it has none of that name: its failure message
+    becomes the sentence of `unregistered_workflow_message` (the stack trace stays as sent)."""
+    for action in response.actions:
+        done = action.completeWorkflow
+        if action.WhichOneof("workflowActionType") != "completeWorkflow" or not done.HasField(
+            "failureDetails"
+        ):
+            continue
+        message = unregistered_workflow_message(done.failureDetails.errorType, workflow_name, dialects)
+        if message is not None:
+            done.failureDetails.errorMessage = message
+            log.warning("%s", message)
 
 
 def event_type(event: bytes) -> str | None:

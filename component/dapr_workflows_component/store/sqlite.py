@@ -164,6 +164,27 @@ class _SQLiteTx(SqlTx):
         return cur.lastrowid
 
 
+def sqlite_path(url: str) -> str:
+    """The file a `sqlite://` store URL names, or ":memory:"."""
+    parts = urlsplit(url)
+    if parts.netloc == ":memory:" or parts.path in ("/:memory:", ":memory:"):
+        return ":memory:"
+    # sqlite:///relative.db -> "relative.db"; sqlite:////abs/file.db -> "/abs/file.db"
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path:
+        raise ValueError(f"the store URL {url!r} names no file: use sqlite:///PATH")
+    return path
+
+
+def sqlite_files(url: str) -> list[str]:
+    """Every file a store of this URL may create: the database first, then SQLite's `-wal` and
+    `-shm` beside it (none for ":memory:")."""
+    path = sqlite_path(url)
+    if path == ":memory:":
+        return []
+    return [path, path + "-wal", path + "-shm"]
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
@@ -196,15 +217,8 @@ class SQLiteStore(Store):
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
-        parts = urlsplit(url)
-        if parts.netloc == ":memory:" or parts.path in ("/:memory:", ":memory:"):
-            path = ":memory:"
-        else:
-            # sqlite:///relative.db -> "relative.db"; sqlite:////abs/file.db -> "/abs/file.db"
-            path = parts.path[1:] if parts.path.startswith("/") else parts.path
-            if not path:
-                raise ValueError(f"the store URL {url!r} names no file: use sqlite:///PATH")
-        options = parse_qs(parts.query)
+        path = sqlite_path(url)
+        options = parse_qs(urlsplit(url).query)
         sync = options.get("sync", ["normal"])[0].upper()
         if sync not in ("NORMAL", "FULL"):
             raise ValueError(f"sync={sync.lower()} is not supported: use sync=normal or sync=full")
