@@ -356,6 +356,7 @@ class StartRequest:
     tags: dict[str, str] = field(default_factory=dict)
     reuse: ReusePolicy = field(default_factory=ReusePolicy)
     dialect: str = "dapr"
+    app_id: str = ""  # the app whose workers run it (multi-app workflows); "": any app's
 
 
 @dataclass

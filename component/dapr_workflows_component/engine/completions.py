@@ -106,6 +106,9 @@ class Completions:
             self._offer_turn_again(lease)
             raise
         self.dispatch.observer.turn_completed(lease.token)
+        ended = any(a.WhichOneof("workflowActionType") == "completeWorkflow" for a in response.actions)
+        if self.dispatch.is_current(lease):
+            self.dispatch.turn_recorded(lease, ended)
         self.dispatch.end(lease)
         self.dispatch.settle(lease.turn.instance_id, lease.dialect)
 

@@ -31,6 +31,7 @@ from .effects import Effects
 from .leasing import lease_policy
 from .management import InstanceWatch, Management
 from .outbox import LifecycleOutbox
+from .routing import metadata_app_id
 from .settings import EngineSettings
 from .timers import TimerEntry, Timers
 from .turns import Turns
@@ -40,7 +41,7 @@ log = logging.getLogger("dapr_workflows.engine")
 
 T = TypeVar("T")
 
-__all__ = ["DIALECTS", "Engine", "EngineSettings"]
+__all__ = ["DIALECTS", "Engine", "EngineSettings", "metadata_app_id"]
 
 
 class Engine:
@@ -132,6 +133,14 @@ class Engine:
 
     def connect_worker(self, dialect: str, capacity: int = 0) -> int:
         return self.dispatch.connect_worker(dialect, capacity)
+
+    def identify_worker(self, worker_id: int, app_id: str) -> None:
+        """The worker's stream serves `app_id` (multi-app routing); "" leaves it unidentified."""
+        self.dispatch.identify_worker(worker_id, app_id)
+
+    def keep_histories(self, worker_id: int) -> None:
+        """The worker advertised stateful history: its turns get only the new history events."""
+        self.dispatch.keep_histories(worker_id)
 
     def disconnect_worker(self, worker_id: int) -> None:
         self.dispatch.disconnect_worker(worker_id)

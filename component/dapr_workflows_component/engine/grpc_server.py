@@ -35,7 +35,7 @@ from ..workflows import (
     require_instance_id,
     statuses,
 )
-from . import Engine, wire
+from . import Engine, metadata_app_id, wire
 
 log = logging.getLogger("dapr_workflows.grpc")
 
@@ -212,6 +212,7 @@ class DialectServer:
             scheduled_start_at=_ts_or_none(req, "scheduledStartTimestamp"),
             tags=dict(req.tags),
             dialect=self.dialect,
+            app_id=req.router.targetAppID if req.HasField("router") else "",
         )
 
     async def start_instance(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -291,6 +292,9 @@ class DialectServer:
 
     async def get_work_items(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         worker_id = self.engine.connect_worker(self.dialect, self.worker_capacity(raw))
+        self.engine.identify_worker(worker_id, metadata_app_id(context.invocation_metadata()))
+        if self.keeps_histories(raw):
+            self.engine.keep_histories(worker_id)
         try:
             while not self.engine.closing.is_set():
                 item = await self.engine.next_work_item(self.dialect, worker_id)
@@ -304,6 +308,13 @@ class DialectServer:
     def worker_capacity(self, raw: bytes) -> int:
         """How many work items the worker asks to hold at most; 0 when it does not say."""
         return 0
+
+    def keeps_histories(self, raw: bytes) -> bool:
+        """Whether the worker advertises WORKER_CAPABILITY_STATEFUL_HISTORY (Dapr's dialect)."""
+        if self.dialect != "dapr":
+            return False
+        req = parse(pb.GetWorkItemsRequest, raw)
+        return pb.WORKER_CAPABILITY_STATEFUL_HISTORY in req.capabilities
 
     async def history_events(self, instance_id: str) -> list[bytes]:
         return await self.engine.history(instance_id)

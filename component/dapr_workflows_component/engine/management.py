@@ -127,6 +127,7 @@ class Management:
                 fx,
                 scheduled_start_at=req.scheduled_start_at,
                 tags=req.tags,
+                router=pb.TaskRouter(targetAppID=req.app_id) if req.app_id else None,
             )
 
         await self.commit(tx, fx)
