@@ -253,6 +253,35 @@ def check_rerun_allowed(source: Instance) -> None:
         )
 
 
+# The longest rewind reason, in UTF-8 bytes. The reason is recorded in the history's executionRewound
+# event; kept this short, the event stays readable in the Dapr dialect's types, whose field of the same
+# number holds strings.
+MAX_REWIND_REASON_BYTES = 127
+
+
+def check_rewind_allowed(instance: Instance, reason: str | None) -> None:
+    """Only a FAILED instance of the durabletask dialect (whose workers replay the rewound history)
+    rewinds, as durabletask's reference backend has it."""
+    if instance.status != RuntimeStatus.FAILED:
+        raise WorkflowError(
+            ErrorCode.FAILED_PRECONDITION,
+            f"workflow instance {instance.instance_id!r} is {instance.status.name}; "
+            "only failed instances rewind",
+        )
+    if instance.dialect != "durabletask":
+        raise WorkflowError(
+            ErrorCode.FAILED_PRECONDITION,
+            f"workflow instance {instance.instance_id!r} runs on a Dapr worker; rewind needs a durabletask "
+            "worker (rerun it from an event instead)",
+        )
+    if reason is not None and len(reason.encode()) > MAX_REWIND_REASON_BYTES:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"the rewind reason is {len(reason.encode())} bytes; "
+            f"at most {MAX_REWIND_REASON_BYTES} are allowed",
+        )
+
+
 def check_rerun_event(
     source_id: str, event_id: int, event_kind: str | None, overwrite_input: bool, new_child_id: str | None
 ) -> None:

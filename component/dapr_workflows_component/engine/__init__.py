@@ -4,6 +4,7 @@ from .bulk import bulk_purge, bulk_terminate, counts, list_page
 from .engine import Engine, metadata_app_id
 from .grpc_server import server_options  # after Engine, which it imports
 from .outbox import Delivery, LifecycleDispatcher, LifecycleStream
+from .rewind import rewound_details
 from .settings import EngineSettings
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "counts",
     "list_page",
     "metadata_app_id",
+    "rewound_details",
     "server_options",
 ]

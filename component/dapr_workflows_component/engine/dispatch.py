@@ -174,6 +174,7 @@ class Dispatch:
         self._received: dict[str, pb.PropagatedHistory | None] = {}
         self._state: dict[WorkKey, WorkState] = {}
         self._arrived_while_busy: set[str] = set()  # instances
+        self.stalled: dict[str, str] = {}  # instance -> dialect: stalled on a worker's code
         self._leases: dict[WorkKey, Lease] = {}
         self._tokens: dict[str, WorkKey] = {}
         # Tokens are unique across the engines sharing a store: the boot ID tells them apart.
@@ -283,6 +284,10 @@ class Dispatch:
         limit = self.settings.worker_max_in_flight
         self.workers[worker_id] = Worker(dialect, min(capacity, limit) if capacity > 0 else limit)
         self.observer.worker_connected(dialect)
+        # Instances stalled on a worker's code: a newly connected worker may run code that matches.
+        for instance_id in [i for i, d in self.stalled.items() if d == dialect]:
+            del self.stalled[instance_id]
+            self.mark_ready(instance_id, dialect)
         log.info(
             "worker %d connected (%s dialect); %d workers connected", worker_id, dialect, len(self.workers)
         )
@@ -625,6 +630,7 @@ class Dispatch:
             self._apps[InstanceWork(instance_id)] = app
         for activity_id, app in fx.activity_apps.items():
             self._apps[ActivityWork(activity_id)] = app
+        self.stalled.update(fx.stalled)
         for instance_id, dialect in fx.ready.items():
             self.mark_ready(instance_id, dialect)
         for activity_id, dialect in fx.activities:

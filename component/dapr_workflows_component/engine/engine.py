@@ -6,7 +6,8 @@ from the store at start-up: the queues of ready work and the leases given to con
 
 - `management`: the calls of the workflow component interface (start, terminate, purge, ...).
 - `completions`: results from workers; `dispatch`: work items for workers.
-- `turns`: the state machine both write with, inside their transaction; `rerun`: a rerun's plan.
+- `turns`: the state machine both write with, inside their transaction; `rerun`: a rerun's plan,
+  `rewind`: a rewind's.
 - `leasing`: what a lease means in the store (one engine alone, or several sharing it).
 - `outbox`: lifecycle events, recorded by `turns`, delivered to the input binding.
 
@@ -240,6 +241,9 @@ class Engine:
 
     async def restart(self, instance_id: str, new_instance_id: bool) -> str:
         return await self.management.restart(instance_id, new_instance_id)
+
+    async def rewind(self, instance_id: str, reason: str | None = None) -> None:
+        await self.management.rewind(instance_id, reason)
 
     @observed("rerun_workflow")
     async def rerun_from_event(

@@ -381,7 +381,7 @@ class DurableTaskDialectServer(DialectServer):
             "QueryInstances": self.query_instances,
             "ListInstanceIds": self.list_instance_ids,
             "RestartInstance": self.restart,
-            "RewindInstance": _unimplemented("rewinds of instances"),
+            "RewindInstance": self.rewind,
             "AbandonTaskActivityWorkItem": self.abandon,
             "AbandonTaskOrchestratorWorkItem": self.abandon,
             "AbandonTaskEntityWorkItem": _unimplemented("durable entities"),
@@ -489,6 +489,11 @@ class DurableTaskDialectServer(DialectServer):
         req = parse(mpb.RestartInstanceRequest, raw)
         new_id = await self.engine.restart(req.instanceId, req.restartWithNewInstanceId)
         return mpb.RestartInstanceResponse(instanceId=new_id).SerializeToString()
+
+    async def rewind(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(mpb.RewindInstanceRequest, raw)
+        await self.engine.rewind(req.instanceId, _value_or_none(req, "reason"))
+        return b""
 
     async def abandon(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         self.engine.abandon(parse(mpb.AbandonActivityTaskRequest, raw).completionToken)

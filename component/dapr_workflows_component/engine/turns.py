@@ -74,6 +74,24 @@ def turn_events(rows: list[InboxRow], now: int) -> list[bytes]:
     return [started] + [r.event for r in rows]
 
 
+def patch_mismatch(history: list[bytes], reported: list[str]) -> str | None:
+    """Whether a turn that reports `reported` patches may apply, by daprd's rule: the patches the
+    history recorded (each once, in the order first seen) must begin the reported ones. A worker
+    whose code dropped an `is_patched` check reports fewer: None if the turn may apply, else the
+    stall's description, worded as daprd words it."""
+    recorded: list[str] = []
+    for raw in history:
+        event = pb.HistoryEvent.FromString(raw)
+        if event.HasField("workflowStarted"):
+            recorded.extend(p for p in event.workflowStarted.version.patches if p not in recorded)
+    if not recorded or reported[: len(recorded)] == recorded:
+        return None
+    return (
+        f"Patch mismatch. History patches: [{', '.join(recorded)}], "
+        f"current patches: [{', '.join(reported)}]. "
+    )
+
+
 @dataclass
 class Turn:
     """What a worker was given for one orchestration turn of one execution."""
@@ -139,15 +157,23 @@ class Turns:
         started = pb.HistoryEvent.FromString(turn.new_events[0])
         if resp.HasField("version"):
             started.workflowStarted.version.CopyFrom(resp.version)
+        history = history if history is not None else t.history(inst.instance_id)
+        mismatch = patch_mismatch(history, list(resp.version.patches))
+        if mismatch is not None:
+            self._stall_on_patches(t, inst, history, mismatch, now, fx)
+            return
         t.delete_inbox(turn.inbox_ids)
         if inst.status == RuntimeStatus.PENDING:
             inst.status = RuntimeStatus.RUNNING
             fx.changed.add(inst.instance_id)
             self.outbox.record(t, LifecycleEvent.STARTED, inst, now, fx)
+        elif inst.status == RuntimeStatus.STALLED:  # a turn that applies ends the stall
+            inst.status = RuntimeStatus.RUNNING
+            fx.changed.add(inst.instance_id)
         if resp.HasField("customStatus"):
             check_payload_size("custom status", resp.customStatus.value, self.max_payload_bytes)
             inst.custom_status = resp.customStatus.value
-        step = _Step(t, inst, now, fx, history if history is not None else t.history(inst.instance_id))
+        step = _Step(t, inst, now, fx, history)
         step.events = [started.SerializeToString(), *turn.new_events[1:]]
         step.received = turn.propagated
         for action in resp.actions:
@@ -172,6 +198,32 @@ class Turns:
         t.delete_inbox(turn.inbox_ids)
         failure = wire.failure_details(FAILURE_TYPES.get(err.code, "WorkflowTurnRefused"), err.message)
         self.finish(t, inst, RuntimeStatus.FAILED, None, failure, now_us(), fx)
+
+    @staticmethod
+    def _stall_on_patches(
+        t: StoreTx, inst: Instance, history: list[bytes], description: str, now: int, fx: Effects
+    ) -> None:
+        """The turn is not applied: its inbox events stay for a worker whose code matches (offered
+        again when a worker connects, and by a shared store's sweep); the stall is recorded once per
+        description, as daprd does."""
+        last = pb.HistoryEvent.FromString(history[-1]) if history else pb.HistoryEvent()
+        if not (last.HasField("executionStalled") and last.executionStalled.description == description):
+            stalled = pb.ExecutionStalledEvent(reason=pb.PATCH_MISMATCH, description=description)
+            event = history_event(now, executionStalled=stalled).SerializeToString()
+            t.append_history(inst.instance_id, len(history), [event])
+            fx.history[inst.instance_id] = [*history, event]
+        if inst.status != RuntimeStatus.STALLED:
+            inst.status = RuntimeStatus.STALLED
+            fx.changed.add(inst.instance_id)
+            log.warning(
+                "workflow %r stalled: %s",
+                inst.instance_id,
+                description,
+                extra={"instanceID": inst.instance_id},
+            )
+        inst.updated_at = now
+        t.put_instance(inst)
+        fx.stalled[inst.instance_id] = inst.dialect
 
     @staticmethod
     def _append_turn(step: _Step) -> None:
