@@ -121,7 +121,9 @@ class Completions:
         self.dispatch.observer.turn_completed(lease.token)
         ended = any(a.WhichOneof("workflowActionType") == "completeWorkflow" for a in response.actions)
         if self.dispatch.is_current(lease):
-            self.dispatch.turn_recorded(lease, ended)
+            self.dispatch.kept.recorded(
+                lease.worker_id, lease.turn.instance_id, None if ended else lease.past_count
+            )
         self.dispatch.end(lease)
         self.dispatch.settle(lease.turn.instance_id, lease.dialect)
 

@@ -43,6 +43,7 @@ from ..workflows import Instance
 from . import propagation, routing, wire
 from .effects import Effects
 from .history_cache import HistoryCache
+from .history_deltas import KeptHistories
 from .leasing import LeasePolicy
 from .settings import EngineSettings
 from .stalls import StallWatch
@@ -152,9 +153,8 @@ class Dispatch:
         self._wake: dict[str, asyncio.Event] = {}
         # The app of each work item, where known (ANY_APP: any app's worker may take it).
         self._apps: dict[WorkKey, str] = {}
-        # Stateful-history workers: per stream, how many committed events of each instance the
-        # worker keeps (it then gets only the events after them).
-        self._held: dict[int, dict[str, int]] = {}
+        # Stateful-history workers: what each stream keeps (it then gets only newer events).
+        self.kept = KeptHistories()
         # What each child workflow was given by its parent (propagation.py), once read.
         self._received: dict[str, pb.PropagatedHistory | None] = {}
         self._state: dict[WorkKey, WorkState] = {}
@@ -288,7 +288,7 @@ class Dispatch:
         for lease in held:
             self.release(lease)
         gone = self.workers.pop(worker_id, None)
-        self._held.pop(worker_id, None)
+        self.kept.drop_worker(worker_id)
         if gone is not None:
             self.observer.worker_disconnected(gone.dialect)
             if gone.peer and not any(other.peer == gone.peer for other in self.workers.values()):
@@ -457,7 +457,7 @@ class Dispatch:
             self._put(key, inst.dialect)
             return None
         given = received if isinstance(received, pb.PropagatedHistory) else None
-        cached_count = self.delta_base(worker_id, instance_id, len(history))
+        cached_count = self.kept.base(worker_id, instance_id, len(history))
         self._received[instance_id] = given
         lease = TurnLease(
             Turn(instance_id, inst.execution_id, inbox_ids, new_events, inst.name, given),
@@ -503,35 +503,6 @@ class Dispatch:
         self._hold(lease, self.settings.activity_lease_seconds)
         self.observer.activity_dispatched(token, key, row.request)
         return wire.encode_activity_work_item(row.request, token)
-
-    # ------------------------------------------------------------ stateful history (deltas)
-
-    def keep_histories(self, worker_id: int) -> None:
-        """The worker's stream keeps each instance's committed history between turns."""
-        if worker_id in self.workers:
-            self._held.setdefault(worker_id, {})
-
-    def delta_base(self, worker_id: int, instance_id: str, committed: int) -> int:
-        """How many of the instance's `committed` events the worker keeps: the turn's history
-        is sent from there on. 0: the full history (not a stateful stream, nothing or not
-        surely the same kept)."""
-        held = self._held.get(worker_id, {}).get(instance_id, 0)
-        return held if 0 < held <= committed else 0
-
-    def turn_recorded(self, lease: TurnLease, ended: bool) -> None:
-        """The worker's turn was recorded: it now keeps the history it replayed, unless the turn
-        ended the execution (then it drops it)."""
-        held = self._held.get(lease.worker_id)
-        if held is None:
-            return
-        if ended:
-            held.pop(lease.turn.instance_id, None)
-        else:
-            held[lease.turn.instance_id] = lease.past_count
-
-    def _forget_held(self, instance_id: str) -> None:
-        for held in self._held.values():
-            held.pop(instance_id, None)
 
     def _routed_here(self, key: WorkKey, worker_id: int, learn: Callable[[], str]) -> bool:
         """Whether the worker may take the key it leases; an app not known yet is learned first."""
@@ -661,10 +632,10 @@ class Dispatch:
         for instance_id in fx.dropped | fx.finished:
             self._apps.pop(InstanceWork(instance_id), None)
             self._received.pop(instance_id, None)
-            self._forget_held(instance_id)
+            self.kept.forget(instance_id)
         for instance_id, events in fx.history.items():
             if not events:  # a new execution: what any worker kept is void
-                self._forget_held(instance_id)
+                self.kept.forget(instance_id)
         for activity_id in fx.cancelled_activities:
             self._apps.pop(ActivityWork(activity_id), None)
         for instance_id, app in fx.instance_apps.items():

@@ -151,7 +151,8 @@ class Engine:
 
     def keep_histories(self, worker_id: int) -> None:
         """The worker advertised stateful history: its turns get only the new history events."""
-        self.dispatch.keep_histories(worker_id)
+        if worker_id in self.dispatch.workers:
+            self.dispatch.kept.keep(worker_id)
 
     def disconnect_worker(self, worker_id: int) -> None:
         self.dispatch.disconnect_worker(worker_id)
