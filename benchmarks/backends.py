@@ -149,9 +149,10 @@ class ReferenceProcess(ServerProcess):
 class DriverProcess:
     """`python -m benchmarks.driver ARGS`: one worker and one client (maybe with the backend) in a process."""
 
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, module: str = "benchmarks.driver") -> None:
         self.args = args
         self.log_path = log_path
+        self.module = module  # benchmarks.dapr_driver for Dapr's dialect
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> str:
@@ -159,7 +160,7 @@ class DriverProcess:
         log: IO[bytes] = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.driver", *self.args],
+                [sys.executable, "-m", self.module, *self.args],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -170,9 +171,9 @@ class DriverProcess:
             log.close()
         return str(self._read()["ready"])
 
-    def batch(self, shape: str, n: int) -> dict[str, Any]:
+    def batch(self, shape: str, n: int, **options: Any) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"shape": shape, "n": n}) + "\n")
+        self.proc.stdin.write(json.dumps({"shape": shape, "n": n, **options}) + "\n")
         self.proc.stdin.flush()
         return self._read()
 

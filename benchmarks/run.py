@@ -30,11 +30,12 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from . import versus_daprd
 from .backends import DriverProcess, EngineProcess, ReferenceProcess, ServerProcess
 from .shapes import SHAPES, Shape
 
 OURS = "dapr-workflows"
-REFERENCES = ("in-process", "own-process", "both", "none")
+REFERENCES = ("in-process", "own-process", "both", "none", "daprd")
 
 
 @dataclass
@@ -277,7 +278,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="in-process",
         help="where durabletask's in-memory backend runs: in this process with worker and client (the "
         "quoted reference figure), in its own process (like our engine), both, or none "
-        "(default: in-process)",
+        "(default: in-process); daprd: our engine against daprd's built-in engine instead, both driven "
+        "by Dapr's workflow SDK (benchmarks/versus_daprd.py)",
     )
     parser.add_argument(
         "--engine-address",
@@ -303,11 +305,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one workflow")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the engine's SQLite file and log")
+    versus_daprd.add_arguments(parser)
     args = parser.parse_args(argv)
     args.shapes = list(dict.fromkeys(s.strip() for s in args.shapes.split(",") if s.strip()))
     unknown = [s for s in args.shapes if s not in SHAPES]
     if unknown or not args.shapes:
         parser.error(f"--shapes: unknown {', '.join(unknown) or 'empty'}; choose among {', '.join(SHAPES)}")
+    if args.reference == "daprd" and (args.engine_address or args.no_engine):
+        parser.error("--reference daprd starts its own engine: no --engine-address or --no-engine")
     if min(args.n, args.rounds, args.start_concurrency, args.wait_concurrency) < 1 or args.warmup < 0:
         parser.error("--n, --rounds and the concurrencies must be positive, --warmup not negative")
     return args
@@ -356,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the engine and the drivers are stopped.
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.reference == "daprd":
+        versus_daprd.main(args)
+        return
     shapes = [SHAPES[s] for s in args.shapes]
     workdir = Path(tempfile.mkdtemp(prefix="dapr-workflows-bench-"))
     backends = build_backends(args, workdir)

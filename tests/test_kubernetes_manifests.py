@@ -661,3 +661,12 @@ def test_the_copied_files_build_the_package(tmp_path: Path) -> None:
     assert "dapr_workflows_component/cli.py" in names
     assert any(n.startswith("dapr_workflows_component/protos/") and n.endswith(".proto") for n in names)
     assert "dapr_workflows_ext/__init__.py" in names
+
+
+def test_the_engine_may_serve_in_the_pods_socket_volume(engine: dict[str, Any]) -> None:
+    """Kubernetes makes an emptyDir writable by every user without the sticky bit, a folder the
+    engine refuses unless told that it may serve there."""
+    allowed = env_value(
+        engine, "DAPR_WORKFLOWS_ALLOW_FOREIGN_SOCKET_FOLDER", serve_default("--allow-foreign-socket-folder")
+    )
+    assert allowed == "true"

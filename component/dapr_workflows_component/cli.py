@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -21,8 +22,10 @@ from .engine.grpc_server import add_to_server, dialect_server, server_options
 from .engine.retention import Retention
 from .http_api import HttpServer, HttpSettings, parse_address
 from .http_openapi import OPENAPI_PATH
+from .log_limits import limit_repeats
 from .management_rules import RetentionPolicy, parse_retention
 from .pluggable.server import ComponentServer, default_socket_folder
+from .pluggable.socket_folder import parse_socket_mode, preflight
 from .security import Security, SecurityError, load_security
 from .startup import LISTEN_FLAGS, Startup, check_addresses
 from .store import Store, StoreUnavailable, open_store
@@ -129,6 +132,20 @@ SERVE_OPTIONS = (
         "(a worker that disconnects gives its work back at once)",
     ),
     Option(
+        "keepalive-seconds",
+        "10",
+        "every gRPC connection (workers, clients, daprd) silent this long is pinged, and dropped when "
+        "it does not answer within as long again: a frozen or vanished worker's work is offered to "
+        "others then",
+    ),
+    Option(
+        "worker-stall-seconds",
+        "10",
+        "a worker holding work that has not been heard from (no call, no new stream) for this long "
+        "gets no more work while another worker can take it, and its workflow turns go to other "
+        "workers at once (its activities stay with it until it answers, disconnects or their lease ends)",
+    ),
+    Option(
         "store-lease-seconds",
         "10",
         "with a PostgreSQL store: how long the work an engine held waits after the engine dies "
@@ -163,11 +180,35 @@ SERVE_OPTIONS = (
         "(the instance is recorded either way); 0 answers at once",
     ),
     Option(
+        "http-max-connections",
+        "",
+        "HTTP connections held open at once; more are answered with 503 and closed (each holds a file "
+        "descriptor, and the gRPC ports need some too); empty: a quarter of the process's file "
+        "descriptor limit, at most 1024",
+    ),
+    Option(
+        "http-header-timeout-seconds",
+        "10",
+        "an HTTP connection must send a request's headers within this long after it opens or after "
+        "its previous response; idle keep-alive connections are closed then too",
+    ),
+    Option(
+        "http-body-timeout-seconds",
+        "60",
+        "an HTTP request body must arrive within this long (408 beyond)",
+    ),
+    Option(
         "triggers",
         "",
         "YAML file of triggers: pub/sub topics and input bindings whose events start workflows "
         "(docs/triggers.md); this process is then the Dapr app of a daprd run with --app-port set "
         "to the --http-address port; empty: no triggers",
+    ),
+    Option(
+        "history-cache-bytes",
+        str(64 * 1024 * 1024),
+        "bytes of workflow histories (inputs and results included) kept in memory between turns, "
+        "least recently used dropped first; with SQLite only (PostgreSQL keeps none)",
     ),
     Option(
         "worker-max-in-flight",
@@ -186,6 +227,19 @@ SERVE_OPTIONS = (
         "dapr-workflows",
         "the socket is FOLDER/NAME.sock and daprd sees the component type bindings.NAME; "
         "empty to run without the pluggable component",
+    ),
+    Option(
+        "socket-mode",
+        "0777",
+        "octal mode of the component socket, set when it is created; 0777 lets daprd connect as any "
+        "user (it often runs as another user in another container); 0770 or 0700 to allow only the "
+        "group or the user",
+    ),
+    Option(
+        "allow-foreign-socket-folder",
+        "false",
+        "true to serve the socket in a folder that another non-root user owns, or that others may "
+        "write without the sticky bit (they could replace the socket); such a folder is refused",
     ),
     Option(
         "lifecycle-event-retention-hours",
@@ -278,7 +332,50 @@ def _http_settings(args: argparse.Namespace, max_payload: int) -> HttpSettings:
         start_timeout_seconds=_seconds(
             args.http_start_timeout_seconds, "http-start-timeout-seconds", zero=True
         ),
+        max_connections=_int(args.http_max_connections, "http-max-connections")
+        if args.http_max_connections
+        else 0,
+        header_timeout_seconds=_seconds(args.http_header_timeout_seconds, "http-header-timeout-seconds"),
+        body_timeout_seconds=_seconds(args.http_body_timeout_seconds, "http-body-timeout-seconds"),
     )
+
+
+def _engine_settings(args: argparse.Namespace) -> EngineSettings:
+    return EngineSettings(
+        orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
+        activity_lease_seconds=_seconds(args.activity_lease_seconds, "activity-lease-seconds"),
+        max_payload_bytes=_int(args.max_payload_bytes, "max-payload-bytes"),
+        lifecycle_events=bool(args.socket_name),
+        worker_max_in_flight=_int(args.worker_max_in_flight, "worker-max-in-flight"),
+        poll_seconds=_seconds(args.poll_seconds, "poll-seconds"),
+        store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
+        keepalive_seconds=_seconds(args.keepalive_seconds, "keepalive-seconds"),
+        worker_stall_seconds=_seconds(args.worker_stall_seconds, "worker-stall-seconds"),
+        history_cache_bytes=_int(args.history_cache_bytes, "history-cache-bytes"),
+    )
+
+
+def _socket_settings(args: argparse.Namespace) -> tuple[str, int, bool]:
+    """The socket's folder, mode and folder permission, the folder checked before anything listens."""
+    folder = args.socket_folder or default_socket_folder()
+    try:
+        mode = parse_socket_mode(args.socket_mode)
+    except ValueError as err:
+        raise SystemExit(f"dapr-workflows: --socket-mode: {err}") from None
+    allow_foreign = _bool(args.allow_foreign_socket_folder, "allow-foreign-socket-folder")
+    if args.socket_name:
+        try:
+            preflight(Path(folder), f"{args.socket_name}.sock", allow_foreign)
+        except (RuntimeError, OSError) as err:
+            raise SystemExit(f"dapr-workflows: cannot serve the component socket: {err}") from None
+    return folder, mode, allow_foreign
+
+
+def _bool(value: str, flag: str) -> bool:
+    try:
+        return parse_bool(f"--{flag}", value, False)
+    except WorkflowError as err:
+        raise SystemExit(f"dapr-workflows: {err.message}") from None
 
 
 def _triggers(path: str, http_settings: HttpSettings | None) -> list[Trigger]:
@@ -333,16 +430,8 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 async def _serve(args: argparse.Namespace, startup: Startup) -> None:
-    max_payload = _int(args.max_payload_bytes, "max-payload-bytes")
-    settings = EngineSettings(
-        orchestration_lease_seconds=_seconds(args.orchestration_lease_seconds, "orchestration-lease-seconds"),
-        activity_lease_seconds=_seconds(args.activity_lease_seconds, "activity-lease-seconds"),
-        max_payload_bytes=max_payload,
-        lifecycle_events=bool(args.socket_name),
-        worker_max_in_flight=_int(args.worker_max_in_flight, "worker-max-in-flight"),
-        poll_seconds=_seconds(args.poll_seconds, "poll-seconds"),
-        store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
-    )
+    settings = _engine_settings(args)
+    max_payload = settings.max_payload_bytes
     retention_hours = _seconds(args.lifecycle_event_retention_hours, "lifecycle-event-retention-hours")
     http_settings = _http_settings(args, max_payload) if args.http_address else None
     retention_policy = _retention(args.retention)
@@ -351,6 +440,7 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     except WorkflowError as err:
         raise SystemExit(f"dapr-workflows: {err.message}") from None
     triggers = _triggers(args.triggers, http_settings)
+    socket_folder, socket_mode, allow_foreign_folder = _socket_settings(args)
     security = _security(args)
     try:
         store = startup.store = open_store(args.store)
@@ -366,7 +456,8 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
     retention = asyncio.create_task(Retention(engine, retention_policy).run())
 
     servers: list[grpc.aio.Server] = startup.servers
-    await _start_dialect_servers(engine, args, security, server_options(max_payload), servers)
+    options = server_options(max_payload, settings.keepalive_seconds)
+    await _start_dialect_servers(engine, args, security, options, servers)
     if not servers:
         raise SystemExit(
             "dapr-workflows: nothing to serve: both --engine-address and --durabletask-address are empty"
@@ -376,7 +467,9 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
 
     component: ComponentServer | None = None
     if args.socket_name:
-        component = ComponentServer(engine, args.socket_folder or default_socket_folder(), args.socket_name)
+        component = ComponentServer(
+            engine, socket_folder, args.socket_name, socket_mode, allow_foreign_folder
+        )
         startup.creates(component.path)
         try:
             await component.start()
@@ -493,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(
         str(getattr(args, "log_level", "info")), str(getattr(args, "log_format", "text")), sys.stderr
     )
+    limit_repeats()
     if args.command == "serve":
         asyncio.run(serve(args))
 

@@ -8,6 +8,7 @@ rules of `workflows.py`; a refused call is answered with the HTTP status and the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import uuid
@@ -22,8 +23,10 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from .dashboard import dashboard_routes
 from .engine import Engine
+from .http_limits import ConnectionGuard, ConnectionLimits, GuardedSite, automatic_connection_cap
 from .http_management import ManagementRoutes
 from .http_openapi import ALIAS_VERSIONS, API_VERSION, OPENAPI_PATH, openapi_document
+from .log_limits import RATE_LIMITED
 from .management_rules import parse_rfc3339, query_flag
 from .telemetry.http import add_routes as add_telemetry_routes
 from .workflows import ErrorCode, StartRequest, WorkflowError, instance_json, json_payload, parse_bool
@@ -42,6 +45,11 @@ class HttpSettings:
     # How long a start waits for a worker to begin the instance (as the output binding's
     # startTimeoutSeconds); 0 answers as soon as the instance is recorded.
     start_timeout_seconds: float = 10.0
+    # Connections held at once (0: a quarter of the file descriptors, see http_limits.py), and how
+    # long a request's headers and its body may take to arrive.
+    max_connections: int = 0
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
     # Run before every route, inside the error handling (security.py: the API token and policy).
     middlewares: tuple[Middleware, ...] = ()
     ssl_context: ssl.SSLContext | None = None
@@ -62,8 +70,24 @@ def error_response(err: WorkflowError) -> web.Response:
     )
 
 
+# How long a request body may take to arrive, set on the application by HttpServer.
+BODY_TIMEOUT = web.AppKey("body_timeout_seconds", float)
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, refused without reading it all when it is larger than `limit` bytes."""
+    """The request body, refused without reading it all when it is larger than `limit` bytes, or
+    when it does not arrive within the application's BODY_TIMEOUT."""
+    timeout = request.config_dict.get(BODY_TIMEOUT)
+    try:
+        return await asyncio.wait_for(_read_body(request, limit), timeout)
+    except asyncio.TimeoutError:
+        raise WorkflowError(
+            ErrorCode.REQUEST_TIMEOUT,
+            f"the request body did not arrive within {timeout:g}s (--http-body-timeout-seconds)",
+        ) from None
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise WorkflowError(
@@ -258,7 +282,7 @@ class _MalformedRequests(logging.Filter):
             exc = exc.__cause__
         if isinstance(exc, HttpProcessingError):
             reason = (exc.message.strip().splitlines() or [type(exc).__name__])[0]
-            log.info("refused a malformed HTTP request: %s", reason)
+            log.info("refused a malformed HTTP request: %s", reason, extra=RATE_LIMITED)
             return False
         return True
 
@@ -280,11 +304,21 @@ class HttpServer:
         logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)  # added once, however often
         self.api = HttpApi(engine, settings, routes)
         self.host, self.port = parse_address(address)
-        self._runner = web.AppRunner(self.api.application(), access_log=None, shutdown_timeout=grace)
+        self.guard = ConnectionGuard(
+            ConnectionLimits(
+                settings.max_connections or automatic_connection_cap(), settings.header_timeout_seconds
+            )
+        )
+        app = self.api.application()
+        app.middlewares.insert(0, self.guard.middleware)
+        app[BODY_TIMEOUT] = settings.body_timeout_seconds
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace)
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.api.settings.ssl_context)
+        site = GuardedSite(
+            self._runner, self.host, self.port, self.guard, ssl_context=self.api.settings.ssl_context
+        )
         try:
             await site.start()
         except BaseException:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from google.protobuf import json_format
 
-from .engine import bulk_purge, bulk_terminate, counts, list_page
+from .engine import bulk_purge, bulk_terminate, counts, list_page, rewound_details
 from .management_rules import (
     FILTER_FIELDS,
     bulk_request,
@@ -52,15 +52,16 @@ def history_json(events: list[bytes]) -> list[dict[str, Any]]:
         body = getattr(event, kind) if kind else None
         name = getattr(body, "name", None)
         answered = _ANSWER_FIELDS.get(kind or "")
+        rewound = rewound_details(raw) if kind is None else None
         micros = event.timestamp.seconds * 1_000_000 + event.timestamp.nanos // 1000
         out.append(
             {
                 "eventID": event.eventId,
-                "type": kind or "unknown",
+                "type": kind or ("executionRewound" if rewound is not None else "unknown"),
                 "timestamp": timestamp_rfc3339(micros),
                 "name": name if isinstance(name, str) and name else None,
                 "taskScheduledID": getattr(body, answered) if answered else None,
-                "details": json_format.MessageToDict(body) if body is not None else {},
+                "details": json_format.MessageToDict(body) if body is not None else rewound or {},
             }
         )
     return out

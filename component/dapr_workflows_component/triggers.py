@@ -42,6 +42,8 @@ from .workflows import (
     ErrorCode,
     StartRequest,
     WorkflowError,
+    check_json_depth,
+    parse_json,
     validate_new_instance_id,
 )
 
@@ -392,15 +394,18 @@ def _data(event: Event) -> Any:
         if "data_base64" in ce:
             try:
                 raw = base64.b64decode(str(ce["data_base64"]), validate=True)
-                return json.loads(raw) if raw else None
-            except ValueError:
+                return parse_json("CloudEvent's data_base64", raw) if raw else None
+            except (ValueError, WorkflowError):
                 raise Malformed("the CloudEvent's data_base64 is not base64 of a JSON value") from None
         return None
     if not event.body.strip():
         return None
     try:
+        check_json_depth("event's data", event.body)
         return json.loads(event.body)
-    except ValueError:
+    except WorkflowError as err:
+        raise Malformed(err.message) from None
+    except (ValueError, RecursionError):
         raise Malformed("the event's data is not JSON") from None
 
 
@@ -559,9 +564,9 @@ class TriggerRoutes:
         if trigger.source is Source.BINDING:
             return Event(body=body, metadata=dict(request.headers))
         try:
-            cloud_event = json.loads(body)
-        except ValueError:
-            raise Malformed("the message is not a JSON CloudEvent") from None
+            cloud_event = parse_json("message", body)
+        except WorkflowError as err:
+            raise Malformed(f"the message is not a JSON CloudEvent: {err.message}") from None
         if not isinstance(cloud_event, dict):
             raise Malformed("the message is not a JSON CloudEvent (not an object)")
         return Event(cloud_event=cloud_event)

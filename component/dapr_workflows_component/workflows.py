@@ -8,10 +8,11 @@ HTTP API and the proposed Workflow service all call into the engine, which appli
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeGuard
@@ -67,6 +68,8 @@ class ErrorCode(enum.Enum):
     RESOURCE_EXHAUSTED = ("ERR_PAYLOAD_TOO_LARGE", grpc.StatusCode.RESOURCE_EXHAUSTED, 413)
     UNIMPLEMENTED = ("ERR_NOT_IMPLEMENTED", grpc.StatusCode.UNIMPLEMENTED, 501)
     UNAVAILABLE = ("ERR_UNAVAILABLE", grpc.StatusCode.UNAVAILABLE, 503)
+    # A request that did not arrive in time (an HTTP body sent too slowly).
+    REQUEST_TIMEOUT = ("ERR_REQUEST_TIMEOUT", grpc.StatusCode.DEADLINE_EXCEEDED, 408)
     # No API token, or a wrong one (`serve --api-token`); the code is daprd's for the same.
     UNAUTHENTICATED = ("ERR_UNAUTHENTICATED", grpc.StatusCode.UNAUTHENTICATED, 401)
     # The caller is known, but the access policy does not allow it the call (`--access-policy`).
@@ -99,6 +102,19 @@ class WorkflowError(Exception):
 _INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 MAX_INSTANCE_ID_LENGTH = 256
 
+# Limits of what a caller or a worker may send besides payloads (those have --max-payload-bytes).
+# A name or an ID is kept in every history event and index that mentions it, so a huge one costs far
+# more than its size once; these bounds are far above what any real workflow uses.
+# Instance IDs the engine makes (a child's `parent:0001`) or a workflow chooses for a child may be
+# longer than a caller's: any instance ID in a call is held to this bound.
+MAX_ANY_INSTANCE_ID_LENGTH = 1024
+MAX_NAME_LENGTH = 1024  # workflow, activity and event names, in characters
+MAX_TAGS = 64
+MAX_TAG_KEY_LENGTH = 256
+MAX_TAG_VALUE_LENGTH = 4096
+# JSON nested deeper than this is refused before it is parsed (parsers recurse per level).
+MAX_JSON_DEPTH = 100
+
 
 def validate_new_instance_id(instance_id: str) -> None:
     """Checks an instance ID a caller chose for a new instance.
@@ -124,11 +140,100 @@ def require_instance_id(instance_id: str) -> None:
     """Checks the instance ID of a call on an existing instance."""
     if not instance_id:
         raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the instance ID is empty")
+    _check_length("instance ID", instance_id, MAX_ANY_INSTANCE_ID_LENGTH)
+
+
+def _check_length(what: str, text: str, limit: int) -> None:
+    if len(text) > limit:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT, f"the {what} is {len(text)} characters long; the limit is {limit}"
+        )
+
+
+def require_name(what: str, name: str) -> None:
+    """A workflow, activity or event name: not empty, at most MAX_NAME_LENGTH characters."""
+    if not name:
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f"the {what} is empty")
+    _check_length(what, name, MAX_NAME_LENGTH)
 
 
 def require_workflow_name(name: str) -> None:
-    if not name:
-        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the workflow name is empty")
+    require_name("workflow name", name)
+
+
+def require_event_name(name: str) -> None:
+    require_name("event name", name)
+
+
+def check_tags(tags: Mapping[str, str]) -> None:
+    if len(tags) > MAX_TAGS:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT, f"{len(tags)} tags are given; the limit is {MAX_TAGS} tags"
+        )
+    for key, value in tags.items():
+        _check_length("tag name", key, MAX_TAG_KEY_LENGTH)
+        _check_length(f"value of tag {key!r}", value, MAX_TAG_VALUE_LENGTH)
+
+
+# JSON strings: removed before brackets are counted, so that brackets inside them do not count.
+_JSON_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def check_json_depth(what: str, text: str | bytes | None) -> None:
+    """Refuses text whose brackets nest deeper than MAX_JSON_DEPTH, without parsing it.
+
+    Counted on any text (a payload need not be JSON to reach a worker, whose parser would fail on it).
+    """
+    if not text:
+        return
+    data = text.encode() if isinstance(text, str) else text
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    brackets = _JSON_STRING_RE.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) > MAX_JSON_DEPTH:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"the {what} nests JSON arrays or objects more than {MAX_JSON_DEPTH} levels deep; "
+            f"the limit is {MAX_JSON_DEPTH}",
+        )
+
+
+def check_caller_payload(what: str, payload: str | bytes | None, limit: int) -> None:
+    """A payload a caller sends (workflow input, event data, terminate output): size, then nesting."""
+    check_payload_size(what, payload, limit)
+    check_json_depth(what, payload)
+
+
+def check_start(req: StartRequest, limit: int) -> None:
+    """Everything a start asks for that can be checked before the store is asked."""
+    validate_new_instance_id(req.instance_id)
+    require_workflow_name(req.name)
+    if req.version is not None:
+        _check_length("workflow version", req.version, MAX_NAME_LENGTH)
+    check_tags(req.tags)
+    check_caller_payload("workflow input", req.input, limit)
+
+
+def parse_json(what: str, text: str | bytes) -> Any:
+    """JSON from a caller; INVALID_ARGUMENT when it is no JSON or nests too deep."""
+    check_json_depth(what, text)
+    try:
+        return json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _not_json(what) from None
+
+
+def _not_json(what: str) -> WorkflowError:
+    return WorkflowError(
+        ErrorCode.INVALID_ARGUMENT, f'the {what} is not valid JSON (send a JSON value, e.g. "text" or {{}})'
+    )
+
+
+def internal_error(what: str) -> WorkflowError:
+    """A call that failed inside the engine: the caller hears one sentence, the log has the rest."""
+    return WorkflowError(ErrorCode.INTERNAL, f"{what} failed inside the engine; see its log")
 
 
 # The error type a worker of either SDK fails a workflow with when it has no workflow of that name
@@ -253,6 +358,35 @@ def check_rerun_allowed(source: Instance) -> None:
         )
 
 
+# The longest rewind reason, in UTF-8 bytes. The reason is recorded in the history's executionRewound
+# event; kept this short, the event stays readable in the Dapr dialect's types, whose field of the same
+# number holds strings.
+MAX_REWIND_REASON_BYTES = 127
+
+
+def check_rewind_allowed(instance: Instance, reason: str | None) -> None:
+    """Only a FAILED instance of the durabletask dialect (whose workers replay the rewound history)
+    rewinds, as durabletask's reference backend has it."""
+    if instance.status != RuntimeStatus.FAILED:
+        raise WorkflowError(
+            ErrorCode.FAILED_PRECONDITION,
+            f"workflow instance {instance.instance_id!r} is {instance.status.name}; "
+            "only failed instances rewind",
+        )
+    if instance.dialect != "durabletask":
+        raise WorkflowError(
+            ErrorCode.FAILED_PRECONDITION,
+            f"workflow instance {instance.instance_id!r} runs on a Dapr worker; rewind needs a durabletask "
+            "worker (rerun it from an event instead)",
+        )
+    if reason is not None and len(reason.encode()) > MAX_REWIND_REASON_BYTES:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"the rewind reason is {len(reason.encode())} bytes; "
+            f"at most {MAX_REWIND_REASON_BYTES} are allowed",
+        )
+
+
 def check_rerun_event(
     source_id: str, event_id: int, event_kind: str | None, overwrite_input: bool, new_child_id: str | None
 ) -> None:
@@ -283,11 +417,6 @@ def rerun_impossible(source_id: str, event_id: int) -> WorkflowError:
         ErrorCode.FAILED_PRECONDITION,
         f"workflow instance {source_id!r} cannot be rerun from event {event_id}",
     )
-
-
-def require_event_name(name: str) -> None:
-    if not name:
-        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the event name is empty")
 
 
 def check_payload_size(what: str, payload: str | bytes | None, limit: int) -> None:
@@ -356,6 +485,7 @@ class StartRequest:
     tags: dict[str, str] = field(default_factory=dict)
     reuse: ReusePolicy = field(default_factory=ReusePolicy)
     dialect: str = "dapr"
+    app_id: str = ""  # the app whose workers run it (multi-app workflows); "": any app's
 
 
 @dataclass
@@ -521,14 +651,11 @@ def json_payload(what: str, data: bytes | str | None, limit: int) -> str | None:
     check_payload_size(what, data, limit)
     try:
         text = data.decode() if isinstance(data, bytes) else data
-        # daprd's HTTP API encodes a missing `data` as JSON null: no payload either.
-        if json.loads(text) is None:
-            return None
-    except (UnicodeDecodeError, ValueError):
-        raise WorkflowError(
-            ErrorCode.INVALID_ARGUMENT,
-            f'the {what} is not valid JSON (send a JSON value, e.g. "text" or {{}})',
-        ) from None
+    except UnicodeDecodeError:
+        raise _not_json(what) from None
+    # daprd's HTTP API encodes a missing `data` as JSON null: no payload either.
+    if parse_json(what, text) is None:
+        return None
     return text
 
 

@@ -8,6 +8,9 @@ Their errors are in `dapr_workflows_ext.errors`.
 
 `workflow_runtime()` and `workflow_client()` connect Dapr's workflow SDK to the dapr-workflows
 engine, at the address `dapr-workflows serve` listens on.
+
+`DaprGrpcClient` is `DaprClient` under the name `dapr.clients` also exports it by, so code written
+against `from dapr.clients import DaprGrpcClient` changes only its import.
 """
 
 from .client import DaprClient
@@ -23,8 +26,11 @@ from .errors import (
 from .responses import GetWorkflowResponse, StartWorkflowResponse, WorkflowRuntimeStatus
 from .worker import engine_address, workflow_client, workflow_runtime
 
+DaprGrpcClient = DaprClient
+
 __all__ = [
     "DaprClient",
+    "DaprGrpcClient",
     "DaprWorkflowError",
     "GetWorkflowResponse",
     "InvalidWorkflowRequestError",

@@ -123,6 +123,23 @@ def require(ctx: Context, **values: str | None) -> None:
             )
 
 
+def docs_start_order(first: str, third: Any, fourth: bytes) -> tuple[str, bytes, str, bool]:
+    """(component, input, instance ID, raw) of a start called in the order of the Dapr docs' "Manage
+    workflows" example: `start_workflow(instance_id, workflow_name, workflow_component, input_bytes,
+    options)`.
+
+    The SDK's order puts the instance ID fourth, and an instance ID is never bytes, so bytes there
+    can only be the docs' input. That input is the workflow's input as it is when it is JSON, and
+    the text it carries otherwise (the docs pass `"paperclips".encode()`).
+    """
+    try:
+        json.loads(fourth)
+        data = fourth
+    except ValueError:
+        data = json.dumps(fourth.decode("utf-8", "replace")).encode()
+    return str(third), data, first, True
+
+
 def encode_payload(ctx: Context, what: str, value: Any, send_raw_bytes: bool) -> bytes:
     """As the Dapr SDK did: JSON, or the bytes as they are with `send_raw_bytes`; None is empty."""
     if isinstance(value, bytes) and send_raw_bytes:
@@ -269,6 +286,10 @@ class WorkflowPlans:
         workflow_options: Mapping[str, str] | None,
         send_raw_bytes: bool,
     ) -> Plan[StartWorkflowResponse]:
+        if isinstance(instance_id, bytes):
+            workflow_component, input, instance_id, send_raw_bytes = docs_start_order(
+                workflow_component, input, instance_id
+            )
         ctx = Context("start", workflow_component, instance_id)
         require(ctx, workflow_component=workflow_component, workflow_name=workflow_name)
         if instance_id is None:

@@ -11,8 +11,10 @@ class WorkflowRuntimeStatus(str, enum.Enum):
     """The runtime status of an instance.
 
     Members are named like the Workflow API's strings (`RUNNING`); their values are what the Dapr
-    SDK's `get_workflow` answered (`"Running"`), so `status == "Running"` and printing a status keep
-    working as they did with the SDK.
+    SDK's `get_workflow` answered (`"Running"`), so printing a status keeps working as it did with
+    the SDK. A status equals both spellings, whatever their case: `"Running"` (the SDK's) and
+    `"RUNNING"` (the docs' and the HTTP API's). Its hash is its value's, so it finds and is found
+    under `"Running"` in sets and dicts.
     """
 
     UNKNOWN = "Unknown"
@@ -32,6 +34,20 @@ class WorkflowRuntimeStatus(str, enum.Enum):
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, WorkflowRuntimeStatus):
+            return self is other
+        if isinstance(other, str):
+            return _spelling(other) == _spelling(self.value)
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
     @property
     def is_terminal(self) -> bool:
         """True once the instance has finished (completed, failed, terminated or canceled)."""
@@ -42,6 +58,12 @@ class WorkflowRuntimeStatus(str, enum.Enum):
         """`RUNNING` (or `ORCHESTRATION_STATUS_RUNNING`) -> RUNNING; anything else -> UNKNOWN."""
         key = name.strip().upper().removeprefix("ORCHESTRATION_STATUS_")
         return cls.__members__.get(key, cls.UNKNOWN)
+
+
+def _spelling(text: str) -> str:
+    """One spelling of a status name: `RUNNING`, `Running` and `running` alike; `ContinuedAsNew` and
+    `CONTINUED_AS_NEW` alike."""
+    return text.replace("_", "").upper()
 
 
 _TERMINAL = frozenset(

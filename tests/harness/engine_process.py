@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ class EngineProcess:
         env: dict[str, str] | None = None,
         store_url: str | None = None,
         log_name: str = "engine.log",
+        fd_limit: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.db_path = workdir / "engine.db"
@@ -44,6 +46,8 @@ class EngineProcess:
         self.socket_name = "dapr-workflows"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        # The engine's limit of open file descriptors (soft and hard), when a test sets one.
+        self.fd_limit = fd_limit
 
     @property
     def http_url(self) -> str:
@@ -77,11 +81,20 @@ class EngineProcess:
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=self.workdir
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            cwd=self.workdir,
+            preexec_fn=self._limit_fds if self.fd_limit else None,
         )
         log.close()
         self._wait_listening()
         return self
+
+    def _limit_fds(self) -> None:
+        assert self.fd_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def _wait_listening(self, timeout: float = 20.0) -> None:
         """Until the engine logs that every listener (gRPC, HTTP, component socket) is up."""

@@ -93,8 +93,9 @@ class RawClient:
             events.extend(dt_pb.HistoryChunk.FromString(chunk).events)
         return events
 
-    def work_items(self) -> WorkItemStream:
-        return WorkItemStream(self)
+    def work_items(self, request: Any = None) -> WorkItemStream:
+        """A worker's stream; `request` is its GetWorkItemsRequest (default: an empty one)."""
+        return WorkItemStream(self, request)
 
 
 def state_of(pb: ModuleType, raw: bytes) -> Any:
@@ -113,12 +114,12 @@ def status_name(pb: ModuleType, state: Any) -> str:
 class WorkItemStream:
     """A raw worker: the GetWorkItems server stream, read on a thread into a queue."""
 
-    def __init__(self, client: RawClient) -> None:
+    def __init__(self, client: RawClient, request: Any = None) -> None:
         self.pb = client.pb
         call = client.channel.unary_stream(
             SERVICE + "GetWorkItems", request_serializer=None, response_deserializer=None
         )
-        self._stream = call(self.pb.GetWorkItemsRequest().SerializeToString())
+        self._stream = call((request or self.pb.GetWorkItemsRequest()).SerializeToString())
         self._items: queue.Queue[Any] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

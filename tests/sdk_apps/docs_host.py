@@ -6,6 +6,7 @@ built-in engine) or the dapr-workflows engine; the workflow is the same either w
 `hello_world_wf` is the docs' workflow made observable: two activities add 1 and 10 to a counter,
 it waits for `event1`, a third activity adds 100, and its custom status reports the counter and
 the event it got. Then it waits for `stop`, so it is still running when the docs terminate it.
+`testWorkflow` (the docs' "Manage workflows" sequence) waits for `stop` from the start.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def register(runtime: wf.WorkflowRuntime) -> None:
         ctx.set_custom_status({"counter": counter, "input": input, "event1": event})
         stop = yield ctx.wait_for_external_event("stop")
         return stop
+
+    @runtime.workflow(name="testWorkflow")
+    def test_workflow(ctx: wf.DaprWorkflowContext, input: Any) -> Any:
+        # The workflow of the docs' "Manage workflows" sequence: running until terminated.
+        stop = yield ctx.wait_for_external_event("stop")
+        return [input, stop]
 
 
 def main() -> None:

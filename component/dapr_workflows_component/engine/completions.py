@@ -1,13 +1,18 @@
 """Results from workers: an activity's result, an orchestration turn's actions, a refused turn.
 
-A result counts only under the current lease's token: a stale or duplicate one (the lease expired,
-the worker was replaced, the instance was terminated) is ignored, so nothing is applied twice. On a
-shared store the transaction that records a result also checks that the store still holds the lease.
+A result counts only under the current lease's token, and only for the work item of that lease (the
+same instance, and for an activity the same task; the execution is the lease's): a stale or duplicate
+one (the lease expired, the worker was replaced, the instance was terminated) or one that names
+another item (forged) is ignored, and counted in `ignored` and by the observer, so nothing is
+applied twice or to the wrong work.
+Tokens carry 128 random bits, so one cannot be guessed from another. On a shared store the
+transaction that records a result also checks that the store still holds the lease.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 from ..protos import dapr_dialect_pb2 as pb
@@ -28,16 +33,24 @@ class Completions:
         self.turns = turns
         self.commit = commit
         self.max_payload_bytes = max_payload_bytes
+        # Results ignored, by reason: "stale" (no current lease has the token: late, duplicate or
+        # guessed) and "forged" (the token is another work item's).
+        self.ignored: Counter[str] = Counter()
+
+    def _ignore(self, kind: str, token: str, what: str) -> None:
+        reason = "forged" if self.dispatch.knows_token(token) else "stale"
+        self.ignored[reason] += 1
+        self.dispatch.observer.completion_ignored(kind, reason)
+        if reason == "forged":
+            log.warning("ignored an %s: its completion token belongs to another work item", what)
+        else:
+            log.info("ignored a stale %s (its lease is gone)", what)
 
     async def complete_activity(self, response: pb.ActivityResponse) -> None:
         act = self.dispatch.activity_lease(response.completionToken)
-        if act is None:
-            log.info(
-                "ignored a stale activity result for %r task %d (its lease is gone)",
-                response.instanceId,
-                response.taskId,
-            )
-            self.dispatch.observer.completion_ignored("activity", "stale")
+        if act is None or (act.instance_id, act.task_id) != (response.instanceId, response.taskId):
+            what = f"activity result for {response.instanceId!r} task {response.taskId}"
+            self._ignore("activity", response.completionToken, what)
             return
         refused: WorkflowError | None = None
         if response.HasField("result"):
@@ -68,8 +81,8 @@ class Completions:
     async def complete_orchestration(self, response: pb.WorkflowResponse) -> None:
         lease = self.dispatch.turn_lease(response.instanceId, response.completionToken)
         if lease is None:
-            log.info("ignored a stale orchestration result for %r (its lease is gone)", response.instanceId)
-            self.dispatch.observer.completion_ignored("orchestration", "stale")
+            what = f"orchestration result for {response.instanceId!r}"
+            self._ignore("orchestration", response.completionToken, what)
             return
         history = self.dispatch.history
         workers = [worker.dialect for worker in self.dispatch.workers.values()]
@@ -106,6 +119,9 @@ class Completions:
             self._offer_turn_again(lease)
             raise
         self.dispatch.observer.turn_completed(lease.token)
+        ended = any(a.WhichOneof("workflowActionType") == "completeWorkflow" for a in response.actions)
+        if self.dispatch.is_current(lease):
+            self.dispatch.turn_recorded(lease, ended)
         self.dispatch.end(lease)
         self.dispatch.settle(lease.turn.instance_id, lease.dialect)
 

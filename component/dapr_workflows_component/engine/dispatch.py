@@ -17,6 +17,12 @@ Invariants:
   busy" and queued when the lease ends (its turn would not see the new events otherwise).
 - A worker holds at most its capacity of leases; `held` counts them.
 - Leases live in memory only: after a restart every item is offered again, from the store.
+
+Routing (multi-app workflows): each work item is for one app (`app_of`), the workers of that app
+take it (`may_take` is the one rule). What an item's app is comes with the work when this engine
+created it, and is read from its history otherwise (after a restart, or work another engine
+sharing the store created): such an item is offered to the first worker that asks, which learns
+its app while leasing it and gives it back when the app is not the worker's.
 """
 
 from __future__ import annotations
@@ -25,22 +31,29 @@ import asyncio
 import enum
 import itertools
 import logging
+import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..protos import dapr_dialect_pb2 as pb
 from ..store import Store, StoreTx
 from ..telemetry.observer import EngineObserver
 from ..workflows import Instance
-from . import wire
+from . import propagation, routing, wire
 from .effects import Effects
+from .history_cache import HistoryCache
 from .leasing import LeasePolicy
 from .settings import EngineSettings
+from .stalls import StallWatch
 from .turns import Turn, deliverable, turn_events
 from .wire import now_us
 
 log = logging.getLogger("dapr_workflows.engine")
 
 DIALECTS = ("dapr", "durabletask")
+# Random bytes of a completion token (128 bits).
+TOKEN_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,10 @@ class ActivityWork:
 
 WorkKey = InstanceWork | ActivityWork
 
+# The app of work that any app's worker may take: an instance started without one, and its
+# activities and children that name none.
+ANY_APP = ""
+
 
 class WorkState(enum.Enum):
     QUEUED = "queued"  # in its dialect's queue, offered to the next worker that asks
@@ -73,6 +90,7 @@ class TurnLease:
     token: str
     worker_id: int
     expiry: asyncio.TimerHandle | None = None
+    past_count: int = 0  # committed events the worker replays (it keeps them, if stateful)
 
     @property
     def key(self) -> InstanceWork:
@@ -86,6 +104,9 @@ class ActivityLease:
     token: str
     worker_id: int
     expiry: asyncio.TimerHandle | None = None
+    # What the activity is: a result must name the same instance and task as its token's lease.
+    instance_id: str = ""
+    task_id: int = -1
 
     @property
     def key(self) -> ActivityWork:
@@ -103,32 +124,8 @@ class Worker:
     capacity: int
     held: int = 0
     freed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class HistoryCache:
-    """Instances' histories kept between turns (least recently stored dropped first), if allowed."""
-
-    def __init__(self, size: int, enabled: bool, observer: EngineObserver) -> None:
-        self.size = size
-        self.enabled = enabled
-        self.observer = observer
-        self._cache: dict[str, list[bytes]] = {}
-
-    def get(self, instance_id: str) -> list[bytes] | None:
-        return self._cache.get(instance_id)
-
-    def remember(self, instance_id: str, events: list[bytes]) -> None:
-        if not self.enabled:
-            return  # another engine may append to the history at any time
-        self._cache.pop(instance_id, None)
-        self._cache[instance_id] = events
-        self.observer.history_cached(instance_id, events)
-        if len(self._cache) > self.size:
-            self.forget(next(iter(self._cache)))
-
-    def forget(self, instance_id: str) -> None:
-        if self._cache.pop(instance_id, None) is not None:
-            self.observer.history_cached(instance_id, None)
+    peer: str = ""  # its connection, when known (stalls.py)
+    app_id: str | None = None  # the app it serves (`dapr-app-id`); None: it did not say
 
 
 class Dispatch:
@@ -145,21 +142,36 @@ class Dispatch:
         self.leasing = leasing
         self.closing = closing
         self.observer = observer
-        self.history = HistoryCache(settings.history_cache_size, leasing.caches_history, observer)
+        self.history = HistoryCache(
+            settings.history_cache_size, settings.history_cache_bytes, leasing.caches_history, observer
+        )
         self.workers: dict[int, Worker] = {}
-        self._queues: dict[str, asyncio.Queue[WorkKey]] = {}
+        # Per dialect, the queued keys in the order they were queued (a dict keeps it).
+        self._queues: dict[str, dict[WorkKey, None]] = {}
+        # Set (and replaced) when a dialect's queue gets a key or its workers change.
+        self._wake: dict[str, asyncio.Event] = {}
+        # The app of each work item, where known (ANY_APP: any app's worker may take it).
+        self._apps: dict[WorkKey, str] = {}
+        # Stateful-history workers: per stream, how many committed events of each instance the
+        # worker keeps (it then gets only the events after them).
+        self._held: dict[int, dict[str, int]] = {}
+        # What each child workflow was given by its parent (propagation.py), once read.
+        self._received: dict[str, pb.PropagatedHistory | None] = {}
         self._state: dict[WorkKey, WorkState] = {}
         self._arrived_while_busy: set[str] = set()  # instances
+        self.stalled: dict[str, str] = {}  # instance -> dialect: stalled on a worker's code
         self._leases: dict[WorkKey, Lease] = {}
         self._tokens: dict[str, WorkKey] = {}
-        # Tokens are unique across the engines sharing a store: the boot ID tells them apart.
+        # Tokens cannot be guessed from others (128 random bits); the boot ID in front tells the
+        # engines sharing a store apart in logs and lease rows.
         self._boot = uuid.uuid4().hex[:12]
-        self._counter = itertools.count(1)
         self._worker_ids = itertools.count(1)
+        self.stalls = StallWatch(settings.worker_stall_seconds, self._stalled)
 
     def start(self) -> None:
         for dialect in DIALECTS:
-            self._queues[dialect] = asyncio.Queue()
+            self._queues[dialect] = {}
+            self._wake[dialect] = asyncio.Event()
 
     # ------------------------------------------------------------ what is ready
 
@@ -186,19 +198,64 @@ class Dispatch:
             return
         if state == WorkState.QUEUED:
             return
-        self._state[key] = WorkState.QUEUED
-        self._queues[dialect].put_nowait(key)
+        self._put(key, dialect)
         self.observer.work_queued("orchestration", key, dialect)
 
     def queue_activity(self, activity_id: int, dialect: str) -> None:
         key = ActivityWork(activity_id)
         if key in self._state:
             return
-        self._state[key] = WorkState.QUEUED
-        self._queues[dialect].put_nowait(key)
+        self._put(key, dialect)
         self.observer.work_queued("activity", key, dialect)
 
+    def _put(self, key: WorkKey, dialect: str) -> None:
+        self._state[key] = WorkState.QUEUED
+        self._queues[dialect][key] = None
+        self._notify(dialect)
+        app = self._apps.get(key)
+        if app and not any(self.may_take(w, app) for w in self.workers.values() if w.dialect == dialect):
+            what = f"workflow {key.instance_id!r}" if isinstance(key, InstanceWork) else "an activity"
+            log.info("%s waits for a worker of app %r: none is connected", what, app)
+
+    def _notify(self, dialect: str) -> None:
+        wake = self._wake.get(dialect)
+        if wake is not None:
+            wake.set()
+            self._wake[dialect] = asyncio.Event()
+
+    # ------------------------------------------------------------ routing
+
+    def may_take(self, worker: Worker, app: str | None) -> bool:
+        """The routing rule: may `worker` take work of `app` (None: not known yet)?
+
+        Work of no particular app, or whose app is not known yet, goes to any worker. Work of an app
+        goes to that app's workers; a worker that did not say its app takes it only while no
+        worker of that app is connected (one app, or apps that do not identify themselves).
+        """
+        if not app:
+            return True
+        if worker.app_id is not None:
+            return worker.app_id == app
+        return not any(w.app_id == app for w in self.workers.values() if w.dialect == worker.dialect)
+
+    def app_of(self, key: WorkKey) -> str | None:
+        """The app the work is for; None when not known yet."""
+        return self._apps.get(key)
+
+    def route(self, key: WorkKey, app: str) -> None:
+        """Records the app of a work item (from the action that created it, or its history)."""
+        self._apps[key] = app
+
+    def identify_worker(self, worker_id: int, app_id: str) -> None:
+        """The worker serves `app_id` (it said so when it connected)."""
+        worker = self.workers.get(worker_id)
+        if worker is not None and app_id:
+            worker.app_id = app_id
+            log.info("worker %d serves app %r", worker_id, app_id)
+            self._notify(worker.dialect)
+
     def _reoffer(self, key: WorkKey, dialect: str) -> None:
+        """Queues a taken key again."""
         self._state.pop(key, None)
         if isinstance(key, InstanceWork):
             self.mark_ready(key.instance_id, dialect)
@@ -207,12 +264,19 @@ class Dispatch:
 
     # ------------------------------------------------------------ workers
 
-    def connect_worker(self, dialect: str, capacity: int = 0) -> int:
-        """Registers a worker's stream; `capacity` > 0 caps what it holds below the engine's limit."""
+    def connect_worker(self, dialect: str, capacity: int = 0, peer: str = "") -> int:
+        """Registers a worker's stream; `capacity` > 0 caps what it holds below the engine's limit;
+        `peer` is its connection, which tells its process apart (stalls.py)."""
         worker_id = next(self._worker_ids)
         limit = self.settings.worker_max_in_flight
-        self.workers[worker_id] = Worker(dialect, min(capacity, limit) if capacity > 0 else limit)
+        self.workers[worker_id] = Worker(dialect, min(capacity, limit) if capacity > 0 else limit, peer=peer)
         self.observer.worker_connected(dialect)
+        if peer:
+            self.stalls.connected(peer)
+        # Instances stalled on a worker's code: a newly connected worker may run code that matches.
+        for instance_id in [i for i, d in self.stalled.items() if d == dialect]:
+            del self.stalled[instance_id]
+            self.mark_ready(instance_id, dialect)
         log.info(
             "worker %d connected (%s dialect); %d workers connected", worker_id, dialect, len(self.workers)
         )
@@ -224,8 +288,12 @@ class Dispatch:
         for lease in held:
             self.release(lease)
         gone = self.workers.pop(worker_id, None)
+        self._held.pop(worker_id, None)
         if gone is not None:
             self.observer.worker_disconnected(gone.dialect)
+            if gone.peer and not any(other.peer == gone.peer for other in self.workers.values()):
+                self.stalls.forget(gone.peer)
+            self._notify(gone.dialect)  # unidentified workers may now take what it served
         log.info("worker %d disconnected; %d leased work items returned to the queue", worker_id, len(held))
 
     def worker_dialects(self) -> list[str]:
@@ -243,15 +311,24 @@ class Dispatch:
         deadline = loop.time() + self.settings.health_ping_seconds
         worker = self.workers[worker_id]
         while not self.closing.is_set():
+            if worker.peer and self.stalls.is_stalled(worker.peer) and self._another_can_take(worker):
+                # Stalled: nothing more until it is heard from (or a ping is due).
+                await self.stalls.wait_heard(worker.peer, deadline - loop.time())
+                if loop.time() >= deadline:
+                    return None
+                continue
             if worker.held >= worker.capacity:
                 # Full: wait until the worker finishes something (or a ping is due).
                 worker.freed.clear()
                 if not await self._wait_any(worker.freed, deadline - loop.time()):
                     return None
                 continue
-            key = await self._take(dialect, deadline - loop.time())
+            key = await self._take(dialect, worker, deadline - loop.time())
             if key is None:
                 return None
+            if worker.peer and self.stalls.is_stalled(worker.peer) and self._another_can_take(worker):
+                self._reoffer(key, dialect)  # it stalled while it waited for this key
+                continue
             try:
                 if isinstance(key, InstanceWork):
                     item = await self._lease_turn(key, worker_id)
@@ -265,30 +342,20 @@ class Dispatch:
                 return item
         return None
 
-    async def _take(self, dialect: str, timeout: float) -> WorkKey | None:
-        """The next key of the dialect's queue, now CLAIMING; None when the time ran out or the
-        engine closes."""
+    async def _take(self, dialect: str, worker: Worker, timeout: float) -> WorkKey | None:
+        """The oldest key of the dialect's queue the worker may take, now CLAIMING; None when the
+        time ran out or the engine closes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
         queue = self._queues[dialect]
-        if queue.empty():
-            getter = asyncio.ensure_future(queue.get())
-            closing = asyncio.ensure_future(self.closing.wait())
-            try:
-                await asyncio.wait(
-                    (getter, closing), timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED
-                )
-            except asyncio.CancelledError:
-                if getter.done() and not getter.cancelled():
-                    self._reoffer(getter.result(), dialect)
-                raise
-            finally:
-                closing.cancel()
-                if not getter.done():
-                    getter.cancel()
-            if not getter.done() or getter.cancelled():
+        while True:
+            wake = self._wake[dialect]
+            key = next((k for k in queue if self.may_take(worker, self._apps.get(k))), None)
+            if key is not None:
+                del queue[key]
+                break
+            if not await self._wait_any(wake, deadline - loop.time()):
                 return None
-            key = getter.result()
-        else:
-            key = queue.get_nowait()
         self._state[key] = WorkState.CLAIMING
         self.observer.work_taken(key)
         return key
@@ -303,8 +370,42 @@ class Dispatch:
                 w.cancel()
         return event.is_set() and not self.closing.is_set()
 
+    def _another_can_take(self, worker: Worker) -> bool:
+        """Whether a worker of the dialect on another connection, not stalled, has room for work."""
+        return any(
+            other.dialect == worker.dialect
+            and other.peer != worker.peer
+            and not (other.peer and self.stalls.is_stalled(other.peer))
+            and other.held < other.capacity
+            for other in self.workers.values()
+        )
+
+    def _stalled(self, peer: str) -> None:
+        """The peer holds work it was given long ago and has not been heard from since."""
+        workers = {wid: w for wid, w in self.workers.items() if w.peer == peer}
+        if not workers:
+            return
+        turns = [
+            lease
+            for lease in self._leases.values()
+            if isinstance(lease, TurnLease) and lease.worker_id in workers
+        ]
+        others = self._another_can_take(next(iter(workers.values())))
+        log.warning(
+            "worker %s (%d streams) has not been heard from for %.0fs while holding work: %s",
+            peer,
+            len(workers),
+            self.stalls.stall_seconds,
+            f"it gets no more work, and its {len(turns)} workflow turns are offered to other workers"
+            if others
+            else "no other worker could take its work",
+        )
+        if others:
+            for lease in turns:
+                self.release(lease)
+
     def _next_token(self) -> str:
-        return f"{self._boot}-{next(self._counter)}"
+        return f"{self._boot}-{secrets.token_urlsafe(TOKEN_BYTES)}"
 
     async def _lease_turn(self, key: InstanceWork, worker_id: int) -> bytes | None:
         instance_id = key.instance_id
@@ -313,7 +414,10 @@ class Dispatch:
         token = self._next_token()
         leasing = self.leasing
 
+        received = self._received.get(instance_id, False)
+
         def take(tx: StoreTx) -> tuple[Instance | None, list[int], list[bytes], list[bytes]]:
+            nonlocal received
             if not leasing.claim_instance(tx, instance_id, token):
                 return None, [], [], []  # another engine's worker has it
             inst = tx.get_instance(instance_id)
@@ -324,6 +428,8 @@ class Dispatch:
                 tx.release_instance(instance_id, token)
                 return inst, [], [], []
             history = cached if cached is not None else tx.history(instance_id)
+            if received is False and inst is not None:
+                received = propagation.received_by(tx, inst)
             return inst, [r.id for r in rows], turn_events(rows, now), history
 
         # A shared store claims the lease in the same transaction that reads the turn.
@@ -345,15 +451,32 @@ class Dispatch:
             return None
         if cached is None:
             self.history.remember(instance_id, history)
+        if not self._routed_here(key, worker_id, lambda: routing.instance_app(history + new_events)):
+            leasing.release_later(lambda t: t.release_instance(instance_id, token))
+            self._arrived_while_busy.discard(instance_id)
+            self._put(key, inst.dialect)
+            return None
+        given = received if isinstance(received, pb.PropagatedHistory) else None
+        cached_count = self.delta_base(worker_id, instance_id, len(history))
+        self._received[instance_id] = given
         lease = TurnLease(
-            Turn(instance_id, inst.execution_id, inbox_ids, new_events, inst.name),
+            Turn(instance_id, inst.execution_id, inbox_ids, new_events, inst.name, given),
             inst.dialect,
             token,
             worker_id,
         )
+        lease.past_count = len(history)
         self._hold(lease, self.settings.orchestration_lease_seconds)
         self.observer.turn_started(instance_id, inst.name, token, history, new_events)
-        return wire.encode_workflow_work_item(instance_id, inst.execution_id, history, new_events, token)
+        return wire.encode_workflow_work_item(
+            instance_id,
+            inst.execution_id,
+            history[cached_count:],
+            new_events,
+            token,
+            given.SerializeToString() if given is not None else None,
+            cached_count,
+        )
 
     async def _lease_activity(self, key: ActivityWork, dialect: str, worker_id: int) -> bytes | None:
         token = self._next_token()
@@ -366,11 +489,57 @@ class Dispatch:
             self._state.pop(key, None)
         if row is None:
             return None
-        self._hold(
-            ActivityLease(key.activity_id, dialect, token, worker_id), self.settings.activity_lease_seconds
+        if key not in self._apps:
+            # Work this engine did not create: its app is in the instance's history.
+            history = await self.store.read(lambda t: t.history(row.instance_id))
+            self._apps[key] = routing.activity_app(history, row.task_id)
+        if not self._routed_here(key, worker_id, lambda: ANY_APP):
+            self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
+            self._put(key, dialect)
+            return None
+        lease = ActivityLease(
+            key.activity_id, dialect, token, worker_id, instance_id=row.instance_id, task_id=row.task_id
         )
+        self._hold(lease, self.settings.activity_lease_seconds)
         self.observer.activity_dispatched(token, key, row.request)
         return wire.encode_activity_work_item(row.request, token)
+
+    # ------------------------------------------------------------ stateful history (deltas)
+
+    def keep_histories(self, worker_id: int) -> None:
+        """The worker's stream keeps each instance's committed history between turns."""
+        if worker_id in self.workers:
+            self._held.setdefault(worker_id, {})
+
+    def delta_base(self, worker_id: int, instance_id: str, committed: int) -> int:
+        """How many of the instance's `committed` events the worker keeps: the turn's history
+        is sent from there on. 0: the full history (not a stateful stream, nothing or not
+        surely the same kept)."""
+        held = self._held.get(worker_id, {}).get(instance_id, 0)
+        return held if 0 < held <= committed else 0
+
+    def turn_recorded(self, lease: TurnLease, ended: bool) -> None:
+        """The worker's turn was recorded: it now keeps the history it replayed, unless the turn
+        ended the execution (then it drops it)."""
+        held = self._held.get(lease.worker_id)
+        if held is None:
+            return
+        if ended:
+            held.pop(lease.turn.instance_id, None)
+        else:
+            held[lease.turn.instance_id] = lease.past_count
+
+    def _forget_held(self, instance_id: str) -> None:
+        for held in self._held.values():
+            held.pop(instance_id, None)
+
+    def _routed_here(self, key: WorkKey, worker_id: int, learn: Callable[[], str]) -> bool:
+        """Whether the worker may take the key it leases; an app not known yet is learned first."""
+        app = self._apps.get(key)
+        if app is None:
+            app = self._apps[key] = learn()
+        worker = self.workers.get(worker_id)
+        return worker is None or self.may_take(worker, app)
 
     # ------------------------------------------------------------ leases
 
@@ -382,6 +551,8 @@ class Dispatch:
         worker = self.workers.get(lease.worker_id)
         if worker is not None:
             worker.held += 1
+            if worker.peer:
+                self.stalls.gave(worker.peer)
         lease.expiry = asyncio.get_running_loop().call_later(seconds, self._expire, lease)
 
     def turn_lease(self, instance_id: str, token: str | None = None) -> TurnLease | None:
@@ -397,6 +568,10 @@ class Dispatch:
         lease = self._leases.get(key) if key is not None else None
         return lease if isinstance(lease, ActivityLease) and lease.token == token else None
 
+    def knows_token(self, token: str) -> bool:
+        """Whether the token is a current lease's (of whatever work item)."""
+        return token in self._tokens
+
     def is_current(self, lease: Lease) -> bool:
         return self._leases.get(lease.key) is lease
 
@@ -408,6 +583,8 @@ class Dispatch:
         if self._state.get(lease.key) == WorkState.LEASED:
             del self._state[lease.key]
         self._tokens.pop(lease.token, None)
+        if isinstance(lease, ActivityLease):
+            self._apps.pop(lease.key, None)  # done; release() routes it again when it is offered again
         self.observer.lease_ended(lease.token)
         if lease.expiry:
             lease.expiry.cancel()
@@ -425,7 +602,10 @@ class Dispatch:
     def release(self, lease: Lease) -> None:
         """Gives the work back: it is offered again (in a shared store, to any engine)."""
         self.observer.lease_returned(lease.token)
+        app = self._apps.get(lease.key)
         self.end(lease)
+        if app is not None:
+            self._apps[lease.key] = app
         if isinstance(lease, TurnLease):
             instance_id, token = lease.turn.instance_id, lease.token
             self._arrived_while_busy.discard(instance_id)
@@ -478,6 +658,20 @@ class Dispatch:
                 self.history.remember(instance_id, events)
         for instance_id in fx.finished:
             self.history.forget(instance_id)
+        for instance_id in fx.dropped | fx.finished:
+            self._apps.pop(InstanceWork(instance_id), None)
+            self._received.pop(instance_id, None)
+            self._forget_held(instance_id)
+        for instance_id, events in fx.history.items():
+            if not events:  # a new execution: what any worker kept is void
+                self._forget_held(instance_id)
+        for activity_id in fx.cancelled_activities:
+            self._apps.pop(ActivityWork(activity_id), None)
+        for instance_id, app in fx.instance_apps.items():
+            self._apps[InstanceWork(instance_id)] = app
+        for activity_id, app in fx.activity_apps.items():
+            self._apps[ActivityWork(activity_id)] = app
+        self.stalled.update(fx.stalled)
         for instance_id, dialect in fx.ready.items():
             self.mark_ready(instance_id, dialect)
         for activity_id, dialect in fx.activities:

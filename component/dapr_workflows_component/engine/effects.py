@@ -23,7 +23,10 @@ class Effects:
     dropped: set[str] = field(default_factory=set)  # instances whose lease and cache are void
     finished: set[str] = field(default_factory=set)  # instances that will have no more turns
     cancelled_activities: list[int] = field(default_factory=list)
+    instance_apps: dict[str, str] = field(default_factory=dict)  # the app each new instance runs on
+    activity_apps: dict[int, str] = field(default_factory=dict)  # the app each new activity is for
     history: dict[str, list[bytes]] = field(default_factory=dict)  # new full history per instance
+    stalled: dict[str, str] = field(default_factory=dict)  # instance_id -> dialect, for a new worker
     outbox: bool = False  # lifecycle events were recorded
     notes: list[Callable[[], None]] = field(default_factory=list)  # observer calls after the commit
 

@@ -6,7 +6,8 @@ from the store at start-up: the queues of ready work and the leases given to con
 
 - `management`: the calls of the workflow component interface (start, terminate, purge, ...).
 - `completions`: results from workers; `dispatch`: work items for workers.
-- `turns`: the state machine both write with, inside their transaction; `rerun`: a rerun's plan.
+- `turns`: the state machine both write with, inside their transaction; `rerun`: a rerun's plan,
+  `rewind`: a rewind's.
 - `leasing`: what a lease means in the store (one engine alone, or several sharing it).
 - `outbox`: lifecycle events, recorded by `turns`, delivered to the input binding.
 
@@ -31,6 +32,7 @@ from .effects import Effects
 from .leasing import lease_policy
 from .management import InstanceWatch, Management
 from .outbox import LifecycleOutbox
+from .routing import metadata_app_id
 from .settings import EngineSettings
 from .timers import TimerEntry, Timers
 from .turns import Turns
@@ -40,7 +42,7 @@ log = logging.getLogger("dapr_workflows.engine")
 
 T = TypeVar("T")
 
-__all__ = ["DIALECTS", "Engine", "EngineSettings"]
+__all__ = ["DIALECTS", "Engine", "EngineSettings", "metadata_app_id"]
 
 
 class Engine:
@@ -130,8 +132,26 @@ class Engine:
 
     # ---------------------------------------------------------------- workers
 
-    def connect_worker(self, dialect: str, capacity: int = 0) -> int:
-        return self.dispatch.connect_worker(dialect, capacity)
+    def connect_worker(self, dialect: str, capacity: int = 0, peer: str = "") -> int:
+        return self.dispatch.connect_worker(dialect, capacity, peer)
+
+    @property
+    def ignored_completions(self) -> dict[str, int]:
+        """Results from workers that were ignored, by reason: "stale" (no current lease has the token:
+        late, duplicate or guessed) and "forged" (the token is another work item's)."""
+        return dict(self.completions.ignored)
+
+    def heard_from(self, peer: str) -> None:
+        """A client connection made a call: a worker on it is alive (dispatch's stall watch)."""
+        self.dispatch.stalls.heard(peer)
+
+    def identify_worker(self, worker_id: int, app_id: str) -> None:
+        """The worker's stream serves `app_id` (multi-app routing); "" leaves it unidentified."""
+        self.dispatch.identify_worker(worker_id, app_id)
+
+    def keep_histories(self, worker_id: int) -> None:
+        """The worker advertised stateful history: its turns get only the new history events."""
+        self.dispatch.keep_histories(worker_id)
 
     def disconnect_worker(self, worker_id: int) -> None:
         self.dispatch.disconnect_worker(worker_id)
@@ -231,6 +251,9 @@ class Engine:
 
     async def restart(self, instance_id: str, new_instance_id: bool) -> str:
         return await self.management.restart(instance_id, new_instance_id)
+
+    async def rewind(self, instance_id: str, reason: str | None = None) -> None:
+        await self.management.rewind(instance_id, reason)
 
     @observed("rerun_workflow")
     async def rerun_from_event(

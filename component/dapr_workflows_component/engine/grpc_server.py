@@ -35,11 +35,13 @@ from ..workflows import (
     require_instance_id,
     statuses,
 )
-from . import Engine, wire
+from . import Engine, metadata_app_id, wire
 
 log = logging.getLogger("dapr_workflows.grpc")
 
 SERVICE = "TaskHubSidecarService"
+# A peer that does not answer a ping is detected within twice this (20 s).
+DEFAULT_KEEPALIVE_SECONDS = 10.0
 
 Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 Streaming = Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[bytes]]
@@ -184,11 +186,20 @@ class DialectServer:
             "CompleteOrchestratorTask": self.complete_orchestration,
         }
         unary.update(self.extra_unary())
-        out = {name: _unary(name, fn) for name, fn in unary.items()}
+        out = {name: _unary(name, self._hearing(fn)) for name, fn in unary.items()}
         out["GetWorkItems"] = _streaming("GetWorkItems", self.get_work_items)
         for name, fn in self.extra_streaming().items():
             out[name] = _streaming(name, fn)
         return out
+
+    def _hearing(self, fn: Unary) -> Unary:
+        """Every call tells the engine that its connection is alive (a worker's completions do)."""
+
+        async def call(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            self.engine.heard_from(context.peer())
+            return await fn(raw, context)
+
+        return call
 
     def extra_unary(self) -> dict[str, Unary]:
         return {}
@@ -212,6 +223,7 @@ class DialectServer:
             scheduled_start_at=_ts_or_none(req, "scheduledStartTimestamp"),
             tags=dict(req.tags),
             dialect=self.dialect,
+            app_id=req.router.targetAppID if req.HasField("router") else "",
         )
 
     async def start_instance(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -290,7 +302,10 @@ class DialectServer:
         return b""
 
     async def get_work_items(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        worker_id = self.engine.connect_worker(self.dialect, self.worker_capacity(raw))
+        worker_id = self.engine.connect_worker(self.dialect, self.worker_capacity(raw), context.peer())
+        self.engine.identify_worker(worker_id, metadata_app_id(context.invocation_metadata()))
+        if self.keeps_histories(raw):
+            self.engine.keep_histories(worker_id)
         try:
             while not self.engine.closing.is_set():
                 item = await self.engine.next_work_item(self.dialect, worker_id)
@@ -304,6 +319,13 @@ class DialectServer:
     def worker_capacity(self, raw: bytes) -> int:
         """How many work items the worker asks to hold at most; 0 when it does not say."""
         return 0
+
+    def keeps_histories(self, raw: bytes) -> bool:
+        """Whether the worker advertises WORKER_CAPABILITY_STATEFUL_HISTORY (Dapr's dialect)."""
+        if self.dialect != "dapr":
+            return False
+        req = parse(pb.GetWorkItemsRequest, raw)
+        return pb.WORKER_CAPABILITY_STATEFUL_HISTORY in req.capabilities
 
     async def history_events(self, instance_id: str) -> list[bytes]:
         return await self.engine.history(instance_id)
@@ -370,7 +392,7 @@ class DurableTaskDialectServer(DialectServer):
             "QueryInstances": self.query_instances,
             "ListInstanceIds": self.list_instance_ids,
             "RestartInstance": self.restart,
-            "RewindInstance": _unimplemented("rewinds of instances"),
+            "RewindInstance": self.rewind,
             "AbandonTaskActivityWorkItem": self.abandon,
             "AbandonTaskOrchestratorWorkItem": self.abandon,
             "AbandonTaskEntityWorkItem": _unimplemented("durable entities"),
@@ -479,6 +501,11 @@ class DurableTaskDialectServer(DialectServer):
         new_id = await self.engine.restart(req.instanceId, req.restartWithNewInstanceId)
         return mpb.RestartInstanceResponse(instanceId=new_id).SerializeToString()
 
+    async def rewind(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        req = parse(mpb.RewindInstanceRequest, raw)
+        await self.engine.rewind(req.instanceId, _value_or_none(req, "reason"))
+        return b""
+
     async def abandon(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         self.engine.abandon(parse(mpb.AbandonActivityTaskRequest, raw).completionToken)
         return b""
@@ -494,16 +521,33 @@ def dialect_server(engine: Engine, dialect: str) -> DialectServer:
     return DaprDialectServer(engine) if dialect == "dapr" else DurableTaskDialectServer(engine)
 
 
-def server_options(max_payload_bytes: int) -> list[tuple[str, int]]:
+def server_options(
+    max_payload_bytes: int, keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS
+) -> list[tuple[str, int]]:
     """Options of every gRPC server of the component: TCP for the SDKs and the component socket.
 
     A message may be the payload limit plus room around it: a payload over the limit gets the
     engine's own RESOURCE_EXHAUSTED that names the limit, a grossly larger message gRPC's.
+
+    Every connection is pinged (HTTP/2 PING) after `keepalive_seconds` without traffic and dropped
+    when the peer does not answer within as long again: a frozen or vanished worker's streams end,
+    and its work is offered to others at once, long before its leases would expire. Clients' own
+    pings are accepted as often as every few seconds, with or without calls in flight.
     """
+    keepalive_ms = int(keepalive_seconds * 1000)
     return [
         ("grpc.max_receive_message_length", max_payload_bytes + 1024 * 1024),
         ("grpc.max_send_message_length", -1),
         ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", keepalive_ms),
+        # Recent gRPC times a keepalive ping out with the ping timeout (60 s unless set).
+        ("grpc.http2.ping_timeout_ms", keepalive_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+        ("grpc.http2.max_ping_strikes", 0),
     ]
 
 

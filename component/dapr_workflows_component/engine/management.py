@@ -1,5 +1,5 @@
 """Management calls of the workflow component interface: start, get, events, suspend, resume,
-terminate, purge, query, history, restart and rerun, and the waits on an instance's status.
+terminate, purge, query, history, restart, rerun and rewind, and the waits on an instance's status.
 
 Each change is one store transaction; its rules (what is allowed, with which error code) are those
 of `workflows.py`, its writes those of the state machine in `turns.py`.
@@ -25,23 +25,26 @@ from ..workflows import (
     RuntimeStatus,
     StartRequest,
     WorkflowError,
+    check_caller_payload,
     check_event_allowed,
     check_payload_size,
     check_purge_allowed,
     check_rerun_allowed,
     check_restart_allowed,
     check_resume_allowed,
+    check_rewind_allowed,
+    check_start,
     check_start_allowed,
     check_suspend_allowed,
     not_found,
     require_event_name,
     require_instance_id,
-    require_workflow_name,
     validate_new_instance_id,
 )
 from . import wire
 from .effects import Commit, Effects
 from .rerun import plan_rerun
+from .rewind import plan_rewind
 from .turns import Turns
 from .wire import history_event, now_us
 
@@ -106,9 +109,7 @@ class Management:
         self.change_poll_seconds = change_poll_seconds
 
     async def start_workflow(self, req: StartRequest) -> str:
-        validate_new_instance_id(req.instance_id)
-        require_workflow_name(req.name)
-        check_payload_size("workflow input", req.input, self.max_payload_bytes)
+        check_start(req, self.max_payload_bytes)
         fx = Effects()
 
         def tx(t: StoreTx) -> None:
@@ -127,6 +128,7 @@ class Management:
                 fx,
                 scheduled_start_at=req.scheduled_start_at,
                 tags=req.tags,
+                router=pb.TaskRouter(targetAppID=req.app_id) if req.app_id else None,
             )
 
         await self.commit(tx, fx)
@@ -160,7 +162,7 @@ class Management:
 
     async def raise_event(self, instance_id: str, name: str, data: str | None) -> None:
         require_event_name(name)
-        check_payload_size("event payload", data, self.max_payload_bytes)
+        check_caller_payload("event payload", data, self.max_payload_bytes)
 
         def change(t: StoreTx, inst: Instance, now: int, fx: Effects) -> None:
             check_event_allowed(inst)
@@ -203,7 +205,7 @@ class Management:
         log.info("resumed workflow %r", instance_id, extra={"instanceID": instance_id})
 
     async def terminate(self, instance_id: str, output: str | None = None, recursive: bool = True) -> None:
-        check_payload_size("terminate output", output, self.max_payload_bytes)
+        check_caller_payload("terminate output", output, self.max_payload_bytes)
 
         def change(t: StoreTx, inst: Instance, now: int, fx: Effects) -> None:
             self.turns.terminate(t, inst, output, recursive, now, fx)
@@ -367,3 +369,74 @@ class Management:
         await self.commit(tx, fx)
         log.info("rerunning workflow %r from event %d as %r", source_id, event_id, target_id)
         return target_id
+
+    async def rewind(self, instance_id: str, reason: str | None = None) -> None:
+        """Runs a failed instance on from where it failed (durabletask's RewindInstance): its failed
+        activities run again, its failed children are rewound (a purged one is created again), the
+        successful results stay (see `rewind.plan_rewind`). One transaction for the whole tree."""
+
+        def change(t: StoreTx, inst: Instance, now: int, fx: Effects) -> None:
+            check_rewind_allowed(inst, reason)
+            self._rewind(t, inst, reason, None, now, fx)
+
+        await self._change(instance_id, change)
+        log.info("rewound workflow %r", instance_id, extra={"instanceID": instance_id})
+
+    def _rewind(
+        self,
+        t: StoreTx,
+        inst: Instance,
+        reason: str | None,
+        parent_execution_id: str | None,
+        now: int,
+        fx: Effects,
+    ) -> None:
+        execution_id = wire.new_execution_id()
+        plan = plan_rewind(t.history(inst.instance_id), execution_id, now, reason, parent_execution_id)
+        inst.status = RuntimeStatus.RUNNING
+        inst.execution_id = execution_id
+        inst.output = None
+        inst.failure = None
+        inst.completed_at = None
+        inst.updated_at = now
+        if parent_execution_id:
+            inst.parent_execution_id = parent_execution_id
+        t.put_instance(inst)
+        t.clear_history(inst.instance_id)
+        t.append_history(inst.instance_id, 0, plan.history)
+        t.clear_inbox(inst.instance_id)
+        t.add_inbox(inst.instance_id, plan.marker, now)
+        fx.history[inst.instance_id] = plan.history
+        fx.ready[inst.instance_id] = inst.dialect
+        fx.changed.add(inst.instance_id)
+        fx.finished.discard(inst.instance_id)
+        for child in plan.children:
+            existing = t.get_instance(child.instance_id)
+            if existing is None:
+                parent = pb.ParentInstanceInfo(
+                    taskScheduledId=child.task_id,
+                    name=wire.string_value(inst.name),
+                    workflowInstance=pb.WorkflowInstance(
+                        instanceId=inst.instance_id, executionId=wire.string_value(execution_id)
+                    ),
+                )
+                self.turns.create_instance(
+                    t,
+                    child.instance_id,
+                    child.name,
+                    inst.dialect,
+                    child.input,
+                    child.version,
+                    now,
+                    fx,
+                    parent=parent,
+                    parent_execution_id=execution_id,
+                )
+            elif existing.parent_instance_id != inst.instance_id:
+                continue  # the ID now belongs to another instance: leave it be
+            elif existing.status == RuntimeStatus.FAILED:
+                self._rewind(t, existing, reason, execution_id, now, fx)
+            elif not existing.status.is_terminal:
+                # Still running: its result goes to the parent's new execution.
+                existing.parent_execution_id = execution_id
+                t.put_instance(existing)

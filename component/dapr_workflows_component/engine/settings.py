@@ -11,10 +11,17 @@ class EngineSettings:
     activity_lease_seconds: float = 300.0
     max_payload_bytes: int = 4 * 1024 * 1024
     health_ping_seconds: float = 15.0
+    # gRPC keepalive: a connection silent this long is pinged, and dropped if the ping goes unanswered
+    # as long again (grpc_server.server_options).
+    keepalive_seconds: float = 10.0
+    # A worker holding work that has not been heard from this long gets no more (stalls.py).
+    worker_stall_seconds: float = 10.0
     # Work items one worker may hold at once (unless it asks for fewer): the rest stay queued for
     # other workers, and a crash returns no more than this.
     worker_max_in_flight: int = 100
     history_cache_size: int = 10_000
+    # The cached histories' bytes at most (history_cache.py).
+    history_cache_bytes: int = 64 * 1024 * 1024
     # Record lifecycle events in the outbox for the input binding (on when the component socket is).
     lifecycle_events: bool = False
     # With a shared store: how often to look for work no other engine announced (expired leases of

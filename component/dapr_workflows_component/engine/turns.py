@@ -27,9 +27,13 @@ from ..workflows import (
     RuntimeStatus,
     WorkflowError,
     check_payload_size,
+    check_tags,
+    require_event_name,
+    require_instance_id,
+    require_name,
     runs_execution,
 )
-from . import wire
+from . import propagation, routing, wire
 from .effects import Effects
 from .outbox import LifecycleOutbox
 from .wire import history_event, now_us
@@ -74,6 +78,24 @@ def turn_events(rows: list[InboxRow], now: int) -> list[bytes]:
     return [started] + [r.event for r in rows]
 
 
+def patch_mismatch(history: list[bytes], reported: list[str]) -> str | None:
+    """Whether a turn that reports `reported` patches may apply, by daprd's rule: the patches the
+    history recorded (each once, in the order first seen) must begin the reported ones. A worker
+    whose code dropped an `is_patched` check reports fewer: None if the turn may apply, else the
+    stall's description, worded as daprd words it."""
+    recorded: list[str] = []
+    for raw in history:
+        event = pb.HistoryEvent.FromString(raw)
+        if event.HasField("workflowStarted"):
+            recorded.extend(p for p in event.workflowStarted.version.patches if p not in recorded)
+    if not recorded or reported[: len(recorded)] == recorded:
+        return None
+    return (
+        f"Patch mismatch. History patches: [{', '.join(recorded)}], "
+        f"current patches: [{', '.join(reported)}]. "
+    )
+
+
 @dataclass
 class Turn:
     """What a worker was given for one orchestration turn of one execution."""
@@ -83,6 +105,7 @@ class Turn:
     inbox_ids: list[int]
     new_events: list[bytes]  # the workflowStarted marker first, then the inbox events
     workflow_name: str = ""
+    propagated: pb.PropagatedHistory | None = None  # the history a child was given (propagation.py)
 
 
 @dataclass
@@ -96,6 +119,25 @@ class _Step:
     history: list[bytes]
     events: list[bytes] = field(default_factory=list)
     ended: bool = False  # the execution finished or continued as new: the turn is written already
+    _app: str | None = None
+    received: pb.PropagatedHistory | None = None  # what this instance was given by its parent
+
+    @property
+    def app(self) -> str:
+        """The app the instance runs on ("" for any), from its executionStarted event."""
+        if self._app is None:
+            # Only Dapr's dialect has routers (Microsoft's uses those field numbers otherwise).
+            dapr = self.inst.dialect == "dapr"
+            self._app = routing.instance_app(self.history + self.events) if dapr else ""
+        return self._app
+
+    def router(self, action: pb.WorkflowAction) -> tuple[pb.TaskRouter | None, str]:
+        """(the router to record, the app the work goes to) of a scheduling action."""
+        sent = action.router if action.HasField("router") and self.inst.dialect == "dapr" else None
+        target = routing.target_app(self.app, sent)
+        if sent is None and not self.app:
+            return None, target  # single-app: nothing to record
+        return routing.action_router(self.app, sent), target
 
 
 class Turns:
@@ -119,16 +161,25 @@ class Turns:
         started = pb.HistoryEvent.FromString(turn.new_events[0])
         if resp.HasField("version"):
             started.workflowStarted.version.CopyFrom(resp.version)
+        history = history if history is not None else t.history(inst.instance_id)
+        mismatch = patch_mismatch(history, list(resp.version.patches))
+        if mismatch is not None:
+            self._stall_on_patches(t, inst, history, mismatch, now, fx)
+            return
         t.delete_inbox(turn.inbox_ids)
         if inst.status == RuntimeStatus.PENDING:
             inst.status = RuntimeStatus.RUNNING
             fx.changed.add(inst.instance_id)
             self.outbox.record(t, LifecycleEvent.STARTED, inst, now, fx)
+        elif inst.status == RuntimeStatus.STALLED:  # a turn that applies ends the stall
+            inst.status = RuntimeStatus.RUNNING
+            fx.changed.add(inst.instance_id)
         if resp.HasField("customStatus"):
             check_payload_size("custom status", resp.customStatus.value, self.max_payload_bytes)
             inst.custom_status = resp.customStatus.value
-        step = _Step(t, inst, now, fx, history if history is not None else t.history(inst.instance_id))
+        step = _Step(t, inst, now, fx, history)
         step.events = [started.SerializeToString(), *turn.new_events[1:]]
+        step.received = turn.propagated
         for action in resp.actions:
             kind = action.WhichOneof("workflowActionType")
             handler = _ACTION_HANDLERS.get(kind or "")
@@ -153,6 +204,32 @@ class Turns:
         self.finish(t, inst, RuntimeStatus.FAILED, None, failure, now_us(), fx)
 
     @staticmethod
+    def _stall_on_patches(
+        t: StoreTx, inst: Instance, history: list[bytes], description: str, now: int, fx: Effects
+    ) -> None:
+        """The turn is not applied: its inbox events stay for a worker whose code matches (offered
+        again when a worker connects, and by a shared store's sweep); the stall is recorded once per
+        description, as daprd does."""
+        last = pb.HistoryEvent.FromString(history[-1]) if history else pb.HistoryEvent()
+        if not (last.HasField("executionStalled") and last.executionStalled.description == description):
+            stalled = pb.ExecutionStalledEvent(reason=pb.PATCH_MISMATCH, description=description)
+            event = history_event(now, executionStalled=stalled).SerializeToString()
+            t.append_history(inst.instance_id, len(history), [event])
+            fx.history[inst.instance_id] = [*history, event]
+        if inst.status != RuntimeStatus.STALLED:
+            inst.status = RuntimeStatus.STALLED
+            fx.changed.add(inst.instance_id)
+            log.warning(
+                "workflow %r stalled: %s",
+                inst.instance_id,
+                description,
+                extra={"instanceID": inst.instance_id},
+            )
+        inst.updated_at = now
+        t.put_instance(inst)
+        fx.stalled[inst.instance_id] = inst.dialect
+
+    @staticmethod
     def _append_turn(step: _Step) -> None:
         step.t.append_history(step.inst.instance_id, len(step.history), step.events)
         step.fx.history[step.inst.instance_id] = step.history + step.events
@@ -162,6 +239,7 @@ class Turns:
     def _schedule_task(self, step: _Step, action: pb.WorkflowAction) -> None:
         a = action.scheduleTask
         inst = step.inst
+        require_name("activity name", a.name)
         check_payload_size("activity input", a.input.value, self.max_payload_bytes)
         scheduled = pb.TaskScheduledEvent(name=a.name, taskExecutionId=a.taskExecutionId)
         if a.HasField("version"):
@@ -185,12 +263,23 @@ class Turns:
             request.version.CopyFrom(scheduled.version)
         if scheduled.HasField("input"):
             request.input.CopyFrom(scheduled.input)
+        scope = propagation.scope_of(a)
+        if scope != propagation.NONE:
+            scheduled.historyPropagationScope = scope  # type: ignore[assignment]
+            given = propagation.propagate(scope, step.received, inst, step.app, step.history + step.events)
+            if given is not None:
+                request.propagatedHistory.CopyFrom(given)
         self.observer.trace_activity(inst.instance_id, request, scheduled)
         activity_id = step.t.add_activity(
             inst.instance_id, inst.execution_id, inst.dialect, action.id, request.SerializeToString()
         )
+        router, target = step.router(action)
         step.fx.activities.append((activity_id, inst.dialect))
-        step.events.append(history_event(step.now, action.id, taskScheduled=scheduled).SerializeToString())
+        step.fx.activity_apps[activity_id] = target
+        event = history_event(step.now, action.id, taskScheduled=scheduled)
+        if router is not None:
+            event.router.CopyFrom(router)
+        step.events.append(event.SerializeToString())
 
     def _create_timer(self, step: _Step, action: pb.WorkflowAction) -> None:
         timer = action.createTimer
@@ -212,13 +301,19 @@ class Turns:
 
     def _create_child_workflow(self, step: _Step, action: pb.WorkflowAction) -> None:
         a = action.createChildWorkflow
+        require_name("child workflow name", a.name)
+        if a.instanceId:
+            require_instance_id(a.instanceId)
         t, inst, now, fx = step.t, step.inst, step.now, step.fx
+        router, target = step.router(action)
         child_id = a.instanceId or f"{inst.instance_id}:{action.id:04x}"
         if inst.rerun and inst.rerun.get("task_id") == action.id:
             # A rerun from this child workflow, under the child instance ID the caller chose.
             child_id = inst.rerun.get("child_id") or child_id
             inst.rerun = None
         created = pb.ChildWorkflowInstanceCreatedEvent(instanceId=child_id, name=a.name)
+        if propagation.scope_of(a) != propagation.NONE:
+            created.historyPropagationScope = propagation.scope_of(a)  # type: ignore[assignment]
         if a.HasField("version"):
             created.version.CopyFrom(a.version)
         if a.HasField("input"):
@@ -260,13 +355,16 @@ class Turns:
                 fx,
                 parent=parent,
                 parent_execution_id=inst.execution_id,
+                router=pb.TaskRouter(sourceAppID=step.app, targetAppID=target) if router else None,
             )
-        step.events.append(
-            history_event(now, action.id, childWorkflowInstanceCreated=created).SerializeToString()
-        )
+        event = history_event(now, action.id, childWorkflowInstanceCreated=created)
+        if router is not None:
+            event.router.CopyFrom(router)
+        step.events.append(event.SerializeToString())
 
     def _send_event(self, step: _Step, action: pb.WorkflowAction) -> None:
         send = action.sendEvent
+        require_event_name(send.name)
         sent = pb.EventSentEvent(instanceId=send.instance.instanceId, name=send.name)
         if send.HasField("data"):
             sent.input.CopyFrom(send.data)
@@ -283,6 +381,9 @@ class Turns:
 
     def _create_detached_workflow(self, step: _Step, action: pb.WorkflowAction) -> None:
         detached = action.createDetachedWorkflow
+        require_name("workflow name", detached.name)
+        require_instance_id(detached.instanceId)
+        check_tags(detached.tags)
         if step.t.get_instance(detached.instanceId) is None:
             self.create_instance(
                 step.t,
@@ -310,7 +411,7 @@ class Turns:
         check_payload_size("workflow output", result, self.max_payload_bytes)
         step.ended = True
         if done.workflowStatus == pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
-            self.continue_as_new(step.t, step.inst, done, step.now, step.fx)
+            self.continue_as_new(step.t, step.inst, done, step.now, step.fx, step.app)
             return
         completed = pb.ExecutionCompletedEvent(workflowStatus=done.workflowStatus)
         if done.HasField("result"):
@@ -327,9 +428,10 @@ class Turns:
     # ------------------------------------------------------------ transitions of an instance
 
     def continue_as_new(
-        self, t: StoreTx, inst: Instance, a: pb.CompleteWorkflowAction, now: int, fx: Effects
+        self, t: StoreTx, inst: Instance, a: pb.CompleteWorkflowAction, now: int, fx: Effects, app: str = ""
     ) -> None:
-        """Starts a new execution of the instance with the action's result as its input."""
+        """Starts a new execution of the instance (on the same app) with the action's result as its
+        input."""
         # Events raised during the ended execution's last turn carry over; its timers and results don't.
         kept = [
             r
@@ -346,7 +448,7 @@ class Turns:
         inst.output = None
         inst.status = RuntimeStatus.RUNNING
         inst.updated_at = now
-        started = execution_started(inst, now)
+        started = execution_started(inst, now, router=pb.TaskRouter(sourceAppID=app) if app else None)
         t.add_inbox(inst.instance_id, started, now)
         for event in a.carryoverEvents:
             t.add_inbox(inst.instance_id, event.SerializeToString(), now)
@@ -372,8 +474,10 @@ class Turns:
         parent_execution_id: str | None = None,
         scheduled_start_at: int | None = None,
         tags: dict[str, str] | None = None,
+        router: pb.TaskRouter | None = None,
     ) -> Instance:
-        """Creates a PENDING instance whose first turn sees its executionStarted event."""
+        """Creates a PENDING instance whose first turn sees its executionStarted event; `router`
+        says which app runs it (none: any app's worker)."""
         inst = Instance(
             instance_id=instance_id,
             name=name,
@@ -393,8 +497,9 @@ class Turns:
         t.create_instance(inst)
         visible_at = scheduled_start_at if scheduled_start_at and scheduled_start_at > now else now
         started = self.observer.trace_execution_started(
-            execution_started(inst, now, parent), inst.parent_instance_id
+            execution_started(inst, now, parent, router), inst.parent_instance_id
         )
+        fx.instance_apps[instance_id] = routing.router_target(router) if router is not None else ""
         t.add_inbox(instance_id, started, visible_at)
         fx.history[instance_id] = []
         fx.changed.add(instance_id)
@@ -508,8 +613,13 @@ _ACTION_HANDLERS: dict[str, Callable[[Turns, _Step, pb.WorkflowAction], None]] =
 }
 
 
-def execution_started(inst: Instance, now: int, parent: pb.ParentInstanceInfo | None = None) -> bytes:
-    """The executionStarted event that begins an execution of `inst`."""
+def execution_started(
+    inst: Instance,
+    now: int,
+    parent: pb.ParentInstanceInfo | None = None,
+    router: pb.TaskRouter | None = None,
+) -> bytes:
+    """The executionStarted event that begins an execution of `inst` (on the app of `router`)."""
     started = pb.ExecutionStartedEvent(
         name=inst.name,
         workflowInstance=pb.WorkflowInstance(
@@ -533,7 +643,10 @@ def execution_started(inst: Instance, now: int, parent: pb.ParentInstanceInfo | 
         )
     if parent is not None:
         started.parentInstance.CopyFrom(parent)
-    return history_event(now, executionStarted=started).SerializeToString()
+    event = history_event(now, executionStarted=started)
+    if router is not None:
+        event.router.CopyFrom(router)
+    return event.SerializeToString()
 
 
 def _child_result(

@@ -62,12 +62,26 @@ def _string_value_bytes(value: str) -> bytes:
 
 
 def encode_workflow_work_item(
-    instance_id: str, execution_id: str, past: list[bytes], new: list[bytes], token: str
+    instance_id: str,
+    execution_id: str,
+    past: list[bytes],
+    new: list[bytes],
+    token: str,
+    propagated: bytes | None = None,
+    cached_count: int = 0,
 ) -> bytes:
-    """WorkItem{workflowRequest=1: {instanceId=1, executionId=2, pastEvents=3, newEvents=4}, token=10}."""
+    """WorkItem{workflowRequest=1: {instanceId=1, executionId=2, pastEvents=3, newEvents=4,
+    propagatedHistory=8, cachedHistory=9 (Dapr's dialect)}, token=10}.
+
+    With `cached_count` > 0, `past` holds only the events after the first `cached_count`
+    committed ones, which the worker keeps (stateful history)."""
     parts = [_field(1, instance_id.encode()), _field(2, _string_value_bytes(execution_id))]
     parts.extend(_field(3, e) for e in past)
     parts.extend(_field(4, e) for e in new)
+    if propagated is not None:
+        parts.append(_field(8, propagated))
+    if cached_count > 0:
+        parts.append(_field(9, pb.CachedHistory(eventCount=cached_count).SerializeToString()))
     return _field(1, b"".join(parts)) + _field(10, token.encode())
 
 

@@ -28,6 +28,7 @@ from ..workflows import (
     WorkflowError,
     instance_json,
     instance_page,
+    internal_error,
     json_payload,
     page_query,
     page_size,
@@ -207,6 +208,10 @@ class OutputBinding(cgrpc.OutputBindingServicer):
         except WorkflowError as err:
             log.info("binding %s failed: %s", request.operation, err.message)
             await abort(context, err)
+        except Exception:
+            # Never the exception's text to daprd (it would show it to the app): one sentence.
+            log.exception("binding %s failed inside the engine", request.operation)
+            await abort(context, internal_error(f"the binding operation {request.operation!r}"))
         return cpb.InvokeResponse(
             data=b"" if result is None else _json(result), content_type="application/json"
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from pathlib import Path
 
 import grpc
@@ -16,6 +15,13 @@ from ..protos import dapr_components_pb2_grpc as cgrpc
 from ..protos import dapr_components_workflow_pb2 as wpb
 from ..protos import dapr_components_workflow_pb2_grpc as wgrpc
 from .bindings import InputBinding, OutputBinding, OutputSettings
+from .socket_folder import (
+    DEFAULT_SOCKET_MODE,
+    PlacedSocket,
+    check_folder,
+    place_socket,
+)
+from .socket_folder import socket_in_use as socket_in_use  # the test harness's probe
 from .workflow_service import WorkflowService
 
 log = logging.getLogger("dapr_workflows.pluggable")
@@ -32,37 +38,31 @@ def default_socket_folder() -> str:
     return DEFAULT_SOCKET_FOLDER
 
 
-def socket_in_use(path: Path) -> bool:
-    """Whether a process accepts connections on the Unix socket `path`."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-        return True
-
-
 class ComponentServer:
-    def __init__(self, engine: Engine, folder: str, name: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        folder: str,
+        name: str,
+        socket_mode: int = DEFAULT_SOCKET_MODE,
+        allow_foreign_folder: bool = False,
+    ) -> None:
         self.engine = engine
         self.path = Path(folder) / f"{name}.sock"
         self.name = name
+        self.socket_mode = socket_mode
+        self.allow_foreign_folder = allow_foreign_folder
+        self._placed: PlacedSocket | None = None
         self.dispatcher = LifecycleDispatcher(engine)
         self.output_settings: dict[str, OutputSettings] = {}
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() or self.path.is_symlink():
-            if socket_in_use(self.path):
-                raise RuntimeError(
-                    f"another process is serving the component socket {self.path}; stop it or choose "
-                    "another --socket-name"
-                )
-            log.info("replacing the stale socket file %s", self.path)
-            self.path.unlink()
-        server = grpc.aio.server(options=server_options(self.engine.settings.max_payload_bytes))
+        check_folder(self.path.parent, self.allow_foreign_folder)
+        settings = self.engine.settings
+        options = server_options(settings.max_payload_bytes, settings.keepalive_seconds)
+        server = grpc.aio.server(options=options)
         cgrpc.add_OutputBindingServicer_to_server(OutputBinding(self.engine, self.output_settings), server)
         cgrpc.add_InputBindingServicer_to_server(InputBinding(self.dispatcher, self.output_settings), server)
         # The proposed Workflow service: a daprd without it (all so far) ignores it.
@@ -74,10 +74,10 @@ class ComponentServer:
             reflection.SERVICE_NAME,
         ]
         reflection.enable_server_reflection(services, server)
-        server.add_insecure_port(f"unix://{self.path}")
+        self._placed = place_socket(
+            self.path.parent, self.path.name, self.socket_mode, lambda path: _bind(server, path)
+        )
         await server.start()
-        # daprd may run as another user in another container that shares the socket volume.
-        os.chmod(self.path, 0o777)
         self._server = server
         self.dispatcher.start()
         log.info(
@@ -92,7 +92,10 @@ class ComponentServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        if self._placed is not None:
+            self._placed.remove()
+            self._placed = None
+
+
+def _bind(server: grpc.aio.Server, path: str) -> None:
+    server.add_insecure_port(f"unix://{path}")

@@ -28,6 +28,7 @@ from ..workflows import (
     WorkflowError,
     instance_json,
     instance_page,
+    internal_error,
     json_payload,
     page_query,
     page_size,
@@ -78,6 +79,10 @@ class WorkflowService(wgrpc.WorkflowServicer):
             log.info("Workflow.%s failed: %s", rpc, err.message)
             await abort(context, err)
             raise AssertionError("unreachable: abort raises") from err
+        except Exception:
+            log.exception("Workflow.%s failed inside the engine", rpc)
+            await abort(context, internal_error(f"Workflow.{rpc}"))
+            raise AssertionError("unreachable: abort raises") from None
 
     def _limit(self) -> int:
         return self.engine.settings.max_payload_bytes

@@ -14,10 +14,12 @@ only when the transaction commits, so other engines react at once instead of pol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -63,6 +65,7 @@ _LEASE_FREE = f"(lease_until IS NULL OR lease_until < {_DB_NOW})"
 
 _DEFAULT_POOL_SIZE = 8
 _DEFAULT_POOL_TIMEOUT = 10.0
+_CHECK_AFTER_IDLE = 1.0  # seconds a pooled connection may sit unused before it is checked
 _RETRIES = 5  # attempts after the first, on a deadlock or a serialization failure
 # A unique violation is a row another transaction created first (e.g. two starts of one ID):
 # running the transaction again sees it.
@@ -203,13 +206,38 @@ class _PostgresTx(SqlTx):
     def __init__(self, conn: psycopg.Connection[TupleRow], origin: str, writable: bool) -> None:
         self._c = conn
         self._origin = origin
+        # The transaction runs in pipeline mode (set by the store): statements whose results are
+        # not needed are sent with the next one that is, or with the COMMIT (`_send`).
+        self._pipeline: psycopg.Pipeline | None = None
+        self._end_pipeline: Callable[[], None] = lambda: None
         # A read-only snapshot takes no row locks (PostgreSQL refuses FOR UPDATE there anyway).
         self._lock = " FOR UPDATE" if writable else ""
         # Rows another transaction has locked are being worked on: skipped, never waited for.
         self._skip_locked = " FOR UPDATE SKIP LOCKED" if writable else ""
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
-        return self._c.execute(_placeholders(sql), args)
+        cur = self._c.execute(_placeholders(sql), args)
+        if self._pipeline is not None:
+            # The caller may read rowcount or rows: wait for this statement's result (and the
+            # queued ones' before it, whose errors surface here).
+            self._pipeline.sync()
+        return cur
+
+    def _leave_pipeline(self) -> None:
+        """Plain mode for the rest of the transaction (COPY refuses pipeline mode); the queued
+        statements' results, errors included, come first."""
+        if self._pipeline is not None:
+            self._pipeline = None
+            self._end_pipeline()
+
+    def _send(self, sql: str, args: Sequence[Any] = ()) -> None:
+        """A statement whose result nobody reads: queued, it goes in one round trip with the next
+        statement that waits for its result, or with the COMMIT; an error it meets aborts the
+        transaction (PostgreSQL skips the rest of the pipeline, COMMIT included) and is raised there.
+
+        Never a prepared statement: psycopg's cache of them gets out of step with the server when a
+        statement it prepares in a batch is skipped after an error in that batch."""
+        self._c.execute(_placeholders(sql), args, prepare=False)
 
     def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
         # A LIKE prefix can use the primary key's index (instance_id is COLLATE "C").
@@ -220,6 +248,7 @@ class _PostgresTx(SqlTx):
 
     def put_instances(self, instances: list[Instance]) -> None:
         # COPY into a scratch table, then one upsert: far fewer round trips than a row at a time.
+        self._leave_pipeline()
         self._c.execute(
             "CREATE TEMP TABLE IF NOT EXISTS instances_import (LIKE instances) ON COMMIT DELETE ROWS"
         )
@@ -247,7 +276,7 @@ class _PostgresTx(SqlTx):
         return row_instance(row) if row else None
 
     def put_instance(self, i: Instance) -> None:
-        self._execute(
+        self._send(
             f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES}) "
             f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}",
             instance_row(i),
@@ -268,7 +297,7 @@ class _PostgresTx(SqlTx):
     def append_history(self, instance_id: str, first_seq: int, events: list[bytes]) -> None:
         if not events:
             return
-        self._execute(
+        self._send(
             "INSERT INTO history (instance_id, seq, event) "
             "SELECT ?, ? + n - 1, e FROM unnest(?::bytea[]) WITH ORDINALITY AS t(e, n)",
             (instance_id, first_seq, events),
@@ -286,7 +315,7 @@ class _PostgresTx(SqlTx):
 
     def delete_inbox(self, row_ids: list[int]) -> None:
         if row_ids:
-            self._execute("DELETE FROM inbox WHERE id = ANY(?)", (row_ids,))
+            self._send("DELETE FROM inbox WHERE id = ANY(?)", (row_ids,))
 
     # activities
 
@@ -341,7 +370,7 @@ class _PostgresTx(SqlTx):
         return row is not None and row[0] == token
 
     def release_instance(self, instance_id: str, token: str) -> None:
-        self._execute(
+        self._send(
             "UPDATE instances SET lease_token = NULL, lease_until = NULL "
             "WHERE instance_id = ? AND lease_token = ?",
             (instance_id, token),
@@ -361,7 +390,7 @@ class _PostgresTx(SqlTx):
         return row is not None and row[0] == token
 
     def release_activity(self, activity_id: int, token: str) -> None:
-        self._execute(
+        self._send(
             "UPDATE activities SET lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?",
             (activity_id, token),
         )
@@ -414,7 +443,7 @@ class _PostgresTx(SqlTx):
         payloads = [p for p in payloads if len(p.encode()) < _MAX_NOTIFY_BYTES]
         if payloads:
             # NOTIFY is transactional: the others hear it at commit, and never after a rollback.
-            self._execute("SELECT pg_notify(?, p) FROM unnest(?::text[]) AS p", (CHANNEL, payloads))
+            self._send("SELECT pg_notify(?, p) FROM unnest(?::text[]) AS p", (CHANNEL, payloads))
 
 
 _OWN_OPTIONS = ("pool_size", "pool_timeout")
@@ -464,6 +493,10 @@ class PostgresStore(Store):
             raise RuntimeError(
                 f"cannot create the schema in {self.description}: {str(err).strip()}"
             ) from None
+        # When each pooled connection last committed: one used a moment ago is not checked again.
+        self._last_used: weakref.WeakKeyDictionary[psycopg.Connection[TupleRow], float] = (
+            weakref.WeakKeyDictionary()
+        )
         self._pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
             conninfo,
             min_size=1,
@@ -472,7 +505,7 @@ class PostgresStore(Store):
             # Checked as it leaves the pool, a connection the server dropped (say, in a restart) is
             # replaced before a transaction uses it, so transactions succeed again once the server is
             # back instead of each failing on a dead connection first.
-            check=ConnectionPool.check_connection,
+            check=self._check_connection,
             timeout=pool_timeout,
             name="dapr-workflows",
             open=False,
@@ -480,6 +513,13 @@ class PostgresStore(Store):
         self._pool.open(wait=False)
         # One thread per pooled connection: a thread never waits for another thread's connection.
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="dapr-workflows-pg")
+
+    def _check_connection(self, conn: psycopg.Connection[TupleRow]) -> None:
+        """The pool's check before a transaction takes a connection: a round trip, so skipped for a
+        connection that committed within the last `_CHECK_AFTER_IDLE` seconds (a server that went
+        away since then fails that one transaction, and the pool replaces the broken connection)."""
+        if time.monotonic() - self._last_used.get(conn, float("-inf")) >= _CHECK_AFTER_IDLE:
+            ConnectionPool.check_connection(conn)
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -528,10 +568,17 @@ class PostgresStore(Store):
             tx = _PostgresTx(conn, self._origin, writable)
             attempt = 0
             while True:
-                conn.execute(begin)
                 try:
-                    result = fn(tx)
-                    conn.execute("COMMIT")
+                    # Pipeline mode: BEGIN goes with the first statement, the statements nobody
+                    # reads go with the next one or with the COMMIT, whose result the block's end
+                    # waits for (a failed COMMIT raises there, before the result is returned).
+                    with contextlib.ExitStack() as pipelined:
+                        tx._pipeline = pipelined.enter_context(conn.pipeline())
+                        tx._end_pipeline = pipelined.close
+                        conn.execute(begin, prepare=False)  # nothing to plan
+                        result = fn(tx)
+                        conn.execute("COMMIT", prepare=False)
+                    self._last_used[conn] = time.monotonic()
                     return result
                 except _RETRYABLE as err:
                     conn.execute("ROLLBACK")
