@@ -171,3 +171,23 @@ def test_version_and_help() -> None:
         assert any(line.split()[:1] == [command] for line in usage.splitlines()), command
     purge = subprocess.run([PROGRAM, "purge", "--help"], capture_output=True, text=True, timeout=30).stdout
     assert "examples:" in purge and "--all-older-than 0s --all-filter-status COMPLETED" in purge
+
+
+def test_an_address_that_is_no_engine_is_one_sentence(tmp_path: Path) -> None:
+    # A web server that is not the engine answers 200 with a page, not JSON.
+    (tmp_path / "v1.0" / "workflows").mkdir(parents=True)
+    (tmp_path / "v1.0" / "workflows" / "dapr").write_text("<html>not an engine</html>")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        other = Cli(f"http://127.0.0.1:{port}")
+        wait_until(lambda: other.run("list").stderr, lambda e: "cannot reach" not in e, timeout=30)
+        assert "did not answer with JSON" in other.fails("list")
+    finally:
+        server.kill()
+        server.wait()
+    assert "--address" in Cli("http://[::1").fails("list")

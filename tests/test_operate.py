@@ -218,6 +218,7 @@ def test_bulk_terminate_and_purge_count_cap_and_dry_run(http: Http) -> None:
     ("route", "body", "fragment"),
     [
         ("purge", b"not json", "not valid JSON"),
+        ("purge", b"[" * 100_000, "not valid JSON"),
         ("purge", [], "JSON object"),
         ("purge", {"filter": {"colour": "red"}}, "unknown filter"),
         ("purge", {"limit": 10001}, "limit"),

@@ -61,7 +61,10 @@ class Client:
         data = None
         if body is not None:
             data = (body if raw else json.dumps(body)).encode()
-        request = urllib.request.Request(url, data=data, method=method)
+        try:
+            request = urllib.request.Request(url, data=data, method=method)
+        except ValueError as err:  # e.g. an IPv6 address without its closing bracket
+            raise CliError(f"--address {self.address!r} is not a URL ({err})") from None
         request.add_header("Content-Type", "application/json")
         if self.token:
             request.add_header("dapr-api-token", self.token)
@@ -77,7 +80,12 @@ class Client:
                 f"cannot reach the engine at {self.address} ({why}): start `dapr-workflows serve` or point "
                 f"--address (or ${ADDRESS_ENV}) at a running engine"
             ) from None
-        return json.loads(text) if text.strip() else None
+        try:
+            return json.loads(text) if text.strip() else None
+        except (ValueError, RecursionError):
+            raise CliError(
+                f"{self.address} did not answer with JSON: is it a dapr-workflows engine's HTTP API?"
+            ) from None
 
 
 def _error_message(err: urllib.error.HTTPError) -> str:

@@ -110,7 +110,7 @@ class ManagementRoutes:
             return empty
         try:
             return json.loads(raw)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep: also not accepted
             raise WorkflowError(ErrorCode.INVALID_ARGUMENT, "the request body is not valid JSON") from None
 
     async def _list(self, request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from dapr_workflows_component.engine.dispatch import ActivityWork, InstanceWork,
 from dapr_workflows_component.engine.timers import Timers
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
 from dapr_workflows_component.store import SQLiteStore, StoreTx, StoreUnavailable
-from dapr_workflows_component.workflows import RuntimeStatus
+from dapr_workflows_component.workflows import ErrorCode, RuntimeStatus, WorkflowError
 
 from tests.unit.engine_parts import (
     activity_done,
@@ -323,6 +323,30 @@ def test_a_store_failure_while_reading_a_turn_leaves_the_instance_offerable_agai
         await engine.raise_event("a", "go", None)  # made ready again (or found by a sweep)
         item = await take(engine, worker)
         assert new_event_kinds(item) == ["workflowStarted", "executionStarted", "eventRaised"]
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_store_failure_while_refusing_a_turn_offers_the_turn_again() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        item = await take(engine, worker)
+        real_run = engine.store.run
+
+        async def failing_run(fn: Callable[[StoreTx], T]) -> T:
+            engine.store.run = real_run  # type: ignore[method-assign]
+            raise StoreUnavailable("the store is down")
+
+        engine.store.run = failing_run  # type: ignore[method-assign]
+        refused = WorkflowError(ErrorCode.UNIMPLEMENTED, "an action this engine lacks")
+        with pytest.raises(StoreUnavailable):
+            await engine.refuse_turn("a", item.completionToken, refused)
+        again = await take(engine, worker)  # not lost until a restart
+        assert again.workflowRequest.instanceId == "a"
+        assert again.completionToken != item.completionToken
         await engine.stop()
 
     run(body())

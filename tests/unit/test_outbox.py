@@ -7,6 +7,7 @@ import asyncio
 import json
 
 from dapr_workflows_component.engine import Delivery, LifecycleDispatcher
+from dapr_workflows_component.store import StoreUnavailable
 
 from tests.unit.engine_parts import complete, engine_on, response, run, start, take
 
@@ -76,6 +77,31 @@ def test_no_lifecycle_events_are_recorded_unless_asked_for() -> None:
         await engine.complete_orchestration(response(await take(engine, worker), complete(1)))
         assert await engine.lifecycle_events(0) == []
         assert not engine.outbox_signal.is_set()
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_failed_read_of_the_outbox_does_not_stop_the_deliveries() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        await engine.complete_orchestration(response(await take(engine, worker), complete(1)))
+        real_read = engine.lifecycle_events
+
+        async def failing_read(after_id: int, limit: int = 100) -> list[tuple[int, str]]:
+            engine.lifecycle_events = real_read  # type: ignore[method-assign]
+            raise StoreUnavailable("the store is down")
+
+        engine.lifecycle_events = failing_read  # type: ignore[method-assign]
+        dispatcher = LifecycleDispatcher(engine)
+        dispatcher.start()
+        stream = dispatcher.attach("in")
+        # Read again after the failure, with no new event to signal it.
+        delivered = [await _next(stream.outgoing), await _next(stream.outgoing)]
+        assert [(d.event_type, d.instance_id) for d in delivered] == [("started", "a"), ("completed", "a")]
+        await dispatcher.stop()
         await engine.stop()
 
     run(body())

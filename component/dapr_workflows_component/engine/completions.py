@@ -149,8 +149,10 @@ class Completions:
             await self.commit(
                 lambda t: _fenced(t, lease, lambda: self.turns.refuse(t, lease.turn, err, fx)), fx
             )
-        finally:
-            self.dispatch.end(lease)
+        except BaseException:
+            self._offer_turn_again(lease)  # nothing was recorded: the instance is not lost
+            raise
+        self.dispatch.end(lease)
 
 
 def _fenced(t: StoreTx, lease: TurnLease, record: Callable[[], None]) -> None:

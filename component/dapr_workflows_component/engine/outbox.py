@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 log = logging.getLogger("dapr_workflows.outbox")
+# After a failed read of the outbox, how soon it is read again (without waiting for a new event).
+FETCH_RETRY_SECONDS = 1.0
 
 
 class LifecycleOutbox:
@@ -151,8 +153,13 @@ class LifecycleDispatcher:
                 await self._wake.wait()
             self._wake.clear()
             self.engine.outbox_signal.clear()
+            fetch_failed = False
             if len(self._pending) < 10 * self.window:
-                await self._fetch()
+                try:
+                    await self._fetch()
+                except Exception as err:  # the store is down: this loop must not end with it
+                    log.warning("reading the lifecycle outbox failed; trying again soon: %s", err)
+                    fetch_failed = True
             next_due = self._send_due()
             waits = [
                 asyncio.ensure_future(self._wake.wait()),
@@ -163,6 +170,8 @@ class LifecycleDispatcher:
             if poll is not None:
                 # Other engines' events raise no signal here: look again every poll.
                 timeout = poll if timeout is None else min(timeout, poll)
+            if fetch_failed:
+                timeout = FETCH_RETRY_SECONDS if timeout is None else min(timeout, FETCH_RETRY_SECONDS)
             try:
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:

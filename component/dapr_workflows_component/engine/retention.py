@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..management_rules import RetentionPolicy
-from ..workflows import InstanceQuery, RuntimeStatus, WorkflowError
+from ..workflows import InstanceQuery, RuntimeStatus
 
 if TYPE_CHECKING:
     from . import Engine
@@ -111,7 +111,7 @@ class Retention:
         while True:
             try:
                 await self.run_once()
-            except (WorkflowError, OSError) as err:
+            except Exception as err:  # any store error: one that stopped the loop would purge nothing again
                 self.stats.failures += 1
                 log.warning("retention: this run failed and is tried again later: %s", err)
             await asyncio.sleep(self.interval)
