@@ -575,7 +575,10 @@ async def _stop_when_lost(store: Store, stop: asyncio.Event, lost: list[str]) ->
 
 async def _expire_events(engine: Engine, retention_seconds: float) -> None:
     while True:
-        await engine.expire_lifecycle_events(retention_seconds)
+        try:
+            await engine.expire_lifecycle_events(retention_seconds)
+        except Exception as err:  # the store may be back at the next round; the loop must go on
+            log.warning("dropping expired lifecycle events failed (trying again later): %s", err)
         await asyncio.sleep(min(3600.0, retention_seconds))
 
 
