@@ -82,7 +82,10 @@ def test_idle_connections_under_256_descriptors_leave_the_grpc_api_serving(tmp_p
     finally:
         engine.kill()
     log = engine.log_text()
-    assert "Too many open files" not in log and "Traceback" not in log, log[-3000:]
+    # Running short of descriptors while idle connections pile up is allowed: accepting pauses, and
+    # it is one line per interval, never a traceback per connection.
+    assert "Traceback" not in log and "socket.accept() out of system resource" not in log, log[-3000:]
+    assert log.count("out of file descriptors") <= 2, log[-3000:]
     assert 1 <= log.count("refused ") <= 3, log[-3000:]
     assert len(log.splitlines()) < 100, "the log floods"
 

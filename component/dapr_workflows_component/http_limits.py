@@ -171,6 +171,33 @@ class ConnectionGuard:
                 conn.arm()
 
 
+_ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Out of file descriptors, asyncio pauses accepting for a second and logs a traceback each
+    time; this makes it one line per interval instead, and leaves other errors as they were."""
+    previous = loop.get_exception_handler()
+    last_logged = [0.0]
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if str(context.get("message", "")).startswith(_ACCEPT_OUT_OF_RESOURCES):
+            now = time.monotonic()
+            if now - last_logged[0] >= REFUSAL_LOG_SECONDS:
+                last_logged[0] = now
+                log.warning(
+                    "out of file descriptors (%s): new connections wait until others close",
+                    context.get("exception"),
+                )
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
 class GuardedSite(web.TCPSite):
     """aiohttp's TCP site, with every connection going through a `ConnectionGuard`."""
 
@@ -190,6 +217,7 @@ class GuardedSite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
+        quiet_accept_errors(loop)
         self._server = await loop.create_server(
             self._guard.protocol_factory(server),
             self._host,
