@@ -159,6 +159,7 @@ class Dispatch:
         self._received: dict[str, pb.PropagatedHistory | None] = {}
         self._state: dict[WorkKey, WorkState] = {}
         self._arrived_while_busy: set[str] = set()  # instances
+        self._expired_on: dict[WorkKey, Worker] = {}  # the worker whose lease of it ran out
         self.stalled: dict[str, str] = {}  # instance -> dialect: stalled on a worker's code
         self._leases: dict[WorkKey, Lease] = {}
         self._tokens: dict[str, WorkKey] = {}
@@ -350,9 +351,19 @@ class Dispatch:
         queue = self._queues[dialect]
         while True:
             wake = self._wake[dialect]
-            key = next((k for k in queue if self.may_take(worker, self._apps.get(k))), None)
+            key = next(
+                (
+                    k
+                    for k in queue
+                    if self.may_take(worker, self._apps.get(k))
+                    # An item whose lease ran out on this worker goes to another one if it can.
+                    and not (self._expired_on.get(k) is worker and self._another_can_take(worker))
+                ),
+                None,
+            )
             if key is not None:
                 del queue[key]
+                self._expired_on.pop(key, None)
                 break
             if not await self._wait_any(wake, deadline - loop.time()):
                 return None
@@ -601,6 +612,9 @@ class Dispatch:
         log.warning("%s expired after %.0fs; offering it again", what, seconds, extra=instance)
         self.observer.lease_expired("orchestration" if isinstance(lease, TurnLease) else "activity")
         lease.expiry = None
+        expired_on = self.workers.get(lease.worker_id)
+        if expired_on is not None:
+            self._expired_on[lease.key] = expired_on
         self.release(lease)
 
     def abandon(self, token: str) -> None:
