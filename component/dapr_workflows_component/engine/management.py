@@ -172,37 +172,44 @@ class Management:
 
     async def suspend(self, instance_id: str, reason: str | None = None) -> None:
         def change(t: StoreTx, inst: Instance, now: int, fx: Effects) -> None:
-            if not check_suspend_allowed(inst):
-                return
-            inst.status = RuntimeStatus.SUSPENDED
-            inst.updated_at = now
-            t.put_instance(inst)
-            self.turns.outbox.record(t, LifecycleEvent.SUSPENDED, inst, now, fx)
-            event = pb.ExecutionSuspendedEvent(input=wire.string_value(reason))
-            t.add_inbox(
-                inst.instance_id, history_event(now, executionSuspended=event).SerializeToString(), now
-            )
-            fx.ready[inst.instance_id] = inst.dialect
-            fx.changed.add(inst.instance_id)
+            if check_suspend_allowed(inst):
+                event = history_event(
+                    now, executionSuspended=pb.ExecutionSuspendedEvent(input=wire.string_value(reason))
+                )
+                self._set_status(t, inst, now, fx, RuntimeStatus.SUSPENDED, LifecycleEvent.SUSPENDED, event)
 
         await self._change(instance_id, change)
         log.info("suspended workflow %r", instance_id, extra={"instanceID": instance_id})
 
     async def resume(self, instance_id: str, reason: str | None = None) -> None:
         def change(t: StoreTx, inst: Instance, now: int, fx: Effects) -> None:
-            if not check_resume_allowed(inst):
-                return
-            inst.status = RuntimeStatus.RUNNING
-            inst.updated_at = now
-            t.put_instance(inst)
-            self.turns.outbox.record(t, LifecycleEvent.RESUMED, inst, now, fx)
-            event = pb.ExecutionResumedEvent(input=wire.string_value(reason))
-            t.add_inbox(inst.instance_id, history_event(now, executionResumed=event).SerializeToString(), now)
-            fx.ready[inst.instance_id] = inst.dialect
-            fx.changed.add(inst.instance_id)
+            if check_resume_allowed(inst):
+                event = history_event(
+                    now, executionResumed=pb.ExecutionResumedEvent(input=wire.string_value(reason))
+                )
+                self._set_status(t, inst, now, fx, RuntimeStatus.RUNNING, LifecycleEvent.RESUMED, event)
 
         await self._change(instance_id, change)
         log.info("resumed workflow %r", instance_id, extra={"instanceID": instance_id})
+
+    def _set_status(
+        self,
+        t: StoreTx,
+        inst: Instance,
+        now: int,
+        fx: Effects,
+        status: RuntimeStatus,
+        lifecycle: LifecycleEvent,
+        event: pb.HistoryEvent,
+    ) -> None:
+        """Suspend or resume: the new status, its lifecycle event, and the history event for the worker."""
+        inst.status = status
+        inst.updated_at = now
+        t.put_instance(inst)
+        self.turns.outbox.record(t, lifecycle, inst, now, fx)
+        t.add_inbox(inst.instance_id, event.SerializeToString(), now)
+        fx.ready[inst.instance_id] = inst.dialect
+        fx.changed.add(inst.instance_id)
 
     async def terminate(self, instance_id: str, output: str | None = None, recursive: bool = True) -> None:
         check_caller_payload("terminate output", output, self.max_payload_bytes)
