@@ -11,13 +11,16 @@ from typing import TypeVar
 
 import pytest
 from dapr_workflows_component.engine.dispatch import ActivityWork, InstanceWork, WorkState
+from dapr_workflows_component.engine.eligibility import ACTIVITY, ORCHESTRATION, WorkFilters, WorkLabel
 from dapr_workflows_component.engine.timers import Timers
+from dapr_workflows_component.engine.work_queue import NEW_START_EVERY, WorkQueue
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
 from dapr_workflows_component.store import SQLiteStore, StoreTx, StoreUnavailable
-from dapr_workflows_component.workflows import ErrorCode, RuntimeStatus, WorkflowError
+from dapr_workflows_component.workflows import ErrorCode, RuntimeStatus, StartRequest, WorkflowError
 
 from tests.unit.engine_parts import (
     activity_done,
+    child,
     complete,
     engine_on,
     eventually,
@@ -386,6 +389,178 @@ def test_results_and_due_timers_of_a_suspended_instance_wait_for_its_resume() ->
         await engine.resume("a")
         turn = await take(engine, worker)
         assert new_event_kinds(turn) == ["workflowStarted", "taskCompleted", "executionResumed"]
+        await engine.stop()
+
+    run(body())
+
+
+# ---------------------------------------------------------------- oldest work first (work_queue.py)
+
+
+def instance_of(item: pb.WorkItem) -> str:
+    if item.HasField("activityRequest"):
+        return f"{item.activityRequest.workflowInstance.instanceId}:act"
+    return item.workflowRequest.instanceId
+
+
+def test_work_of_instances_that_started_earlier_goes_before_new_starts() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        for name in ("a", "b", "c"):
+            await start(engine, name)
+        first = await take(engine, worker)
+        assert instance_of(first) == "a"
+        await engine.complete_orchestration(response(first, schedule(1)))
+        # b and c were queued before a's activity: a's goes first all the same, then its next turn.
+        act = await take(engine, worker)
+        assert instance_of(act) == "a:act"
+        await engine.complete_activity(activity_done(act, '"r"'))
+        turn = await take(engine, worker)
+        assert instance_of(turn) == "a"
+        await engine.complete_orchestration(response(turn, complete(1)))
+        assert [instance_of(await take(engine, worker)) for _ in range(2)] == ["b", "c"]
+        await engine.stop()
+
+    run(body())
+
+
+def test_continuing_work_goes_oldest_instance_first_whatever_order_it_was_queued_in() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "old")
+        await start(engine, "young")
+        old, young = await take(engine, worker), await take(engine, worker)
+        assert [instance_of(old), instance_of(young)] == ["old", "young"]
+        await engine.complete_orchestration(response(young, schedule(1)))  # queued first
+        await engine.complete_orchestration(response(old, schedule(1)))
+        assert [instance_of(await take(engine, worker)) for _ in range(2)] == ["old:act", "young:act"]
+        await engine.stop()
+
+    run(body())
+
+
+def test_children_and_activities_count_as_work_of_the_instance_that_started_them() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "parent")
+        await start(engine, "later")
+        turn = await take(engine, worker)
+        await engine.complete_orchestration(response(turn, child(1, instance_id="kid")))
+        assert instance_of(await take(engine, worker)) == "kid"  # before the later start
+        await engine.stop()
+
+    run(body())
+
+
+def test_new_starts_are_not_starved_by_continuing_work() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "busy")
+        fan_out = [schedule(i) for i in range(1, 3 * NEW_START_EVERY)]
+        await engine.complete_orchestration(response(await take(engine, worker), *fan_out))
+        await start(engine, "new")
+        taken = [instance_of(await take(engine, worker)) for _ in range(NEW_START_EVERY)]
+        assert taken == ["busy:act"] * (NEW_START_EVERY - 1) + ["new"]
+        await engine.stop()
+
+    run(body())
+
+
+def test_the_queue_order_and_its_bound() -> None:
+    queue: WorkQueue[str] = WorkQueue(new_start_every=3)
+    for key in ("n1", "n2", "n3"):
+        queue.put(key, None, age=0, fresh=True)
+    for age, key in ((5, "c5"), (1, "c1"), (3, "c3"), (1, "c1b"), (7, "c7"), (2, "c2")):
+        queue.put(key, None, age=age)
+    everything = lambda label: True  # noqa: E731
+    order = [queue.take(everything) for _ in range(len(queue))]
+    # Oldest continuing first (ties in the order queued); a new start after every 2 of them.
+    assert order == ["c1", "c1b", "n1", "c2", "c3", "n2", "c5", "c7", "n3"]
+    assert queue.take(everything) is None
+
+
+def test_a_take_asks_the_rule_once_per_kind_of_work_not_per_item() -> None:
+    queue: WorkQueue[int] = WorkQueue()
+    blocked, wanted = WorkLabel(ORCHESTRATION, "not-mine"), WorkLabel(ORCHESTRATION, "mine")
+    for i in range(10_000):
+        queue.put(i, blocked, age=i)
+    queue.put(10_000, wanted, age=10_000)
+    asked: list[WorkLabel | None] = []
+
+    def rule(label: WorkLabel | None) -> bool:
+        asked.append(label)
+        return label == wanted
+
+    assert queue.take(rule) == 10_000  # 10,000 items it may not take do not hold it up
+    assert len(asked) == 2
+    assert queue.take(rule) is None and len(queue) == 10_000
+
+
+# ---------------------------------------------------------------- filters and versions (eligibility.py)
+
+
+def test_work_goes_only_to_workers_whose_filters_name_it_and_waits_otherwise() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        orders, refunds = engine.connect_worker("dapr"), engine.connect_worker("dapr")
+        engine.filter_work(orders, WorkFilters.of([("order", [])], [("pay", [])]))
+        engine.filter_work(refunds, WorkFilters.of([("refund", [])]))
+        for i in range(5):
+            await start(engine, f"o{i}", name="order")
+        await start(engine, "r", name="refund")
+        await start(engine, "x", name="unknown")
+        item = await take(engine, refunds)  # behind five orders it may not take
+        assert instance_of(item) == "r"
+        await engine.complete_orchestration(response(item, schedule(1, "pay")))
+        assert await next_item(engine, refunds) is None  # its activity is the orders worker's
+        assert instance_of(await take(engine, orders)) == "r:act"
+        taken = {instance_of(await take(engine, orders)) for _ in range(5)}
+        assert taken == {f"o{i}" for i in range(5)}
+        assert await next_item(engine, orders) is None
+        assert engine.dispatch.state(InstanceWork("x")) == WorkState.QUEUED  # waits
+        anyone = engine.connect_worker("dapr")
+        assert instance_of(await take(engine, anyone)) == "x"
+        await engine.stop()
+
+    run(body())
+
+
+def test_strict_versions_wait_pending_for_a_worker_of_their_version() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        v1 = engine.connect_worker("dapr")
+        engine.filter_work(v1, WorkFilters.of([("order", ["1.0"])], [("pay", ["1.0"])]))
+        await engine.start_workflow(StartRequest(name="order", instance_id="new", version="2.0"))
+        assert await next_item(engine, v1) is None
+        inst = await engine.get_instance("new")
+        assert inst is not None and inst.status == RuntimeStatus.PENDING
+        v2 = engine.connect_worker("dapr")
+        engine.filter_work(v2, WorkFilters.of([("order", ["2.0"])], [("pay", ["2.0"])]))
+        turn = await take(engine, v2)
+        assert instance_of(turn) == "new"
+        # The activity has no version of its own: it is matched by its orchestration's.
+        await engine.complete_orchestration(response(turn, schedule(1, "pay")))
+        assert engine.dispatch.label_of(ActivityWork(1)) == WorkLabel(ACTIVITY, "pay", "2.0")
+        assert await next_item(engine, v1) is None
+        assert instance_of(await take(engine, v2)) == "new:act"
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_work_item_abandoned_by_one_worker_goes_to_another_first() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        rejecting, other = engine.connect_worker("dapr", peer="a"), engine.connect_worker("dapr", peer="b")
+        await start(engine, "a")
+        item = await take(engine, rejecting)
+        engine.abandon(item.completionToken)
+        assert await next_item(engine, rejecting) is None
+        assert instance_of(await take(engine, other)) == "a"
         await engine.stop()
 
     run(body())

@@ -18,11 +18,18 @@ Invariants:
 - A worker holds at most its capacity of leases; `held` counts them.
 - Leases live in memory only: after a restart every item is offered again, from the store.
 
-Routing (multi-app workflows): each work item is for one app (`app_of`), the workers of that app
-take it (`may_take` is the one rule). What an item's app is comes with the work when this engine
-created it, and is read from its history otherwise (after a restart, or work another engine
-sharing the store created): such an item is offered to the first worker that asks, which learns
-its app while leasing it and gives it back when the app is not the worker's.
+Who may take what (eligibility.py, the one rule): each work item has a label (kind, name, version,
+app; `label_of`), each worker an eligibility (its app, its work-item filters), and `may_take`
+decides, for multi-app routing and durabletask's filters alike. An item's label comes with the work
+when this engine created it, and is read from the store otherwise (after a restart, or work another
+engine sharing the store created): such an item is offered to the first worker that asks, which
+learns its label while leasing it and gives it back when it may not take it. Work no connected
+worker may take waits QUEUED (logged once per kind of work) until one connects.
+
+Order (work_queue.py): continuing work (later turns, activities, children) of the instances that
+started first goes before new starts' first turns, so completions stream out of a burst; at most
+`work_queue.NEW_START_EVERY - 1` (3) continuing items in a row go before a waiting new start, so new
+starts are never starved: one waits at most 4 takes of its dialect per new start ahead of it.
 """
 
 from __future__ import annotations
@@ -35,13 +42,15 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..store import Store, StoreTx
 from ..telemetry.observer import EngineObserver
 from ..workflows import Instance
-from . import propagation, routing, wire
+from . import eligibility, propagation, routing, wire
 from .effects import Effects
+from .eligibility import ACTIVITY, ORCHESTRATION, Eligibility, WorkFilters, WorkLabel
 from .history_cache import HistoryCache
 from .history_deltas import KeptHistories
 from .leasing import LeasePolicy
@@ -49,6 +58,8 @@ from .settings import EngineSettings
 from .stalls import StallWatch
 from .turns import Turn, deliverable, turn_events
 from .wire import now_us
+from .work_items import ActivityWork, InstanceWork, WorkItems, WorkKey
+from .work_queue import WorkQueue
 
 log = logging.getLogger("dapr_workflows.engine")
 
@@ -57,25 +68,7 @@ DIALECTS = ("dapr", "durabletask")
 TOKEN_BYTES = 16
 
 
-@dataclass(frozen=True)
-class InstanceWork:
-    """The next orchestration turn of an instance."""
-
-    instance_id: str
-
-
-@dataclass(frozen=True)
-class ActivityWork:
-    """One scheduled activity."""
-
-    activity_id: int
-
-
-WorkKey = InstanceWork | ActivityWork
-
-# The app of work that any app's worker may take: an instance started without one, and its
-# activities and children that name none.
-ANY_APP = ""
+__all__ = ["ActivityWork", "InstanceWork", "WorkKey"]  # (work_items.py) with the rest
 
 
 class WorkState(enum.Enum):
@@ -127,6 +120,11 @@ class Worker:
     freed: asyncio.Event = field(default_factory=asyncio.Event)
     peer: str = ""  # its connection, when known (stalls.py)
     app_id: str | None = None  # the app it serves (`dapr-app-id`); None: it did not say
+    filters: WorkFilters | None = None  # the work it said it handles; None: all
+
+    @property
+    def eligibility(self) -> Eligibility:
+        return Eligibility(self.app_id, self.filters)
 
 
 class Dispatch:
@@ -147,12 +145,12 @@ class Dispatch:
             settings.history_cache_size, settings.history_cache_bytes, leasing.caches_history, observer
         )
         self.workers: dict[int, Worker] = {}
-        # Per dialect, the queued keys in the order they were queued (a dict keeps it).
-        self._queues: dict[str, dict[WorkKey, None]] = {}
+        # Per dialect, the queued keys, in the order they are offered (work_queue.py).
+        self._queues: dict[str, WorkQueue[WorkKey]] = {}
         # Set (and replaced) when a dialect's queue gets a key or its workers change.
         self._wake: dict[str, asyncio.Event] = {}
-        # The app of each work item, where known (ANY_APP: any app's worker may take it).
-        self._apps: dict[WorkKey, str] = {}
+        # What each work item is (for who may take it) and its age (for the order), where known.
+        self.items = WorkItems()
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
         self.kept = KeptHistories()
         # What each child workflow was given by its parent (propagation.py), once read.
@@ -171,7 +169,7 @@ class Dispatch:
 
     def start(self) -> None:
         for dialect in DIALECTS:
-            self._queues[dialect] = {}
+            self._queues[dialect] = WorkQueue()
             self._wake[dialect] = asyncio.Event()
 
     # ------------------------------------------------------------ what is ready
@@ -211,12 +209,12 @@ class Dispatch:
 
     def _put(self, key: WorkKey, dialect: str) -> None:
         self._state[key] = WorkState.QUEUED
-        self._queues[dialect][key] = None
+        label = self.items.label(key)
+        first_of_its_kind = self._queues[dialect].put(key, label, self.items.age(key), self.items.fresh(key))
         self._notify(dialect)
-        app = self._apps.get(key)
-        if app and not any(self.may_take(w, app) for w in self.workers.values() if w.dialect == dialect):
+        if first_of_its_kind and label is not None and not self._anyone_may_take(dialect, label):
             what = f"workflow {key.instance_id!r}" if isinstance(key, InstanceWork) else "an activity"
-            log.info("%s waits for a worker of app %r: none is connected", what, app)
+            log.info("%s waits for a worker %s: none is connected", what, eligibility.describe(label))
 
     def _notify(self, dialect: str) -> None:
         wake = self._wake.get(dialect)
@@ -226,26 +224,29 @@ class Dispatch:
 
     # ------------------------------------------------------------ routing
 
-    def may_take(self, worker: Worker, app: str | None) -> bool:
-        """The routing rule: may `worker` take work of `app` (None: not known yet)?
+    def served_apps(self, dialect: str) -> set[str]:
+        """The apps the connected workers of the dialect said they serve."""
+        return {w.app_id for w in self.workers.values() if w.dialect == dialect and w.app_id}
 
-        Work of no particular app, or whose app is not known yet, goes to any worker. Work of an app
-        goes to that app's workers; a worker that did not say its app takes it only while no
-        worker of that app is connected (one app, or apps that do not identify themselves).
-        """
-        if not app:
-            return True
-        if worker.app_id is not None:
-            return worker.app_id == app
-        return not any(w.app_id == app for w in self.workers.values() if w.dialect == worker.dialect)
+    def may_take(self, worker: Worker, label: WorkLabel | None) -> bool:
+        """The rule (eligibility.may_take): may `worker` take work of `label` (None: not known yet)?"""
+        return eligibility.may_take(worker.eligibility, label, self.served_apps(worker.dialect))
 
-    def app_of(self, key: WorkKey) -> str | None:
-        """The app the work is for; None when not known yet."""
-        return self._apps.get(key)
+    def _anyone_may_take(self, dialect: str, label: WorkLabel) -> bool:
+        apps = self.served_apps(dialect)
+        workers = (w for w in self.workers.values() if w.dialect == dialect)
+        return any(eligibility.may_take(w.eligibility, label, apps) for w in workers)
 
-    def route(self, key: WorkKey, app: str) -> None:
-        """Records the app of a work item (from the action that created it, or its history)."""
-        self._apps[key] = app
+    def label_of(self, key: WorkKey) -> WorkLabel | None:
+        """What the work is (for who may take it); None when not known yet."""
+        return self.items.label(key)
+
+    def filter_work(self, worker_id: int, filters: WorkFilters | None) -> None:
+        """The worker takes only the work its filters name (durabletask's workItemFilters)."""
+        worker = self.workers.get(worker_id)
+        if worker is not None and filters is not None:
+            worker.filters = filters
+            self._notify(worker.dialect)
 
     def identify_worker(self, worker_id: int, app_id: str) -> None:
         """The worker serves `app_id` (it said so when it connected)."""
@@ -344,25 +345,23 @@ class Dispatch:
         return None
 
     async def _take(self, dialect: str, worker: Worker, timeout: float) -> WorkKey | None:
-        """The oldest key of the dialect's queue the worker may take, now CLAIMING; None when the
-        time ran out or the engine closes."""
+        """The next key of the dialect's queue the worker may take (work_queue.py), now CLAIMING;
+        None when the time ran out or the engine closes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         queue = self._queues[dialect]
+
+        def avoid(k: WorkKey) -> bool:
+            # An item whose lease ran out on this worker goes to another one if it can.
+            return self._expired_on.get(k) is worker and self._another_can_take(worker)
+
         while True:
             wake = self._wake[dialect]
-            key = next(
-                (
-                    k
-                    for k in queue
-                    if self.may_take(worker, self._apps.get(k))
-                    # An item whose lease ran out on this worker goes to another one if it can.
-                    and not (self._expired_on.get(k) is worker and self._another_can_take(worker))
-                ),
-                None,
+            key = queue.take(
+                partial(eligibility.may_take, worker.eligibility, served_apps=self.served_apps(dialect)),
+                avoid,
             )
             if key is not None:
-                del queue[key]
                 self._expired_on.pop(key, None)
                 break
             if not await self._wait_any(wake, deadline - loop.time()):
@@ -462,7 +461,12 @@ class Dispatch:
             return None
         if cached is None:
             self.history.remember(instance_id, history)
-        if not self._routed_here(key, worker_id, lambda: routing.instance_app(history + new_events)):
+
+        def learn() -> WorkLabel:
+            app = routing.instance_app(history + new_events)
+            return WorkLabel(ORCHESTRATION, inst.name, inst.version, app)
+
+        if not self._routed_here(key, worker_id, learn):
             leasing.release_later(lambda t: t.release_instance(instance_id, token))
             self._arrived_while_busy.discard(instance_id)
             self._put(key, inst.dialect)
@@ -500,11 +504,18 @@ class Dispatch:
             self._state.pop(key, None)
         if row is None:
             return None
-        if key not in self._apps:
+        if self.items.label(key) is None:
             # Work this engine did not create: its app is in the instance's history.
-            history = await self.store.read(lambda t: t.history(row.instance_id))
-            self._apps[key] = routing.activity_app(history, row.task_id)
-        if not self._routed_here(key, worker_id, lambda: ANY_APP):
+            inst, history = await self.store.read(
+                lambda t: (t.get_instance(row.instance_id), t.history(row.instance_id))
+            )
+            request = pb.ActivityRequest.FromString(row.request)
+            version = request.version.value if request.HasField("version") else None
+            if version is None and inst is not None:
+                version = inst.version
+            app = routing.activity_app(history, row.task_id)
+            self.items.set_label(key, WorkLabel(ACTIVITY, request.name, version, app))
+        if not self._routed_here(key, worker_id, lambda: WorkLabel(ACTIVITY, "")):
             self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
             self._put(key, dialect)
             return None
@@ -515,13 +526,14 @@ class Dispatch:
         self.observer.activity_dispatched(token, key, row.request)
         return wire.encode_activity_work_item(row.request, token)
 
-    def _routed_here(self, key: WorkKey, worker_id: int, learn: Callable[[], str]) -> bool:
-        """Whether the worker may take the key it leases; an app not known yet is learned first."""
-        app = self._apps.get(key)
-        if app is None:
-            app = self._apps[key] = learn()
+    def _routed_here(self, key: WorkKey, worker_id: int, learn: Callable[[], WorkLabel]) -> bool:
+        """Whether the worker may take the key it leases; a label not known yet is learned first."""
+        label = self.items.label(key)
+        if label is None:
+            label = learn()
+            self.items.set_label(key, label)
         worker = self.workers.get(worker_id)
-        return worker is None or self.may_take(worker, app)
+        return worker is None or self.may_take(worker, label)
 
     # ------------------------------------------------------------ leases
 
@@ -566,7 +578,9 @@ class Dispatch:
             del self._state[lease.key]
         self._tokens.pop(lease.token, None)
         if isinstance(lease, ActivityLease):
-            self._apps.pop(lease.key, None)  # done; release() routes it again when it is offered again
+            self.items.forget(lease.key)  # done; release() keeps what is known when it is offered again
+        else:
+            self.items.started(lease.turn.instance_id)
         self.observer.lease_ended(lease.token)
         if lease.expiry:
             lease.expiry.cancel()
@@ -584,10 +598,9 @@ class Dispatch:
     def release(self, lease: Lease) -> None:
         """Gives the work back: it is offered again (in a shared store, to any engine)."""
         self.observer.lease_returned(lease.token)
-        app = self._apps.get(lease.key)
+        known = self.items.known(lease.key)
         self.end(lease)
-        if app is not None:
-            self._apps[lease.key] = app
+        self.items.restore(lease.key, known)
         if isinstance(lease, TurnLease):
             instance_id, token = lease.turn.instance_id, lease.token
             self._arrived_while_busy.discard(instance_id)
@@ -622,6 +635,9 @@ class Dispatch:
         key = self._tokens.get(token)
         lease = self._leases.get(key) if key is not None else None
         if lease is not None and lease.token == token:
+            worker = self.workers.get(lease.worker_id)
+            if worker is not None:  # (e.g. a version it rejects) another worker gets it first, if one can
+                self._expired_on[lease.key] = worker
             self.release(lease)
 
     # ------------------------------------------------------------ after a commit
@@ -644,18 +660,15 @@ class Dispatch:
         for instance_id in fx.finished:
             self.history.forget(instance_id)
         for instance_id in fx.dropped | fx.finished:
-            self._apps.pop(InstanceWork(instance_id), None)
+            self.items.forget(InstanceWork(instance_id))
             self._received.pop(instance_id, None)
             self.kept.forget(instance_id)
         for instance_id, events in fx.history.items():
             if not events:  # a new execution: what any worker kept is void
                 self.kept.forget(instance_id)
         for activity_id in fx.cancelled_activities:
-            self._apps.pop(ActivityWork(activity_id), None)
-        for instance_id, app in fx.instance_apps.items():
-            self._apps[InstanceWork(instance_id)] = app
-        for activity_id, app in fx.activity_apps.items():
-            self._apps[ActivityWork(activity_id)] = app
+            self.items.forget(ActivityWork(activity_id))
+        self.items.learn(fx)
         self.stalled.update(fx.stalled)
         for instance_id, dialect in fx.ready.items():
             self.mark_ready(instance_id, dialect)

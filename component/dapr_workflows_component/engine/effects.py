@@ -5,11 +5,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from ..store import StoreTx
 
 T = TypeVar("T")
+
+
+class NewWork(NamedTuple):
+    """What a new execution or activity is: workers' filters match its name and version
+    (eligibility.py), and it is dispatched as work of `origin` (the instance of an activity, the
+    parent of a child, the instance itself for a new execution; "" for a client's start: new work)."""
+
+    name: str
+    version: str | None
+    origin: str
 
 
 @dataclass
@@ -25,6 +35,8 @@ class Effects:
     cancelled_activities: list[int] = field(default_factory=list)
     instance_apps: dict[str, str] = field(default_factory=dict)  # the app each new instance runs on
     activity_apps: dict[int, str] = field(default_factory=dict)  # the app each new activity is for
+    instance_work: dict[str, NewWork] = field(default_factory=dict)  # each new execution
+    activity_work: dict[int, NewWork] = field(default_factory=dict)  # each new activity
     history: dict[str, list[bytes]] = field(default_factory=dict)  # new full history per instance
     stalled: dict[str, str] = field(default_factory=dict)  # instance_id -> dialect, for a new worker
     outbox: bool = False  # lifecycle events were recorded

@@ -29,6 +29,7 @@ from ..workflows import Instance, InstanceQuery, RuntimeStatus, StartRequest, Wo
 from .completions import Completions
 from .dispatch import DIALECTS, Dispatch, Worker
 from .effects import Effects
+from .eligibility import WorkFilters
 from .leasing import lease_policy
 from .management import InstanceWatch, Management
 from .outbox import LifecycleOutbox
@@ -148,6 +149,10 @@ class Engine:
     def identify_worker(self, worker_id: int, app_id: str) -> None:
         """The worker's stream serves `app_id` (multi-app routing); "" leaves it unidentified."""
         self.dispatch.identify_worker(worker_id, app_id)
+
+    def filter_work(self, worker_id: int, filters: WorkFilters | None) -> None:
+        """The worker takes only the work its filters name (None: all of its dialect's)."""
+        self.dispatch.filter_work(worker_id, filters)
 
     def keep_histories(self, worker_id: int) -> None:
         """The worker advertised stateful history: its turns get only the new history events."""

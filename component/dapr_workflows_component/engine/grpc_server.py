@@ -36,6 +36,7 @@ from ..workflows import (
     statuses,
 )
 from . import Engine, metadata_app_id, wire
+from .eligibility import WorkFilters
 
 log = logging.getLogger("dapr_workflows.grpc")
 
@@ -304,6 +305,7 @@ class DialectServer:
     async def get_work_items(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         worker_id = self.engine.connect_worker(self.dialect, self.worker_capacity(raw), context.peer())
         self.engine.identify_worker(worker_id, metadata_app_id(context.invocation_metadata()))
+        self.engine.filter_work(worker_id, self.work_filters(raw))
         if self.keeps_histories(raw):
             self.engine.keep_histories(worker_id)
         try:
@@ -319,6 +321,10 @@ class DialectServer:
     def worker_capacity(self, raw: bytes) -> int:
         """How many work items the worker asks to hold at most; 0 when it does not say."""
         return 0
+
+    def work_filters(self, raw: bytes) -> WorkFilters | None:
+        """The work the worker said it handles (durabletask's workItemFilters); None: all."""
+        return None
 
     def keeps_histories(self, raw: bytes) -> bool:
         """Whether the worker advertises WORKER_CAPABILITY_STATEFUL_HISTORY (Dapr's dialect)."""
@@ -412,6 +418,9 @@ class DurableTaskDialectServer(DialectServer):
     def worker_capacity(self, raw: bytes) -> int:
         req: mpb.GetWorkItemsRequest = parse(mpb.GetWorkItemsRequest, raw)
         return max(req.maxConcurrentOrchestrationWorkItems, 0) + max(req.maxConcurrentActivityWorkItems, 0)
+
+    def work_filters(self, raw: bytes) -> WorkFilters | None:
+        return WorkFilters.from_request(parse(mpb.GetWorkItemsRequest, raw))
 
     def start_request(self, raw: bytes) -> StartRequest:
         start = super().start_request(raw)

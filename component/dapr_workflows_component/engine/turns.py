@@ -34,7 +34,7 @@ from ..workflows import (
     runs_execution,
 )
 from . import propagation, routing, wire
-from .effects import Effects
+from .effects import Effects, NewWork
 from .outbox import LifecycleOutbox
 from .wire import history_event, now_us
 
@@ -276,6 +276,9 @@ class Turns:
         router, target = step.router(action)
         step.fx.activities.append((activity_id, inst.dialect))
         step.fx.activity_apps[activity_id] = target
+        # An activity without a version of its own is matched by its orchestration's (eligibility.py).
+        version = a.version.value if a.HasField("version") else inst.version
+        step.fx.activity_work[activity_id] = NewWork(a.name, version, inst.instance_id)
         event = history_event(step.now, action.id, taskScheduled=scheduled)
         if router is not None:
             event.router.CopyFrom(router)
@@ -456,6 +459,7 @@ class Turns:
             t.add_inbox(inst.instance_id, row.event, row.visible_at)
         t.put_instance(inst)
         fx.history[inst.instance_id] = []
+        fx.instance_work[inst.instance_id] = NewWork(inst.name, inst.version, inst.instance_id)
         fx.ready[inst.instance_id] = inst.dialect
         fx.changed.add(inst.instance_id)
 
@@ -500,6 +504,7 @@ class Turns:
             execution_started(inst, now, parent, router), inst.parent_instance_id
         )
         fx.instance_apps[instance_id] = routing.router_target(router) if router is not None else ""
+        fx.instance_work[instance_id] = NewWork(name, version, inst.parent_instance_id or "")
         t.add_inbox(instance_id, started, visible_at)
         fx.history[instance_id] = []
         fx.changed.add(instance_id)
