@@ -1,7 +1,7 @@
 """The engine's public API: what adapters (gRPC, binding, HTTP, triggers, CLI) may import."""
 
 from .bulk import bulk_purge, bulk_terminate, counts, list_page
-from .engine import Engine, metadata_app_id
+from .engine import Engine, WorkFilters, metadata_app_id
 from .grpc_server import server_options  # after Engine, which it imports
 from .outbox import Delivery, LifecycleDispatcher, LifecycleStream
 from .rewind import rewound_details
@@ -13,6 +13,7 @@ __all__ = [
     "EngineSettings",
     "LifecycleDispatcher",
     "LifecycleStream",
+    "WorkFilters",
     "bulk_purge",
     "bulk_terminate",
     "counts",

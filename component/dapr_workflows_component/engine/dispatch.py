@@ -212,7 +212,8 @@ class Dispatch:
         label = self.items.label(key)
         first_of_its_kind = self._queues[dialect].put(key, label, self.items.age(key), self.items.fresh(key))
         self._notify(dialect)
-        if first_of_its_kind and label is not None and not self._anyone_may_take(dialect, label):
+        workers = [w for w in self.workers.values() if w.dialect == dialect] if first_of_its_kind else []
+        if label is not None and first_of_its_kind and not any(self.may_take(w, label) for w in workers):
             what = f"workflow {key.instance_id!r}" if isinstance(key, InstanceWork) else "an activity"
             log.info("%s waits for a worker %s: none is connected", what, eligibility.describe(label))
 
@@ -231,11 +232,6 @@ class Dispatch:
     def may_take(self, worker: Worker, label: WorkLabel | None) -> bool:
         """The rule (eligibility.may_take): may `worker` take work of `label` (None: not known yet)?"""
         return eligibility.may_take(worker.eligibility, label, self.served_apps(worker.dialect))
-
-    def _anyone_may_take(self, dialect: str, label: WorkLabel) -> bool:
-        apps = self.served_apps(dialect)
-        workers = (w for w in self.workers.values() if w.dialect == dialect)
-        return any(eligibility.may_take(w.eligibility, label, apps) for w in workers)
 
     def label_of(self, key: WorkKey) -> WorkLabel | None:
         """What the work is (for who may take it); None when not known yet."""

@@ -43,7 +43,7 @@ log = logging.getLogger("dapr_workflows.engine")
 
 T = TypeVar("T")
 
-__all__ = ["DIALECTS", "Engine", "EngineSettings", "metadata_app_id"]
+__all__ = ["DIALECTS", "Engine", "EngineSettings", "WorkFilters", "metadata_app_id"]
 
 
 class Engine:

@@ -35,8 +35,7 @@ from ..workflows import (
     require_instance_id,
     statuses,
 )
-from . import Engine, metadata_app_id, wire
-from .eligibility import WorkFilters
+from . import Engine, WorkFilters, metadata_app_id, wire
 
 log = logging.getLogger("dapr_workflows.grpc")
 
