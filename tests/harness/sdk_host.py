@@ -37,13 +37,16 @@ class SdkHost:
         log_path: Path,
         worker: bool = True,
         env: dict[str, str] | None = None,
+        module: str | None = None,
+        host_args: tuple[str, ...] = (),
     ) -> None:
-        """`env` is added to the host's environment (e.g. DAPR_API_TOKEN, which Dapr's SDK reads)."""
+        """`env` is added to the host's environment (e.g. DAPR_API_TOKEN, which Dapr's SDK reads);
+        `module` replaces the dialect's host (`tests.sdk_apps.<dialect>_host`), given `host_args`."""
         self.dialect = dialect
         self.address = address
         self.log_path = log_path
-        module = f"tests.sdk_apps.{dialect}_host"
-        args = [sys.executable, "-m", module, "--address", address]
+        module = module or f"tests.sdk_apps.{dialect}_host"
+        args = [sys.executable, "-m", module, "--address", address, *host_args]
         if not worker:
             args.append("--no-worker")
         self._log = open(log_path, "ab")

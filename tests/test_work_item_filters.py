@@ -1,0 +1,131 @@
+"""Work-item filters and strict versioning (durabletask's `GetWorkItemsRequest.workItemFilters`)
+with real durabletask workers, each in its own process, registering only some orchestrators and
+activities and sending the filters the SDK generates from them; on SQLite and PostgreSQL.
+
+Checked: each worker gets only the work it registered (an orchestration on one worker calls an
+activity only another has); a name no worker registered waits, PENDING, logged once, and completes
+when a worker that has it connects; with strict versioning an orchestration whose version no
+connected worker has stays PENDING instead of failing, and runs when a worker of that version
+connects, its activities on a worker of its version too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.durability import connected_workers, wait_until, wait_worker_connected
+from tests.harness.engine_process import EngineProcess
+from tests.harness.sdk_host import SdkHost
+
+STORES = ("sqlite", "postgresql")
+HOST = "tests.sdk_apps.durabletask_filter_host"
+
+Hosts = Callable[..., SdkHost]
+
+
+@pytest.fixture
+def workers(engine: EngineProcess, tmp_path: Path) -> Iterator[Hosts]:
+    """Starts filter hosts: `workers(tag, "name,name", version=None, worker=True)`; waits until
+    each worker's stream is connected."""
+    started: list[SdkHost] = []
+
+    def start(tag: str, register: str = "", version: str | None = None, worker: bool = True) -> SdkHost:
+        before = connected_workers(engine, "durabletask")
+        args = ("--tag", tag, "--register", register, *(("--version", version) if version else ()))
+        host = SdkHost(
+            "durabletask",
+            engine.address("durabletask"),
+            tmp_path / f"{tag}.log",
+            worker=worker,
+            module=HOST,
+            host_args=args,
+        )
+        started.append(host)
+        if worker:
+            wait_worker_connected(engine, "durabletask", count=before + 1)
+        return host
+
+    yield start
+    for host in started:
+        host.close()
+
+
+def output(state: dict[str, Any] | None) -> Any:
+    assert state is not None and state["status"] == "COMPLETED", state
+    return json.loads(state["output"])
+
+
+def status(client: SdkHost, instance_id: str) -> str:
+    state = client.call("get", instance_id=instance_id)
+    assert state is not None
+    return str(state["status"])
+
+
+def test_each_worker_gets_only_what_it_registered(engine: EngineProcess, workers: Hosts) -> None:
+    a = workers("A", "alpha_flow,alpha_step")
+    workers("B", "beta_flow,beta_step")
+    runs = []
+    for flow in ("alpha_flow", "beta_flow") * 3:
+        iid = uuid.uuid4().hex
+        a.call("start", workflow=flow, instance_id=iid)
+        runs.append((flow, iid))
+    results = [(flow, output(a.call("wait_done", instance_id=iid))) for flow, iid in runs]
+    for flow, result in results:
+        if flow == "alpha_flow":  # on A, its second activity only B has
+            assert result == {"flow": "A", "alpha": "A", "beta": "B"}
+        else:
+            assert result == {"flow": "B", "beta": "B"}
+    log = engine.log_text()
+    assert "not registered" not in log.lower() and "Traceback" not in log
+
+
+def test_an_unregistered_name_waits_pending_until_a_worker_has_it(
+    engine: EngineProcess, workers: Hosts
+) -> None:
+    a = workers("A", "alpha_flow,alpha_step,beta_step")
+    waiting = [uuid.uuid4().hex for _ in range(3)]
+    for iid in waiting:
+        a.call("start", workflow="gamma_flow", instance_id=iid)
+    done = uuid.uuid4().hex
+    a.call("start", workflow="alpha_flow", instance_id=done)
+    assert output(a.call("wait_done", instance_id=done)) == {"flow": "A", "alpha": "A", "beta": "A"}
+    wait_until(
+        lambda: "waits for a worker that handles orchestration 'gamma_flow'" in engine.log_text(),
+        10,
+        "the engine to log that gamma_flow waits",
+    )
+    time.sleep(1.0)  # it would have been given to A (and failed there) by now
+    assert [status(a, iid) for iid in waiting] == ["PENDING"] * 3
+    assert engine.log_text().count("handles orchestration 'gamma_flow'") == 1  # logged once
+    workers("C", "gamma_flow")
+    assert [output(a.call("wait_done", instance_id=iid)) for iid in waiting] == [{"flow": "C"}] * 3
+
+
+def test_strict_versioning_leaves_an_unknown_version_pending_until_its_worker_connects(
+    engine: EngineProcess, workers: Hosts
+) -> None:
+    v1 = workers("old", "versioned_flow,versioned_step", version="1.0")
+    newer, older = uuid.uuid4().hex, uuid.uuid4().hex
+    v1.call("start", workflow="versioned_flow", instance_id=newer, version="2.0")
+    v1.call("start", workflow="versioned_flow", instance_id=older, version="1.0")
+    assert output(v1.call("wait_done", instance_id=older)) == {
+        "flow": "old@1.0",
+        "step": "old@1.0",
+        "version": "1.0",
+    }
+    time.sleep(1.0)
+    assert status(v1, newer) == "PENDING"  # not failed by the 1.0 worker
+    assert "version '2.0'" in engine.log_text()
+    workers("new", "versioned_flow,versioned_step", version="2.0")
+    assert output(v1.call("wait_done", instance_id=newer)) == {
+        "flow": "new@2.0",
+        "step": "new@2.0",  # its activity, unversioned, went to a worker of its version
+        "version": "2.0",
+    }
