@@ -242,6 +242,8 @@ class Dispatch:
         worker = self.workers.get(worker_id)
         if worker is not None and filters is not None:
             worker.filters = filters
+            counts = ", ".join(f"{len(names)} {kind} names" for kind, names in filters.names.items())
+            log.info("worker %d takes only the work its filters name (%s)", worker_id, counts)
             self._notify(worker.dialect)
 
     def identify_worker(self, worker_id: int, app_id: str) -> None:

@@ -75,11 +75,6 @@ class WorkQueue(Generic[K]):
         self._lane_of[key] = lane
         return created
 
-    def label_waiting(self, key: K) -> WorkLabel | None:
-        """The label the key was queued under."""
-        lane = self._lane_of.get(key)
-        return lane.label if lane is not None else None
-
     def take(
         self, may_take: Callable[[WorkLabel | None], bool], avoid: Callable[[K], bool] = _never
     ) -> K | None:
