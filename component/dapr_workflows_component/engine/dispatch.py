@@ -452,6 +452,8 @@ class Dispatch:
             # sweep or a restart finds the work again); leased again below if a turn was read.
             self._state.pop(key, None)
         if inst is None or not inbox_ids:
+            if inst is None or inst.status.is_terminal:  # gone, done, or another engine's now
+                self.items.forget(key)
             if instance_id in self._arrived_while_busy:  # an event came while the store was read
                 self._arrived_while_busy.discard(instance_id)
                 if inst is not None:
@@ -501,6 +503,7 @@ class Dispatch:
         finally:
             self._state.pop(key, None)
         if row is None:
+            self.items.forget(key)  # done, or another engine's
             return None
         if self.items.label(key) is None:
             # Work this engine did not create: its app is in the instance's history.
