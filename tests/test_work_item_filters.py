@@ -6,12 +6,16 @@ Checked: each worker gets only the work it registered (an orchestration on one w
 activity only another has); a name no worker registered waits, PENDING, logged once, and completes
 when a worker that has it connects; with strict versioning an orchestration whose version no
 connected worker has stays PENDING instead of failing, and runs when a worker of that version
-connects, its activities on a worker of its version too.
+connects, its activities on a worker of its version too. The first two scenarios and the PENDING
+version are also run on durabletask's own reference backend, which must observe the same (it never
+gives a strict worker an activity, which the SDK schedules without a version: see eligibility.py).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,8 +25,8 @@ from typing import Any
 import pytest
 
 from tests.harness.durability import connected_workers, wait_until, wait_worker_connected
-from tests.harness.engine_process import EngineProcess
-from tests.harness.sdk_host import SdkHost
+from tests.harness.engine_process import EngineProcess, free_port
+from tests.harness.sdk_host import REPO, SdkHost
 
 STORES = ("sqlite", "postgresql")
 HOST = "tests.sdk_apps.durabletask_filter_host"
@@ -55,6 +59,39 @@ def workers(engine: EngineProcess, tmp_path: Path) -> Iterator[Hosts]:
     yield start
     for host in started:
         host.close()
+
+
+@pytest.fixture
+def reference_workers(tmp_path: Path) -> Iterator[Hosts]:
+    """Filter hosts on durabletask's reference backend (`durabletask.testing`), in a process of its own."""
+    port = free_port()
+    backend = subprocess.Popen(
+        [sys.executable, "-m", "tests.sdk_apps.durabletask_reference_backend", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "reference-backend.log", "ab"),
+    )
+    assert backend.stdout is not None and backend.stdout.readline().strip() == b"listening"
+    started: list[SdkHost] = []
+
+    def start(tag: str, register: str = "", version: str | None = None, worker: bool = True) -> SdkHost:
+        args = ("--tag", tag, "--register", register, *(("--version", version) if version else ()))
+        host = SdkHost(
+            "durabletask",
+            f"localhost:{port}",
+            tmp_path / f"ref-{tag}.log",
+            worker,
+            module=HOST,
+            host_args=args,
+        )
+        started.append(host)
+        return host
+
+    yield start
+    for host in started:
+        host.close()
+    backend.kill()
+    backend.wait(timeout=10)
 
 
 def output(state: dict[str, Any] | None) -> Any:
@@ -129,3 +166,35 @@ def test_strict_versioning_leaves_an_unknown_version_pending_until_its_worker_co
         "step": "new@2.0",  # its activity, unversioned, went to a worker of its version
         "version": "2.0",
     }
+
+
+def observed(workers: Hosts) -> dict[str, Any]:
+    """What a client sees, on either backend: two workers with their own names, a name no worker has,
+    and a version no worker has (strict versioning)."""
+    a = workers("A", "alpha_flow,alpha_step")
+    workers("B", "beta_flow,beta_step")
+    workers("old", "versioned_flow", version="1.0")
+    ids = {name: uuid.uuid4().hex for name in ("alpha", "beta", "gamma", "v2")}
+    for name, flow in (("alpha", "alpha_flow"), ("beta", "beta_flow"), ("gamma", "gamma_flow")):
+        a.call("start", workflow=flow, instance_id=ids[name])
+    a.call("start", workflow="versioned_flow", instance_id=ids["v2"], version="2.0")
+    seen: dict[str, Any] = {
+        "alpha": output(a.call("wait_done", instance_id=ids["alpha"])),
+        "beta": output(a.call("wait_done", instance_id=ids["beta"])),
+    }
+    time.sleep(1.5)
+    seen["waiting"] = [status(a, ids["gamma"]), status(a, ids["v2"])]
+    workers("C", "gamma_flow")
+    seen["gamma"] = output(a.call("wait_done", instance_id=ids["gamma"]))
+    return seen
+
+
+def test_filters_as_the_reference_backend(workers: Hosts, reference_workers: Hosts) -> None:
+    expected = observed(reference_workers)
+    assert expected == {
+        "alpha": {"flow": "A", "alpha": "A", "beta": "B"},
+        "beta": {"flow": "B", "beta": "B"},
+        "waiting": ["PENDING", "PENDING"],
+        "gamma": {"flow": "C"},
+    }
+    assert observed(workers) == expected
