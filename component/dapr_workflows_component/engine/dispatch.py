@@ -360,7 +360,6 @@ class Dispatch:
                 avoid,
             )
             if key is not None:
-                self._expired_on.pop(key, None)
                 break
             if not await self._wait_any(wake, deadline - loop.time()):
                 return None
@@ -542,6 +541,9 @@ class Dispatch:
         """Records that the worker holds the lease, until it ends or `seconds` pass."""
         self._state[lease.key] = WorkState.LEASED
         self._leases[lease.key] = lease
+        # Kept until now: a claim that failed (the store had not seen the release yet) offers it
+        # again, still to another worker first.
+        self._expired_on.pop(lease.key, None)
         self._tokens[lease.token] = lease.key
         worker = self.workers.get(lease.worker_id)
         if worker is not None:
