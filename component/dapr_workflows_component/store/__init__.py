@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .base import ActivityRow, Announcement, InboxRow, Store, StoreTx, StoreUnavailable
+from .base import (
+    ActivityRow,
+    Announcement,
+    EntityRow,
+    InboxRow,
+    LockRequestRow,
+    Store,
+    StoreTx,
+    StoreUnavailable,
+)
 from .sqlite import SQLiteStore
 
 
@@ -29,7 +38,9 @@ def open_store(url: str) -> Store:
 __all__ = [
     "ActivityRow",
     "Announcement",
+    "EntityRow",
     "InboxRow",
+    "LockRequestRow",
     "SQLiteStore",
     "Store",
     "StoreTx",
