@@ -143,6 +143,25 @@ def require_instance_id(instance_id: str) -> None:
     _check_length("instance ID", instance_id, MAX_ANY_INSTANCE_ID_LENGTH)
 
 
+def is_entity_id(instance_id: str) -> bool:
+    """Whether the ID names a durable entity ("@name@key", the durabletask SDK's form)."""
+    return instance_id.startswith("@") and instance_id.find("@", 1) > 1
+
+
+def is_durable_entity(instance: Instance) -> bool:
+    return instance.dialect == "durabletask" and is_entity_id(instance.instance_id)
+
+
+def require_entity_id(instance_id: str) -> str:
+    """Checks a durable entity's ID ("@name@key"); returns the entity's name."""
+    require_instance_id(instance_id)
+    if not is_entity_id(instance_id):
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT, f"{instance_id!r} is not an entity ID: expected \"@name@key\""
+        )
+    return instance_id[1 : instance_id.find("@", 1)]
+
+
 def _check_length(what: str, text: str, limit: int) -> None:
     if len(text) > limit:
         raise WorkflowError(
@@ -209,6 +228,12 @@ def check_caller_payload(what: str, payload: str | bytes | None, limit: int) -> 
 def check_start(req: StartRequest, limit: int) -> None:
     """Everything a start asks for that can be checked before the store is asked."""
     validate_new_instance_id(req.instance_id)
+    if req.dialect == "durabletask" and is_entity_id(req.instance_id):
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"{req.instance_id!r} has the form of a durable entity's ID (\"@name@key\"); "
+            "a workflow instance ID must not",
+        )
     require_workflow_name(req.name)
     if req.version is not None:
         _check_length("workflow version", req.version, MAX_NAME_LENGTH)
@@ -314,7 +339,8 @@ def check_resume_allowed(instance: Instance) -> bool:
 
 
 def check_purge_allowed(instance: Instance, force: bool) -> None:
-    if force or instance.status.is_terminal:
+    # A durable entity is never terminal: purging it deletes its state.
+    if force or instance.status.is_terminal or is_durable_entity(instance):
         return
     raise WorkflowError(
         ErrorCode.FAILED_PRECONDITION,

@@ -33,13 +33,13 @@ import itertools
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..store import Store, StoreTx
 from ..telemetry.observer import EngineObserver
-from ..workflows import Instance
+from ..workflows import Instance, is_entity_id
 from . import propagation, routing, wire
 from .effects import Effects
 from .history_cache import HistoryCache
@@ -168,6 +168,8 @@ class Dispatch:
         self._boot = uuid.uuid4().hex[:12]
         self._worker_ids = itertools.count(1)
         self.stalls = StallWatch(settings.worker_stall_seconds, self._stalled)
+        # Leases a durable entity's batch instead of a turn (entity_service.py); set by the engine.
+        self.entity_lease: Callable[[InstanceWork, int], Awaitable[bytes | None]] | None = None
 
     def start(self) -> None:
         for dialect in DIALECTS:
@@ -332,7 +334,8 @@ class Dispatch:
                 continue
             try:
                 if isinstance(key, InstanceWork):
-                    item = await self._lease_turn(key, worker_id)
+                    entity = dialect == "durabletask" and is_entity_id(key.instance_id)
+                    item = await ((entity and self.entity_lease) or self._lease_turn)(key, worker_id)
                 else:
                     item = await self._lease_activity(key, dialect, worker_id)
             except asyncio.CancelledError:

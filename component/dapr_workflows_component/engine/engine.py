@@ -29,6 +29,7 @@ from ..workflows import Instance, InstanceQuery, RuntimeStatus, StartRequest, Wo
 from .completions import Completions
 from .dispatch import DIALECTS, Dispatch, Worker
 from .effects import Effects
+from .entity_service import EntityService
 from .leasing import lease_policy
 from .management import InstanceWatch, Management
 from .outbox import LifecycleOutbox
@@ -66,6 +67,7 @@ class Engine:
         self.management = Management(
             store, self.turns, self.commit, self.watch, s.max_payload_bytes, self.leasing.change_poll_seconds
         )
+        self.entities = EntityService(store, self.dispatch, self.turns, self.commit, s.max_payload_bytes)
 
     @property
     def workers(self) -> dict[int, Worker]:
@@ -166,8 +168,10 @@ class Engine:
     async def complete_activity(self, response: pb.ActivityResponse) -> None:
         await self.completions.complete_activity(response)
 
-    async def complete_orchestration(self, response: pb.WorkflowResponse) -> None:
-        await self.completions.complete_orchestration(response)
+    async def complete_orchestration(
+        self, response: pb.WorkflowResponse, entity_messages: list[tuple[int, bytes]] | None = None
+    ) -> None:
+        await self.completions.complete_orchestration(response, entity_messages)
 
     async def refuse_turn(self, instance_id: str, token: str, err: WorkflowError) -> None:
         await self.completions.refuse_turn(instance_id, token, err)
