@@ -16,7 +16,7 @@ import pytest
 
 from tests.harness.durability import call_after_restart, wait_until, wait_worker_connected
 from tests.harness.engine_process import EngineProcess, free_port
-from tests.harness.sdk_host import REPO, SdkHost
+from tests.harness.sdk_host import REPO, SdkError, SdkHost
 
 STORES = ("sqlite", "postgresql")
 
@@ -263,3 +263,27 @@ def test_kill_while_an_entity_holds_a_lock(engine: EngineProcess, ours: SdkHost)
     assert _done(ours, waiter) == ("COMPLETED", "[3, 3]")
     assert _settled(ours, "Account", held, 103) == 103
     assert _lock_of(ours, held) is None and _lock_of(ours, other) is None
+
+
+def test_entities_are_listed_and_read_like_instances_and_purged_with_their_state(ours: SdkHost) -> None:
+    """An entity is an instance `@name@key` (running while it exists): GetInstance and the listing
+    show it, purging it deletes its state, and calls meant for workflows refuse it."""
+    key = uuid.uuid4().hex
+    ours.call("signal_entity", entity="counter", key=key, operation="add", input=3)
+    _settled(ours, "counter", key, 3)
+    entity_id = f"@counter@{key}"
+    state = ours.call("get", instance_id=entity_id)
+    assert (state["name"], state["status"]) == ("counter", "RUNNING")
+    assert entity_id in ours.call("list_ids", page_size=1000)
+    for op, args in (("terminate", {}), ("suspend", {}), ("raise_event", {"name": "x"})):
+        with pytest.raises(SdkError) as err:
+            ours.call(op, instance_id=entity_id, **args)
+        assert "FAILED_PRECONDITION" in str(err.value) and "durable entity" in str(err.value)
+    with pytest.raises(SdkError) as err:
+        ours.call("start", workflow="echo_flow", instance_id=f"@counter@{key}-2")
+    assert "INVALID_ARGUMENT" in str(err.value)
+    assert ours.call("purge", instance_id=entity_id) == 1
+    assert ours.call("get_entity", entity="counter", key=key) is None
+    assert ours.call("get", instance_id=entity_id) is None
+    ours.call("signal_entity", entity="counter", key=key, operation="add", input=1)
+    assert _settled(ours, "counter", key, 1) == 1  # a new entity, from nothing
