@@ -155,20 +155,15 @@ def is_durable_entity(instance: Instance) -> bool:
 def check_not_entity(instance: Instance) -> None:
     """Raise, suspend, resume and terminate apply to workflows; an entity takes signals."""
     if is_durable_entity(instance):
-        raise WorkflowError(
-            ErrorCode.FAILED_PRECONDITION,
-            f"{instance.instance_id!r} is a durable entity: signal it instead, "
-            "or purge it to delete its state",
-        )
+        message = f"{instance.instance_id!r} is a durable entity: signal it, or purge it to delete its state"
+        raise WorkflowError(ErrorCode.FAILED_PRECONDITION, message)
 
 
 def require_entity_id(instance_id: str) -> str:
     """Checks a durable entity's ID ("@name@key"); returns the entity's name."""
     require_instance_id(instance_id)
     if not is_entity_id(instance_id):
-        raise WorkflowError(
-            ErrorCode.INVALID_ARGUMENT, f'{instance_id!r} is not an entity ID: expected "@name@key"'
-        )
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f'{instance_id!r} is not an entity ID ("@name@key")')
     return instance_id[1 : instance_id.find("@", 1)]
 
 
@@ -239,11 +234,7 @@ def check_start(req: StartRequest, limit: int) -> None:
     """Everything a start asks for that can be checked before the store is asked."""
     validate_new_instance_id(req.instance_id)
     if req.dialect == "durabletask" and is_entity_id(req.instance_id):
-        raise WorkflowError(
-            ErrorCode.INVALID_ARGUMENT,
-            f'{req.instance_id!r} has the form of a durable entity\'s ID ("@name@key"); '
-            "a workflow instance ID must not",
-        )
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f"{req.instance_id!r} is a durable entity's ID")
     require_workflow_name(req.name)
     if req.version is not None:
         _check_length("workflow version", req.version, MAX_NAME_LENGTH)

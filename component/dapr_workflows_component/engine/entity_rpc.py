@@ -12,8 +12,7 @@ from google.protobuf.message import DecodeError
 
 from ..protos import durabletask_dialect_pb2 as mpb
 from ..workflows import DEFAULT_PAGE_SIZE, ErrorCode, WorkflowError
-from . import Engine, wire
-from .entity_service import EntityInfo
+from . import Engine, EntityInfo, wire
 
 Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from .base import (
     ActivityRow,
     Announcement,
-    EntityRow,
     InboxRow,
-    LockRequestRow,
     Store,
     StoreTx,
     StoreUnavailable,
 )
+from .entity_base import EntityRow, LockRequestRow
 from .sqlite import SQLiteStore
 
 

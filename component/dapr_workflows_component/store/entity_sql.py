@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .base import EntityRow, LockRequestRow
+from .entity_base import EntityRow, EntityTx, LockRequestRow
 
 ENTITY_COLUMNS = "instance_id, state, locked_by, lock_owner, modified_at"
 
@@ -44,7 +44,7 @@ def _entity(row: Sequence[Any]) -> EntityRow:
     return EntityRow(row[0], row[1], row[2], row[3], int(row[4]))
 
 
-class EntitySql(abc.ABC):
+class EntitySql(EntityTx):
     """The entity methods of a store transaction; `_execute` and `_id_prefix` are the store's."""
 
     @abc.abstractmethod
