@@ -491,8 +491,16 @@ class StoreContract:
                 LockRequestRow(first, "cs-1", "o1", ["@a@1", "@b@1"]),
                 LockRequestRow(second, "cs-2", "o2", ["@a@1"]),
             ]
+            assert await s.see(lambda t: [t.has_entity_locks(o) for o in ("o1", "o2", "o3")]) == [
+                True,
+                True,
+                False,
+            ]
             await s.do(lambda t: t.delete_lock_requests([first]))
             assert [r.id for r in await s.see(lambda t: t.lock_requests())] == [second]
+            assert await s.see(lambda t: t.has_entity_locks("o1")) is False
+            await s.do(lambda t: t.put_entity(EntityRow("@a@1", None, "cs-1", "o1", 1)))
+            assert await s.see(lambda t: t.has_entity_locks("o1")) is True
 
         with_store(kind, body)
 

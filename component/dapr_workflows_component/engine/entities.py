@@ -248,6 +248,8 @@ class Entities:
 
     def release_all(self, t: StoreTx, owner: str, now: int, fx: Effects) -> None:
         """The orchestration `owner` finished or is deleted: its locks and lock requests go."""
+        if not t.has_entity_locks(owner):
+            return  # the common case, in one look-up
         held = t.entities_locked_by(owner)
         asked = [r.id for r in t.lock_requests() if r.owner == owner]
         if not held and not asked:

@@ -55,6 +55,10 @@ class EntityTx(abc.ABC):
     def entities_locked_by(self, owner: str) -> list[EntityRow]: ...
 
     @abc.abstractmethod
+    def has_entity_locks(self, owner: str) -> bool:
+        """Whether the orchestration holds or waits for any entity lock (one indexed look-up)."""
+
+    @abc.abstractmethod
     def add_lock_request(self, critical_section_id: str, owner: str, lock_set: list[str]) -> int: ...
 
     @abc.abstractmethod

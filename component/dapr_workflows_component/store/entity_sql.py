@@ -105,6 +105,14 @@ class EntitySql(EntityTx):
         )
         return [_entity(r) for r in rows.fetchall()]
 
+    def has_entity_locks(self, owner: str) -> bool:
+        row = self._execute(
+            "SELECT 1 FROM entities WHERE lock_owner = ? "
+            "UNION ALL SELECT 1 FROM entity_lock_requests WHERE owner = ? LIMIT 1",
+            (owner, owner),
+        ).fetchone()
+        return row is not None
+
     def add_lock_request(self, critical_section_id: str, owner: str, lock_set: list[str]) -> int:
         row = self._execute(
             "INSERT INTO entity_lock_requests (critical_section_id, owner, lock_set) VALUES (?, ?, ?) "
