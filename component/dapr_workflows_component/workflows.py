@@ -233,8 +233,6 @@ def check_caller_payload(what: str, payload: str | bytes | None, limit: int) -> 
 def check_start(req: StartRequest, limit: int) -> None:
     """Everything a start asks for that can be checked before the store is asked."""
     validate_new_instance_id(req.instance_id)
-    if req.dialect == "durabletask" and is_entity_id(req.instance_id):
-        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f"{req.instance_id!r} is a durable entity's ID")
     require_workflow_name(req.name)
     if req.version is not None:
         _check_length("workflow version", req.version, MAX_NAME_LENGTH)

@@ -206,3 +206,35 @@ def test_bad_messages_are_refused(m: EntityMachine) -> None:
     assert err.value.code == ErrorCode.INVALID_ARGUMENT
     with pytest.raises(WorkflowError):
         m.send("o", _call(E1, ""))
+
+
+def test_a_refused_action_of_an_entity_leaves_the_rest_of_its_result(m: EntityMachine) -> None:
+    m.tx(lambda t: m.entities.signal(t, E1, "add", "1", "r", None, now_us(), Effects()))
+    batch = m.tx(lambda t: m.entities.next_batch(t, E1, t.inbox(E1, now_us())))
+    result = mpb.EntityBatchResult(
+        actions=[
+            mpb.OperationAction(
+                id=0, sendSignal=mpb.SendSignalAction(instanceId="not-an-entity", name="add")
+            ),
+            mpb.OperationAction(
+                id=1, startNewOrchestration=mpb.StartNewOrchestrationAction(instanceId="@bad@id", name="wf")
+            ),
+            mpb.OperationAction(id=2, sendSignal=mpb.SendSignalAction(instanceId=E2, name="add")),
+        ],
+    )
+    result.entityState.value = "1"
+    m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, result, now_us(), Effects()))
+    assert m.tx(lambda t: t.get_entity(E1)).state == "1"  # type: ignore[union-attr]
+    assert [op.entityOperationSignaled.operation for op in m.batch_ops(E2)] == ["add"]
+    assert m.tx(lambda t: t.get_instance("@bad@id")) is None
+
+
+def test_a_refused_batch_fails_its_calls_and_keeps_the_state(m: EntityMachine) -> None:
+    m.orchestration("o")
+    m.send("o", _call(E1, "grow", "req-1"))
+    batch = m.tx(lambda t: m.entities.next_batch(t, E1, t.inbox(E1, now_us())))
+    m.tx(lambda t: m.entities.refuse(t, batch.inbox_ids, batch.operations, "too big", now_us(), Effects()))
+    [answer] = [mpb.HistoryEvent.FromString(e) for e in m.inbox("o")]
+    assert answer.entityOperationFailed.requestId == "req-1"
+    assert answer.entityOperationFailed.failureDetails.errorMessage == "too big"
+    assert m.inbox(E1) == [] and m.tx(lambda t: t.get_entity(E1)).state is None  # type: ignore[union-attr]

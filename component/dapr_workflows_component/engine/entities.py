@@ -33,8 +33,8 @@ from ..workflows import (
     check_payload_size,
     is_entity_id,
     require_entity_id,
-    require_instance_id,
     require_name,
+    validate_new_instance_id,
 )
 from . import wire
 from .effects import Effects
@@ -298,8 +298,27 @@ class Entities:
             if info.responseDestination.instanceId and index < len(result.results):
                 self._answer(t, info, result.results[index], now, fx)
         for action in result.actions:
-            self._entity_action(t, entity_id, action, now, fx)
+            try:
+                self._entity_action(t, entity_id, action, now, fx)
+            except WorkflowError as err:  # checked before anything is written: the others still go
+                log.warning("entity %r: an operation's action was refused: %s", entity_id, err.message)
         fx.ready[entity_id] = DIALECT  # more may wait (a long backlog, calls of the lock holder)
+
+    def refuse(
+        self, t: StoreTx, inbox_ids: list[int], operations: list[bytes], message: str, now: int, fx: Effects
+    ) -> None:
+        """A batch whose result cannot be recorded (e.g. a state over the payload limit): its
+        operations are consumed and each call fails with the reason; the state stays as it was."""
+        t.delete_inbox(inbox_ids)
+        details = mpb.TaskFailureDetails(errorType="EntityResultRefused", errorMessage=message)
+        for raw in operations:
+            called = mpb.HistoryEvent.FromString(raw).entityOperationCalled
+            if called.parentInstanceId.value:
+                destination = mpb.OrchestrationInstance(instanceId=called.parentInstanceId.value)
+                destination.executionId.CopyFrom(called.parentExecutionId)
+                info = mpb.OperationInfo(requestId=called.requestId, responseDestination=destination)
+                failed = mpb.OperationResult(failure=mpb.OperationResultFailure(failureDetails=details))
+                self._answer(t, info, failed, now, fx)
 
     @staticmethod
     def _answer(t: StoreTx, info: mpb.OperationInfo, res: mpb.OperationResult, now: int, fx: Effects) -> None:
@@ -334,7 +353,7 @@ class Entities:
             start = action.startNewOrchestration
             require_name("workflow name", start.name)
             instance_id = start.instanceId or wire.new_execution_id()
-            require_instance_id(instance_id)
+            validate_new_instance_id(instance_id)  # an entity's ID ("@name@key") is not one
             if t.get_instance(instance_id) is not None:
                 log.info("entity %r: workflow %r exists already; not started again", entity_id, instance_id)
                 return

@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 
 from ..protos import durabletask_dialect_pb2 as mpb
-from ..store import Store, StoreTx
-from ..workflows import ErrorCode, WorkflowError, check_caller_payload, is_entity_id, require_entity_id
+from ..store import Store, StoreTx, StoreUnavailable
+from ..workflows import WorkflowError, check_caller_payload, is_entity_id, require_entity_id
 from .completions import _fenced
 from .dispatch import Dispatch, InstanceWork, TurnLease
 from .effects import Commit, Effects
@@ -122,11 +122,21 @@ class EntityService:
                 fx,
             )
         except WorkflowError as err:
-            if err.code == ErrorCode.RESOURCE_EXHAUSTED:
-                # The state is over the limit: the batch fails as a whole and is not offered again.
+            if not isinstance(err, StoreUnavailable):
+                # E.g. a state over the limit: the batch fails as a whole and is not offered again.
                 log.warning("entity %r: %s; its batch is dropped", turn.instance_id, err.message)
                 fx = Effects()
-                await self.commit(lambda t: _fenced(t, lease, lambda: t.delete_inbox(turn.inbox_ids)), fx)
+                refused = err.message
+                await self.commit(
+                    lambda t: _fenced(
+                        t,
+                        lease,
+                        lambda: self.machine.refuse(
+                            t, turn.inbox_ids, turn.new_events, refused, now_us(), fx
+                        ),
+                    ),
+                    fx,
+                )
                 d.end(lease)
             elif d.is_current(lease):
                 d.release(lease)
