@@ -6,6 +6,7 @@ import pytest
 from dapr_workflows_component.engine.effects import Effects
 from dapr_workflows_component.engine.entities import MAX_BATCH, Entities
 from dapr_workflows_component.engine.wire import now_us, timestamp
+from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
 from dapr_workflows_component.protos import durabletask_dialect_pb2 as mpb
 from dapr_workflows_component.workflows import ErrorCode, Instance, RuntimeStatus, WorkflowError
 
@@ -238,3 +239,16 @@ def test_a_refused_batch_fails_its_calls_and_keeps_the_state(m: EntityMachine) -
     assert answer.entityOperationFailed.requestId == "req-1"
     assert answer.entityOperationFailed.failureDetails.errorMessage == "too big"
     assert m.inbox(E1) == [] and m.tx(lambda t: t.get_entity(E1)).state is None  # type: ignore[union-attr]
+
+
+def test_continue_as_new_ends_the_critical_section_and_drops_its_answers(m: EntityMachine) -> None:
+    m.orchestration("o")
+    m.orchestration("next")
+    m.send("o", _lock("cs", E1))
+    m.send("next", _lock("cs-next", E1))
+    assert m.owner_inbox("o") == ["entityLockGranted"]
+    inst = m.instance("o")
+    again = pb.CompleteWorkflowAction(workflowStatus=pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW)
+    m.tx(lambda t: m.turns.continue_as_new(t, inst, again, now_us(), Effects()))
+    assert m.lock(E1) == ("cs-next", "next")
+    assert m.owner_inbox("o") == ["executionStarted"]

@@ -448,12 +448,15 @@ class Turns:
     ) -> None:
         """Starts a new execution of the instance (on the same app) with the action's result as its
         input."""
-        # Events raised during the ended execution's last turn carry over; its timers and results don't.
+        # Events raised during the ended execution's last turn carry over; its timers and results don't,
+        # nor its entity answers and lock grants (the events Dapr's types do not name). Its locks go.
         kept = [
             r
             for r in t.inbox(inst.instance_id, END_OF_TIME_US)
-            if wire.event_type(r.event) not in EXECUTION_BOUND_EVENTS
+            if (kind := wire.event_type(r.event)) is not None and kind not in EXECUTION_BOUND_EVENTS
         ]
+        if self.instance_gone is not None:
+            self.instance_gone(t, inst, now, fx)
         t.clear_inbox(inst.instance_id)
         t.clear_history(inst.instance_id)
         fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
