@@ -244,6 +244,8 @@ def test_kill_while_an_entity_holds_a_lock(engine: EngineProcess, ours: SdkHost)
         input={"source": held, "target": other, "amount": 2},
         instance_id=waiter,
     )
+    # Its first turn asked for the lock: it runs, and waits.
+    wait_until(lambda: ours.call("get", instance_id=waiter)["status"] == "RUNNING", 20, "the waiter")
     ours.call("signal_entity", entity="Account", key=held, operation="deposit", input=100)
     wait_until(lambda: ours.call("get_entity", entity="Account", key=held)["backlog"] >= 1, 20, "the deposit")
 

@@ -189,16 +189,17 @@ class EntityService:
         def read(t: StoreTx) -> EntityPage:
             found: list[EntityInfo] = []
             cursor = after
-            while len(found) < page_size:
+            while True:
                 rows = t.query_entities(id_prefix, modified_from, modified_to, cursor, page_size)
                 for row in rows:
                     info = self._info(t, row.instance_id)
                     if info is not None and (include_transient or info.backlog == 0):
                         found.append(info)
+                        if len(found) == page_size:  # more may follow: the next page says
+                            return EntityPage(found, row.instance_id)
                 if len(rows) < page_size:
                     return EntityPage(found, None)
                 cursor = rows[-1].instance_id
-            return EntityPage(found[:page_size], found[page_size - 1].instance_id)
 
         return await self.store.read(read)
 
