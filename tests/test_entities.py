@@ -289,3 +289,39 @@ def test_entities_are_listed_and_read_like_instances_and_purged_with_their_state
     assert ours.call("get", instance_id=entity_id) is None
     ours.call("signal_entity", entity="counter", key=key, operation="add", input=1)
     assert _settled(ours, "counter", key, 1) == 1  # a new entity, from nothing
+
+
+def test_two_engines_sharing_postgresql_run_each_entity_one_batch_at_a_time(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two engines (replicas) on one PostgreSQL database, a worker and client on each: signals and
+    critical sections sent through both reach the same entities, each operation applied once."""
+    engines = [
+        EngineProcess(
+            tmp_path, "--store-lease-seconds", "2", store_url=postgres_url, log_name=f"engine-{n}.log"
+        )
+        for n in "ab"
+    ]
+    hosts: list[SdkHost] = []
+    try:
+        for n, engine in zip("ab", engines, strict=True):
+            engine.start()
+            hosts.append(SdkHost("durabletask", engine.address("durabletask"), tmp_path / f"host-{n}.log"))
+        key, a, b = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+        for n in range(20):
+            hosts[n % 2].call("signal_entity", entity="counter", key=key, operation="add", input=1)
+        assert _settled(hosts[0], "counter", key, 20, timeout=40) == 20
+        _run(hosts[0], "account_flow", {"key": a})  # balance 6
+        ids = []
+        for n, amount in enumerate((1, 2, 3)):
+            iid = uuid.uuid4().hex
+            args = {"source": a, "target": b, "amount": amount}
+            hosts[n % 2].call("start", workflow="transfer_flow", input=args, instance_id=iid)
+            ids.append(iid)
+        assert [_done(hosts[0], iid)[0] for iid in ids] == ["COMPLETED"] * 3
+        assert [_state(hosts[1], "Account", a), _state(hosts[1], "Account", b)] == [0, 6]
+    finally:
+        for host in hosts:
+            host.close()
+        for engine in engines:
+            engine.kill()
