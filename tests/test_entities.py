@@ -325,3 +325,21 @@ def test_two_engines_sharing_postgresql_run_each_entity_one_batch_at_a_time(
             host.close()
         for engine in engines:
             engine.kill()
+
+
+def test_a_delayed_signal_survives_a_kill(engine: EngineProcess, ours: SdkHost) -> None:
+    """A signal scheduled 8 s ahead is a durable timer: the engine dies (SIGKILL) before it is due,
+    and after the restart the signal runs once, not before its time."""
+    key = uuid.uuid4().hex
+    sent = time.monotonic()
+    ours.call("signal_entity", entity="counter", key=key, operation="add", input=1, delay=8)
+    engine.kill()
+    engine.start()
+    wait_worker_connected(engine, "durabletask")
+    found = call_after_restart(ours, "get_entity", entity="counter", key=key)
+    if time.monotonic() - sent < 7.5:  # else the restart (on a loaded machine) took longer than the delay
+        assert (found["state"], found["backlog"]) == (None, 1)
+    assert _settled(ours, "counter", key, 1, timeout=30) == 1
+    assert time.monotonic() - sent >= 7.5
+    time.sleep(1)
+    assert _state(ours, "counter", key) == 1
