@@ -198,6 +198,14 @@ def test_a_long_backlog_goes_in_batches_and_other_events_are_dropped(m: EntityMa
         m.tx(lambda t, n=n: m.entities.signal(t, E1, "add", str(n), f"r{n}", None, now_us(), Effects()))
     batch = m.tx(lambda t: m.entities.next_batch(t, E1, t.inbox(E1, now_us())))
     assert len(batch.operations) == MAX_BATCH
+    fx = Effects()
+    m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, mpb.EntityBatchResult(), now_us(), fx))
+    assert fx.ready == {E1: "durabletask"}  # the rest goes next
+    rest = m.tx(lambda t: m.entities.next_batch(t, E1, t.inbox(E1, now_us())))
+    assert len(rest.operations) == 5
+    fx = Effects()
+    m.tx(lambda t: m.entities.complete(t, E1, rest.inbox_ids, mpb.EntityBatchResult(), now_us(), fx))
+    assert fx.ready == {}
 
 
 def test_bad_messages_are_refused(m: EntityMachine) -> None:

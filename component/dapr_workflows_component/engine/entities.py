@@ -302,7 +302,8 @@ class Entities:
                 self._entity_action(t, entity_id, action, now, fx)
             except WorkflowError as err:  # checked before anything is written: the others still go
                 log.warning("entity %r: an operation's action was refused: %s", entity_id, err.message)
-        fx.ready[entity_id] = DIALECT  # more may wait (a long backlog, calls of the lock holder)
+        if len(inbox_ids) >= MAX_BATCH:  # a long backlog: the next batch waits
+            fx.ready[entity_id] = DIALECT
 
     def refuse(
         self, t: StoreTx, inbox_ids: list[int], operations: list[bytes], message: str, now: int, fx: Effects
