@@ -194,10 +194,14 @@ def test_a_purged_entity_loses_its_state(m: EntityMachine) -> None:
 
 
 def test_a_long_backlog_goes_in_batches_and_other_events_are_dropped(m: EntityMachine) -> None:
-    for n in range(MAX_BATCH + 5):
+    m.tx(lambda t: m.entities.signal(t, E1, "add", "0", "r", None, now_us(), Effects()))
+    stray = mpb.HistoryEvent(eventRaised=mpb.EventRaisedEvent(name="x")).SerializeToString()
+    stray_id = m.tx(lambda t: t.add_inbox(E1, stray, now_us()))
+    for n in range(1, MAX_BATCH + 5):
         m.tx(lambda t, n=n: m.entities.signal(t, E1, "add", str(n), f"r{n}", None, now_us(), Effects()))
     batch = m.tx(lambda t: m.entities.next_batch(t, E1, t.inbox(E1, now_us())))
     assert len(batch.operations) == MAX_BATCH
+    assert stray_id in batch.inbox_ids and stray not in batch.operations  # consumed, not run
     fx = Effects()
     m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, mpb.EntityBatchResult(), now_us(), fx))
     assert fx.ready == {E1: "durabletask"}  # the rest goes next
