@@ -204,6 +204,21 @@ class StoreTx(abc.ABC):
         """Tells the other engines, when this transaction commits, what became ready or changed."""
         return None
 
+    # Concurrency limits over the engines sharing a store (engine/concurrency.py); an exclusive
+    # store's engine counts its leases in memory.
+    def lock_gates(self, keys: list[str]) -> None:
+        """Waits for each key's lock, held until the transaction ends, in the order given."""
+        return None
+
+    def leased_workflows(self, name: str, instance_id: str) -> tuple[int, int]:
+        """How many instances but `instance_id` hold a live lease: all, and those named `name`."""
+        return 0, 0
+
+    def leased_activities(self, name: str, activity_id: int) -> tuple[int, int]:
+        """How many activities but `activity_id` hold a live lease: all, and those named `name`
+        (the activity is recorded as named `name`)."""
+        return 0, 0
+
 
 class Announcement(NamedTuple):
     """What another engine's commit made ready ("instance", "activity") or changed ("changed"), or

@@ -49,7 +49,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("dapr_workflows.store")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The NOTIFY channel every engine of one database listens on.
 CHANNEL = "dapr_workflows"
@@ -165,6 +165,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # The management listing's filters and orders, and retention (management indexes).
     4: tuple(s.strip() for s in MANAGEMENT_INDEXES.split(";") if s.strip()),
+    # Concurrency limits count the live leases of an activity name (set when it is claimed).
+    5: ("ALTER TABLE activities ADD COLUMN name TEXT",),
 }
 
 # The upsert rewrites every column but the lease, which only claims and releases change.
@@ -433,6 +435,27 @@ class _PostgresTx(SqlTx):
             (dialects, limit),
         )
         return [(r[0], r[1]) for r in rows]
+
+    def lock_gates(self, keys: list[str]) -> None:
+        for key in keys:  # one statement each: taken in this order
+            self._send("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
+
+    def leased_workflows(self, name: str, instance_id: str) -> tuple[int, int]:
+        row = self._one(
+            "SELECT count(*), count(*) FILTER (WHERE name = ?) FROM instances "
+            f"WHERE lease_token IS NOT NULL AND lease_until >= {_DB_NOW} AND instance_id <> ?",
+            (name, instance_id),
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def leased_activities(self, name: str, activity_id: int) -> tuple[int, int]:
+        self._send("UPDATE activities SET name = ? WHERE id = ? AND name IS NULL", (name, activity_id))
+        row = self._one(
+            "SELECT count(*), count(*) FILTER (WHERE name = ?) FROM activities "
+            f"WHERE lease_until >= {_DB_NOW} AND id <> ?",
+            (name, activity_id),
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def announce(
         self, ready: list[tuple[str, str]], activities: list[tuple[int, str]], changed: list[str]
