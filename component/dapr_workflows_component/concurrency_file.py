@@ -67,8 +67,16 @@ def load_limits(path: str) -> ConcurrencyLimits:
     except UnicodeDecodeError:
         raise ConcurrencyFileError(f"{path!r} is not a text file") from None
     except yaml.YAMLError as err:
-        raise ConcurrencyFileError(f"{path!r} is not valid YAML or JSON: {err}") from None
+        raise ConcurrencyFileError(f"{path!r} is not valid YAML or JSON: {_yaml_problem(err)}") from None
     return parse_limits(doc)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """The parser's complaint in one line, with where it is."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        return f"{err.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(err).split())
 
 
 def parse_limits(doc: Any) -> ConcurrencyLimits:
