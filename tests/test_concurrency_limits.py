@@ -51,9 +51,7 @@ class Runs:
 
     def most_at_once(self, what: str | None = None, where: str | None = None) -> int:
         with self._lock:
-            chosen = [
-                (b, e) for w, at, b, e in self.intervals if what in (None, w) and where in (None, at)
-            ]
+            chosen = [(b, e) for w, at, b, e in self.intervals if what in (None, w) and where in (None, at)]
         # Ends sort before starts at the same moment: one that ended is not running.
         edges = sorted([(b, 1) for b, _ in chosen] + [(e, -1) for _, e in chosen])
         most = running = 0
@@ -267,8 +265,16 @@ def serve(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("content", "args", "message"),
     [
-        (None, (), "dapr-workflows: --concurrency-limits: cannot read 'missing.yaml': No such file or directory"),
-        ("spec: {workflow: [", (), "dapr-workflows: --concurrency-limits: 'limits.yaml' is not valid YAML or JSON"),
+        (
+            None,
+            (),
+            "dapr-workflows: --concurrency-limits: cannot read 'missing.yaml': No such file or directory",
+        ),
+        (
+            "spec: {workflow: [",
+            (),
+            "dapr-workflows: --concurrency-limits: 'limits.yaml' is not valid YAML or JSON",
+        ),
         (
             "spec: {workflow: {activityConcurrencyLimits: [{name: a, maxConcurrent: -2}]}}",
             (),
@@ -287,7 +293,11 @@ def serve(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
             "dapr-workflows: --concurrency-limits: --max-concurrent-activities 3 and the file's "
             "globalMaxConcurrentActivityInvocations 5 disagree: set one of them",
         ),
-        (None, ("--max-concurrent-workflows", "-1"), "dapr-workflows: --max-concurrent-workflows must be a whole"),
+        (
+            None,
+            ("--max-concurrent-workflows", "-1"),
+            "dapr-workflows: --max-concurrent-workflows must be a whole",
+        ),
     ],
 )
 def test_bad_limits_stop_the_start_with_one_clear_line(

@@ -134,7 +134,8 @@ def test_a_wait_is_logged_once_per_item_with_what_holds_it_back(caplog: pytest.L
         assert not lim.admits(Turn("b"))
     waits = [r.getMessage() for r in caplog.records if "waits" in r.getMessage()]
     assert waits == [
-        "workflow 'b' waits, queued: --max-concurrent-workflows=1 reached (1 running); it goes out when one ends"
+        "workflow 'b' waits, queued: --max-concurrent-workflows=1 reached (1 running); "
+        "it goes out when one ends"
     ]
     lim.free(Turn("a"))
     assert take_now(lim, Turn("b"))
@@ -266,7 +267,9 @@ def test_a_dapr_configuration_file_gives_its_workflow_limits(tmp_path: Any) -> N
         activity_names={"SendEmail": 5},
     )
     as_json = tmp_path / "limits.json"
-    as_json.write_text('{"spec": {"workflow": {"activityConcurrencyLimits": [{"name": "a", "maxConcurrent": 1}]}}}')
+    as_json.write_text(
+        '{"spec": {"workflow": {"activityConcurrencyLimits": [{"name": "a", "maxConcurrent": 1}]}}}'
+    )
     assert load_limits(str(as_json)) == ConcurrencyLimits(activity_names={"a": 1})
 
 
@@ -287,7 +290,10 @@ def test_a_dapr_configuration_file_gives_its_workflow_limits(tmp_path: Any) -> N
             "globalMaxConcurrentActivityInvocations must be a whole number, not '5'",
         ),
         ("spec: {workflow: {maxConcurrentActivityInvocations: true}}\n", "must be a whole number, not True"),
-        ("spec: {workflow: {activityConcurrencyLimits: {a: 1}}}\n", "must be a list of {name, maxConcurrent}"),
+        (
+            "spec: {workflow: {activityConcurrencyLimits: {a: 1}}}\n",
+            "must be a list of {name, maxConcurrent}",
+        ),
         (
             "spec: {workflow: {activityConcurrencyLimits: [{name: a}]}}\n",
             "activityConcurrencyLimits[0].maxConcurrent is missing",
@@ -318,7 +324,7 @@ def test_a_bad_file_is_one_clear_error(tmp_path: Any, text: str, message: str) -
 
 
 def test_a_missing_file_and_flags_that_disagree_with_the_file() -> None:
-    with pytest.raises(ConcurrencyFileError, match="cannot read '/nonexistent/limits.yaml'"):
+    with pytest.raises(ConcurrencyFileError, match=r"cannot read '/nonexistent/limits\.yaml'"):
         load_limits("/nonexistent/limits.yaml")
     from_file = parse_limits({"spec": {"workflow": {"globalMaxConcurrentWorkflowInvocations": 5}}})
     assert with_flags(from_file, 0, 3) == ConcurrencyLimits(workflows=5, activities=3)
