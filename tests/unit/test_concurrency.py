@@ -178,17 +178,11 @@ class FakeTx:
     def __init__(self, every: int, named: int) -> None:
         self.counts = (every, named)
         self.locked: list[str] = []
-        self.asked: list[tuple[str, object]] = []
+        self.asked: list[tuple[str, str, object]] = []
 
-    def lock_gates(self, keys: list[str]) -> None:
-        self.locked += keys
-
-    def leased_workflows(self, name: str, instance_id: str) -> tuple[int, int]:
-        self.asked.append((name, instance_id))
-        return self.counts
-
-    def leased_activities(self, name: str, activity_id: int) -> tuple[int, int]:
-        self.asked.append((name, activity_id))
+    def count_leased(self, kind: str, name: str, exclude: str | int, locks: list[str]) -> tuple[int, int]:
+        self.locked += locks
+        self.asked.append((kind, name, exclude))
         return self.counts
 
 
@@ -197,7 +191,7 @@ def test_the_store_check_locks_the_item_gates_in_order_and_counts_the_others() -
     tx = FakeTx(every=4, named=1)
     lim.check_store(tx, Turn("i"), "slow")  # type: ignore[arg-type]
     assert tx.locked == ["dapr-workflows concurrency workflow ", "dapr-workflows concurrency workflow slow"]
-    assert tx.asked == [("slow", "i")]
+    assert tx.asked == [("workflow", "slow", "i")]
     with pytest.raises(Throttled) as full:
         lim.check_store(FakeTx(every=5, named=0), Turn("j"), "slow")  # type: ignore[arg-type]
     assert full.value.gate.name is None and full.value.in_store

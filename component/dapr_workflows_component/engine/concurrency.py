@@ -190,11 +190,10 @@ class Limiter:
         gates = [gate for gate in self._gates(kind, name) if gate.shared]
         if not gates:
             return
-        tx.lock_gates([gate.lock_key for gate in gates])
-        if kind == WORKFLOW:
-            every, named = tx.leased_workflows(name, str(getattr(key, "instance_id", "")))
-        else:
-            every, named = tx.leased_activities(name, int(getattr(key, "activity_id", -1)))
+        item: str | int = (
+            str(getattr(key, "instance_id", "")) if kind == WORKFLOW else int(getattr(key, "activity_id", -1))
+        )
+        every, named = tx.count_leased(kind, name, item, [gate.lock_key for gate in gates])
         for gate in gates:
             running = every if gate.name is None else named
             if running >= gate.cap:

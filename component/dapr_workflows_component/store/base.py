@@ -206,17 +206,11 @@ class StoreTx(abc.ABC):
 
     # Concurrency limits over the engines sharing a store (engine/concurrency.py); an exclusive
     # store's engine counts its leases in memory.
-    def lock_gates(self, keys: list[str]) -> None:
-        """Waits for each key's lock, held until the transaction ends, in the order given."""
-        return None
-
-    def leased_workflows(self, name: str, instance_id: str) -> tuple[int, int]:
-        """How many instances but `instance_id` hold a live lease: all, and those named `name`."""
-        return 0, 0
-
-    def leased_activities(self, name: str, activity_id: int) -> tuple[int, int]:
-        """How many activities but `activity_id` hold a live lease: all, and those named `name`
-        (the activity is recorded as named `name`)."""
+    def count_leased(self, kind: str, name: str, exclude: str | int, locks: list[str]) -> tuple[int, int]:
+        """Takes the `locks` in order (held until the transaction ends), then counts the items of
+        `kind` ("workflow": instances, "activity": activities) but `exclude` (an instance ID or an
+        activity ID) that hold a live lease: all, and those named `name`. An activity `exclude` is
+        recorded as named `name`."""
         return 0, 0
 
 

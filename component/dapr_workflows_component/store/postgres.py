@@ -436,24 +436,19 @@ class _PostgresTx(SqlTx):
         )
         return [(r[0], r[1]) for r in rows]
 
-    def lock_gates(self, keys: list[str]) -> None:
-        for key in keys:  # one statement each: taken in this order
+    def count_leased(self, kind: str, name: str, exclude: str | int, locks: list[str]) -> tuple[int, int]:
+        for key in locks:  # one statement each: taken in this order
             self._send("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
-
-    def leased_workflows(self, name: str, instance_id: str) -> tuple[int, int]:
+        if kind == "workflow":
+            table, key_column, leased = "instances", "instance_id", "lease_token IS NOT NULL AND "
+        else:
+            table, key_column, leased = "activities", "id", ""
+            self._send("UPDATE activities SET name = ? WHERE id = ? AND name IS NULL", (name, exclude))
+        # After the locks: the claims of the transactions that held them before have committed.
         row = self._one(
-            "SELECT count(*), count(*) FILTER (WHERE name = ?) FROM instances "
-            f"WHERE lease_token IS NOT NULL AND lease_until >= {_DB_NOW} AND instance_id <> ?",
-            (name, instance_id),
-        )
-        return (int(row[0]), int(row[1])) if row else (0, 0)
-
-    def leased_activities(self, name: str, activity_id: int) -> tuple[int, int]:
-        self._send("UPDATE activities SET name = ? WHERE id = ? AND name IS NULL", (name, activity_id))
-        row = self._one(
-            "SELECT count(*), count(*) FILTER (WHERE name = ?) FROM activities "
-            f"WHERE lease_until >= {_DB_NOW} AND id <> ?",
-            (name, activity_id),
+            f"SELECT count(*), count(*) FILTER (WHERE name = ?) FROM {table} "
+            f"WHERE {leased}lease_until >= {_DB_NOW} AND {key_column} <> ?",
+            (name, exclude),
         )
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
