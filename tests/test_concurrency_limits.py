@@ -241,8 +241,9 @@ def test_a_killed_engines_slots_come_back_when_its_leases_expire(
         # After A's leases expire (--store-lease-seconds 2), B takes the slots: its own activities
         # and A's, which run again on B's worker.
         assert wait_all(client_b, [waiting, held], timeout=30) == [1, 1]
+        # A renewed its leases every third of 2 s: they lapsed 1.3 to 2 s after the kill.
         first_on_b = min(begin for _, where, begin in runs.started if where == "b")
-        assert first_on_b - killed >= 1.5, first_on_b - killed
+        assert first_on_b - killed >= 1.2, first_on_b - killed
         assert runs.most_at_once(where="b") <= 2
         assert runs.count("long", "b") == 2 and runs.count("fast", "b") == 2
     finally:

@@ -47,10 +47,23 @@ class Clock:
         return self.now
 
 
+class Leases:
+    """The lease policy's side: shared or not, and the transactions run in the background."""
+
+    def __init__(self, shared: bool) -> None:
+        self.shared = shared
+        self.later: list[Any] = []
+
+    def release_later(self, release: Any) -> None:
+        self.later.append(release)
+
+
 def limiter(shared: bool = False, **limits: Any) -> tuple[Limiter, list[str], Clock]:
     woken: list[str] = []
     clock = Clock()
-    return Limiter(ConcurrencyLimits(**limits), shared, woken.append, ("dapr",), Turn, clock), woken, clock
+    leases = Leases(shared)
+    lim = Limiter(ConcurrencyLimits(**limits), leases, "engine-1", woken.append, ("dapr",), Turn, clock)
+    return lim, woken, clock
 
 
 def take_now(lim: Limiter, key: Any, name: str | None = None) -> bool:
@@ -162,6 +175,23 @@ def test_a_gate_the_shared_store_refused_waits_a_backoff_or_a_local_end() -> Non
     assert lim.admits(Act(2))
 
 
+def test_an_engine_refused_by_the_shared_store_records_that_it_waits() -> None:
+    leases = Leases(shared=True)
+    lim = Limiter(ConcurrencyLimits(activities=1), leases, "engine-7", lambda d: None, ("dapr",), Turn)
+    lim.reserve(Act(1))
+    lim.refused(Act(1), Throttled(Gate(ACTIVITY, None, 1, shared=True), "a", running=1, in_store=True))
+
+    class Tx:
+        waits: list[tuple[str, str, float]] = []
+
+        def wait_for_slot(self, lock: str, engine: str, seconds: float) -> None:
+            self.waits.append((lock, engine, seconds))
+
+    (record,) = leases.later
+    record(Tx())
+    assert Tx.waits == [("dapr-workflows concurrency activity ", "engine-7", 1.0)]
+
+
 def test_a_shared_store_decides_names_in_the_store() -> None:
     # With a shared store, `admit` records the name but never refuses: the claim's transaction
     # counted the store's leases (a refusal after the claim committed would strand the lease).
@@ -175,15 +205,18 @@ def test_a_shared_store_decides_names_in_the_store() -> None:
 class FakeTx:
     """What `check_store` asks of the transaction, with the counts a store would answer."""
 
-    def __init__(self, every: int, named: int) -> None:
+    def __init__(self, every: int, named: int, preceded: list[str] | None = None) -> None:
         self.counts = (every, named)
+        self.preceded = preceded or []
         self.locked: list[str] = []
         self.asked: list[tuple[str, str, object]] = []
 
-    def count_leased(self, kind: str, name: str, exclude: str | int, locks: list[str]) -> tuple[int, int]:
+    def count_leased(
+        self, kind: str, name: str, exclude: str | int, locks: list[str], engine: str
+    ) -> tuple[int, int, list[str]]:
         self.locked += locks
         self.asked.append((kind, name, exclude))
-        return self.counts
+        return (*self.counts, self.preceded)
 
 
 def test_the_store_check_locks_the_item_gates_in_order_and_counts_the_others() -> None:
@@ -202,6 +235,10 @@ def test_the_store_check_locks_the_item_gates_in_order_and_counts_the_others() -
     tx = FakeTx(every=0, named=0)
     lim.check_store(tx, Turn("k"), "fast")  # type: ignore[arg-type]
     assert tx.locked == ["dapr-workflows concurrency workflow "]
+    # A slot is free, but another engine has waited longer for it: its turn first.
+    with pytest.raises(Throttled) as behind:
+        lim.check_store(FakeTx(every=0, named=0, preceded=[tx.locked[0]]), Turn("j"), "fast")  # type: ignore[arg-type]
+    assert behind.value.gate.name is None
     # Without a shared store there is nothing to check there.
     local, _, _ = limiter(workflows=1)
     tx = FakeTx(every=9, named=9)

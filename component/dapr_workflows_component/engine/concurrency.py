@@ -18,6 +18,10 @@ Where the count comes from:
   expire (`--store-lease-seconds`), so its slots come back by themselves. Slots freed on another
   engine are not announced: a gate the store refused is tried again after a short backoff
   (`RETRY_FIRST_SECONDS` doubling to `RETRY_MAX_SECONDS`), or at once when a lease of it ends here.
+- Between engines, turns: an engine refused under a gate records that it waits (a row per gate and
+  engine, kept alive by its retries for `WAIT_SECONDS`), and a claim under a gate defers to engines
+  that have waited longer than the claiming engine; an engine served loses its place (its row goes).
+  So an engine whose own leases keep ending cannot keep the slots from the others.
 
 An item's name is known once the item has been read from the store (the workflow name of the
 instance, the activity name of its request). Until then only the gates of its kind apply to it
@@ -33,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..store import ActivityRow, StoreTx
@@ -46,7 +51,9 @@ KINDS = (WORKFLOW, ACTIVITY)
 
 # A gate the shared store refused is tried again after this long, doubling up to the maximum.
 RETRY_FIRST_SECONDS = 0.02
-RETRY_MAX_SECONDS = 0.25
+RETRY_MAX_SECONDS = 0.1
+# How long an engine's "I wait for this gate" outlives its last refused claim.
+WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,14 @@ class Throttled(WorkflowError):
         self.in_store = in_store
 
 
+class Leasing(Protocol):
+    """What the limiter needs of the lease policy (leasing.py)."""
+
+    shared: bool
+
+    def release_later(self, release: Callable[[StoreTx], None]) -> None: ...
+
+
 def activity_name(request: bytes) -> str:
     """The activity's name from its stored request (field 1 in both dialects' ActivityRequest)."""
     return pb.ActivityRequest.FromString(request).name
@@ -122,22 +137,26 @@ def activity_name(request: bytes) -> str:
 class Limiter:
     """The gates of one engine, counted in memory; with a shared store, also checked in the store.
 
-    When a slot may have freed, `notify` is called with each of `dialects`: the takers of that
-    dialect look at its queue again. `workflow_key` is the type of the keys of workflow turns (any
-    other key is an activity's).
+    `leasing` says whether the store is shared, and runs a transaction in the background (with a
+    shared store, to record that this engine, `engine_id`, waits for a gate). When a slot may have
+    freed, `notify` is called with each of `dialects`: the takers of that dialect look at its queue
+    again. `workflow_key` is the type of the keys of workflow turns (any other key is an activity's).
     """
 
     def __init__(
         self,
         limits: ConcurrencyLimits,
-        shared_store: bool,
+        leasing: Leasing,
+        engine_id: str,
         notify: Callable[[str], None],
         dialects: Sequence[str],
         workflow_key: type,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._run_later = leasing.release_later
+        self._engine_id = engine_id
         self.enabled = bool(limits.gates())
-        self._in_store = shared_store
+        self._in_store = leasing.shared
         self._notify = notify
         self._dialects = tuple(dialects)
         self._workflow_key = workflow_key
@@ -193,11 +212,13 @@ class Limiter:
         item: str | int = (
             str(getattr(key, "instance_id", "")) if kind == WORKFLOW else int(getattr(key, "activity_id", -1))
         )
-        every, named = tx.count_leased(kind, name, item, [gate.lock_key for gate in gates])
+        locks = [gate.lock_key for gate in gates]
+        every, named, preceded = tx.count_leased(kind, name, item, locks, self._engine_id)
         for gate in gates:
             running = every if gate.name is None else named
-            if running >= gate.cap:
-                raise Throttled(gate, name, running, in_store=True)
+            if running >= gate.cap or gate.lock_key in preceded:
+                # Full, or the free slot is another engine's turn: it waited longer.
+                raise Throttled(gate, name, max(running, gate.cap), in_store=True)
 
     def activity_check(self, key: Hashable) -> Callable[[StoreTx, ActivityRow], None] | None:
         """`check_store` for an activity's claim, which reads its name from the claimed row."""
@@ -233,6 +254,8 @@ class Limiter:
             self._blocked[gate] = self._clock() + delay
             self._backoff[gate] = min(delay * 2, RETRY_MAX_SECONDS)
             self._schedule_wake(delay)
+            lock, engine = gate.lock_key, self._engine_id
+            self._run_later(lambda t: t.wait_for_slot(lock, engine, WAIT_SECONDS))
         self._log_wait(key, self._kind(key), throttled.name, gate, throttled.running)
 
     # ------------------------------------------------------------ after

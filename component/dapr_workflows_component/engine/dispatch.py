@@ -169,7 +169,7 @@ class Dispatch:
         self._boot = uuid.uuid4().hex[:12]
         self._worker_ids = itertools.count(1)
         self.stalls = StallWatch(settings.worker_stall_seconds, self._stalled)
-        self.limits = Limiter(settings.concurrency, leasing.shared, self._notify, DIALECTS, InstanceWork)
+        self.limits = Limiter(settings.concurrency, leasing, self._boot, self._notify, DIALECTS, InstanceWork)
 
     def start(self) -> None:
         for dialect in DIALECTS:

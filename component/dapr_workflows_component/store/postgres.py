@@ -34,6 +34,7 @@ from psycopg_pool import ConnectionPool
 
 from ..workflows import Instance, RuntimeStatus
 from .base import ActivityRow, Announcement, Store, StoreTx, StoreUnavailable
+from .postgres_concurrency import CONCURRENCY_MIGRATION, ConcurrencySql
 from .sql import (
     ACTIVITY_COLUMNS,
     INSTANCE_COLUMNS,
@@ -165,8 +166,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # The management listing's filters and orders, and retention (management indexes).
     4: tuple(s.strip() for s in MANAGEMENT_INDEXES.split(";") if s.strip()),
-    # Concurrency limits count the live leases of an activity name (set when it is claimed).
-    5: ("ALTER TABLE activities ADD COLUMN name TEXT",),
+    5: CONCURRENCY_MIGRATION,
 }
 
 # The upsert rewrites every column but the lease, which only claims and releases change.
@@ -204,7 +204,9 @@ def _micros(seconds: float) -> int:
     return max(0, round(seconds * 1_000_000))
 
 
-class _PostgresTx(SqlTx):
+class _PostgresTx(ConcurrencySql, SqlTx):
+    _db_now = _DB_NOW
+
     def __init__(self, conn: psycopg.Connection[TupleRow], origin: str, writable: bool) -> None:
         self._c = conn
         self._origin = origin
@@ -435,22 +437,6 @@ class _PostgresTx(SqlTx):
             (dialects, limit),
         )
         return [(r[0], r[1]) for r in rows]
-
-    def count_leased(self, kind: str, name: str, exclude: str | int, locks: list[str]) -> tuple[int, int]:
-        for key in locks:  # one statement each: taken in this order
-            self._send("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
-        if kind == "workflow":
-            table, key_column, leased = "instances", "instance_id", "lease_token IS NOT NULL AND "
-        else:
-            table, key_column, leased = "activities", "id", ""
-            self._send("UPDATE activities SET name = ? WHERE id = ? AND name IS NULL", (name, exclude))
-        # After the locks: the claims of the transactions that held them before have committed.
-        row = self._one(
-            f"SELECT count(*), count(*) FILTER (WHERE name = ?) FROM {table} "
-            f"WHERE {leased}lease_until >= {_DB_NOW} AND {key_column} <> ?",
-            (name, exclude),
-        )
-        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def announce(
         self, ready: list[tuple[str, str]], activities: list[tuple[int, str]], changed: list[str]
