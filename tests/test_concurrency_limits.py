@@ -5,7 +5,8 @@ many ran at once from those intervals. An interval lies inside its lease (the en
 before the worker starts it and ends the lease after its result came), so more than the cap
 overlapping would mean the engine gave out more than the cap. The caps come from the flags, and
 from a `--concurrency-limits` file shaped like Dapr's Configuration; on PostgreSQL two engines keep
-one global cap between them, and a killed engine's slots come back when its leases expire.
+one global cap between them, a busy engine does not keep the slots from another one, and a killed
+engine's slots come back when its leases expire.
 """
 
 from __future__ import annotations
@@ -101,9 +102,9 @@ def register(
         return "held"
 
 
-def runtime_on(engine: EngineProcess, runs: Runs, **kw: Any) -> wf.WorkflowRuntime:
+def runtime_on(engine: EngineProcess, runs: Runs, app_id: str | None = None, **kw: Any) -> wf.WorkflowRuntime:
     # Threads enough for every activity at once: the worker is never what holds them back.
-    runtime = workflow_runtime(engine.dapr_address, maximum_thread_pool_workers=24)
+    runtime = workflow_runtime(engine.dapr_address, app_id=app_id, maximum_thread_pool_workers=24)
     register(runtime, runs, **kw)
     runtime.start()
     return runtime
@@ -213,6 +214,30 @@ def test_two_engines_on_postgresql_keep_one_global_cap(
     assert runs.most_at_once() == 2
     # Both engines gave out activities: the cap held between them, not within one.
     assert runs.count(where="a") > 0 and runs.count(where="b") > 0, runs.intervals
+
+
+def test_a_busy_engine_does_not_keep_the_slots_from_another(
+    engines: Callable[..., EngineProcess],
+    runtimes: list[wf.WorkflowRuntime],
+    postgres_url: str,
+) -> None:
+    """One engine per app (as one engine per pod): app b's activities, which only engine B's worker
+    may take, get slots while engine A still has a queue of its own that keeps freeing them."""
+    a = engines(*POSTGRES_ENGINE_ARGS, "--max-concurrent-activities", "2", store_url=postgres_url)
+    b = engines(*POSTGRES_ENGINE_ARGS, "--max-concurrent-activities", "2", store_url=postgres_url)
+    runs = Runs()
+    runtimes.append(runtime_on(a, runs, app_id="app-a", where="a"))
+    runtimes.append(runtime_on(b, runs, app_id="app-b", where="b"))
+    client_a, client_b = workflow_client(a.dapr_address), workflow_client(b.dapr_address)
+    busy = client_a.schedule_new_workflow("fan_out", input={"slow": 16}, app_id="app-a")
+    wait_until(lambda: runs.count(where="a"), lambda n: n >= 2)
+    other = client_b.schedule_new_workflow("fan_out", input={"fast": 2}, app_id="app-b")
+    assert wait_all(client_b, [other, busy]) == [1, sum(range(16))]
+    last_on_a = max(begin for _, where, begin in runs.started if where == "a")
+    first_on_b = min(begin for _, where, begin in runs.started if where == "b")
+    # B's activities went out while A's queue still had work (A alone would take 16 x 0.3 s / 2).
+    assert first_on_b < last_on_a - 1.0, (first_on_b, last_on_a)
+    assert runs.most_at_once() == 2
 
 
 def test_a_killed_engines_slots_come_back_when_its_leases_expire(
