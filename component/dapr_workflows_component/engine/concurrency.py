@@ -278,8 +278,9 @@ class Limiter:
             self._release(key, lease_ended=True)
 
     def running(self, kind: str, name: str | None = None) -> int:
-        """Items of the kind (and name) taken or leased here."""
-        return sum(n for gate, n in self._counts.items() if gate.kind == kind and gate.name == name)
+        """Items of the kind (and name) taken or leased here, as a gate of theirs counts them."""
+        counts = [n for gate, n in self._counts.items() if gate.kind == kind and gate.name == name]
+        return max(counts, default=0)
 
     def waiting_logged(self) -> int:
         return len(self._logged)
