@@ -22,9 +22,11 @@ from dapr_workflows_component.engine.concurrency import (
     Gate,
     Limiter,
     Throttled,
+    activity_name,
 )
 from dapr_workflows_component.engine.dispatch import ActivityWork, InstanceWork, WorkState
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
+from dapr_workflows_component.protos import durabletask_dialect_pb2 as durabletask_pb
 
 from tests.unit.engine_parts import activity_done, engine_on, next_item, response, run, schedule, start, take
 
@@ -258,6 +260,14 @@ def test_the_gates_of_the_limits_and_their_labels() -> None:
     ]
     assert [g.kind for g in limits.gates()] == [WORKFLOW, WORKFLOW, WORKFLOW, ACTIVITY]
     assert ConcurrencyLimits().summary() == "none"
+
+
+def test_an_activity_name_is_read_from_either_dialects_request() -> None:
+    dapr = pb.ActivityRequest(name="send_email", taskExecutionId="x-1").SerializeToString()
+    durable = durabletask_pb.ActivityRequest(name="charge", tags={"k": "\u00e9"}).SerializeToString()
+    assert activity_name(dapr) == "send_email"
+    assert activity_name(durable) == "charge"
+    assert activity_name(b"\xff\xff") == ""
 
 
 # ---------------------------------------------------------------- the file

@@ -39,7 +39,10 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from google.protobuf.message import DecodeError
+
 from ..protos import dapr_dialect_pb2 as pb
+from ..protos import durabletask_dialect_pb2 as durabletask_pb
 from ..store import ActivityRow, StoreTx
 from ..workflows import ErrorCode, WorkflowError
 
@@ -130,8 +133,14 @@ class Leasing(Protocol):
 
 
 def activity_name(request: bytes) -> str:
-    """The activity's name from its stored request (field 1 in both dialects' ActivityRequest)."""
-    return pb.ActivityRequest.FromString(request).name
+    """The activity's name from its stored request (field 1 in both dialects' ActivityRequest; a
+    later field differs, so the other dialect's message reads what one cannot)."""
+    for message in (pb.ActivityRequest, durabletask_pb.ActivityRequest):
+        try:
+            return str(message.FromString(request).name)
+        except DecodeError:
+            continue
+    return ""
 
 
 class Limiter:
