@@ -58,7 +58,6 @@ ENTITY_RPCS = (
     "CompleteEntityTask",
     "AbandonTaskEntityWorkItem",
 )
-ENTITY_MESSAGE = "durable entities are not supported by dapr-workflows yet"
 
 
 @pytest.fixture(scope="module")
@@ -348,23 +347,36 @@ def test_unknown_rpcs_are_unimplemented(
     assert_still_serving(engine, hosts)
 
 
-def test_entity_rpcs_are_unimplemented_on_the_durabletask_dialect(
+def test_entity_rpcs_refuse_bad_input_with_one_clear_sentence(
     engine: EngineProcess, hosts: dict[str, SdkHost]
 ) -> None:
     with RawClient(engine.address("durabletask"), "durabletask") as raw:
+        pb = raw.pb
         for method in ENTITY_RPCS:
-            for request in (b"", GARBAGE["text"]):
+            for garbage in GARBAGE.values():
+                err = raw.error(method, garbage)
+                assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, err)
+                assert err.details().startswith("malformed "), (method, err.details())
+        refused = {
+            "SignalEntity": [
+                (b"", "the instance ID is empty"),
+                (pb.SignalEntityRequest(instanceId="not-an-entity", name="add"), "is not an entity ID"),
+                (pb.SignalEntityRequest(instanceId="@counter@a", name=""), "entity operation name"),
+            ],
+            "GetEntity": [(pb.GetEntityRequest(instanceId="@@a"), "is not an entity ID")],
+        }
+        for method, cases in refused.items():
+            for request, text in cases:
                 err = raw.error(method, request)
-                assert err.code() == grpc.StatusCode.UNIMPLEMENTED, (method, err)
-                assert err.details() == ENTITY_MESSAGE, (method, err.details())
+                assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, err)
+                assert text in err.details(), (method, err.details())
+        # A result or an abandon under a token no lease has is ignored, as for other work items.
+        raw.unary("CompleteEntityTask", pb.EntityBatchResult(completionToken="no-such-token"))
+        raw.unary("AbandonTaskEntityWorkItem", pb.AbandonEntityTaskRequest(completionToken="no-such-token"))
         err = raw.error("RewindInstance", raw.pb.RewindInstanceRequest(instanceId="x"))
         # Rewind is served now (tests/test_rewind.py): an unknown instance is one sentence.
         assert err.code() == grpc.StatusCode.NOT_FOUND
         assert err.details() == "no workflow instance with ID 'x'"
-    # What a durabletask user sees.
-    with pytest.raises(SdkError) as caught:
-        hosts["durabletask"].call("signal_entity", name="counter", key="a", operation="add")
-    assert "UNIMPLEMENTED" in caught.value.message and ENTITY_MESSAGE in caught.value.message
     assert_still_serving(engine, hosts)
 
 
@@ -405,8 +417,11 @@ def test_turn_with_an_unknown_action_fails_the_workflow_with_its_reason(
         assert_still_serving(engine, hosts)
 
 
-def test_turn_that_uses_entities_fails_the_workflow(engine: EngineProcess, hosts: dict[str, SdkHost]) -> None:
-    """A raw durabletask-dialect worker answers a turn with a sendEntityMessage action (2 s turn lease)."""
+def test_turn_with_an_empty_entity_message_fails_the_workflow(
+    engine: EngineProcess, hosts: dict[str, SdkHost]
+) -> None:
+    """A raw durabletask-dialect worker answers a turn with a sendEntityMessage action that sends
+    nothing (2 s turn lease): the workflow fails with the reason, and its turn does not come back."""
     fresh = EngineProcess(engine.workdir / "entities", "--orchestration-lease-seconds", "2")
     fresh.workdir.mkdir(exist_ok=True)
     fresh.start()
@@ -422,16 +437,12 @@ def test_turn_that_uses_entities_fails_the_workflow(engine: EngineProcess, hosts
                 response = pb.OrchestratorResponse(
                     instanceId="entity-turn", completionToken=turn.completionToken, actions=[action]
                 )
-                err = raw.error("CompleteOrchestratorTask", response)
-                assert err.code() == grpc.StatusCode.UNIMPLEMENTED
-                assert err.details() == (
-                    "the workflow asked for sendEntityMessage, which dapr-workflows does not support yet"
-                )
-                # The workflow cannot go on: it should end, not come back after every lease period.
+                raw.unary("CompleteOrchestratorTask", response)
                 redelivered = stream.pending(wait=3)
                 state = raw.get("entity-turn")
                 assert status_name(pb, state) == "FAILED", (status_name(pb, state), len(redelivered))
-                assert "sendEntityMessage" in state.failureDetails.errorMessage
+                assert state.failureDetails.errorType == "InvalidAction"
+                assert state.failureDetails.errorMessage == "the workflow sent an empty entity message"
                 assert redelivered == []
             finally:
                 stream.cancel()

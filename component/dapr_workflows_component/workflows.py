@@ -143,6 +143,30 @@ def require_instance_id(instance_id: str) -> None:
     _check_length("instance ID", instance_id, MAX_ANY_INSTANCE_ID_LENGTH)
 
 
+def is_entity_id(instance_id: str) -> bool:
+    """Whether the ID names a durable entity ("@name@key", the durabletask SDK's form)."""
+    return instance_id.startswith("@") and instance_id.find("@", 1) > 1
+
+
+def is_durable_entity(instance: Instance) -> bool:
+    return instance.dialect == "durabletask" and is_entity_id(instance.instance_id)
+
+
+def check_not_entity(instance: Instance) -> None:
+    """Raise, suspend, resume and terminate apply to workflows; an entity takes signals."""
+    if is_durable_entity(instance):
+        message = f"{instance.instance_id!r} is a durable entity: signal it, or purge it to delete its state"
+        raise WorkflowError(ErrorCode.FAILED_PRECONDITION, message)
+
+
+def require_entity_id(instance_id: str) -> str:
+    """Checks a durable entity's ID ("@name@key"); returns the entity's name."""
+    require_instance_id(instance_id)
+    if not is_entity_id(instance_id):
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f'{instance_id!r} is not an entity ID ("@name@key")')
+    return instance_id[1 : instance_id.find("@", 1)]
+
+
 def _check_length(what: str, text: str, limit: int) -> None:
     if len(text) > limit:
         raise WorkflowError(
@@ -314,7 +338,8 @@ def check_resume_allowed(instance: Instance) -> bool:
 
 
 def check_purge_allowed(instance: Instance, force: bool) -> None:
-    if force or instance.status.is_terminal:
+    # A durable entity is never terminal: purging it deletes its state.
+    if force or instance.status.is_terminal or is_durable_entity(instance):
         return
     raise WorkflowError(
         ErrorCode.FAILED_PRECONDITION,

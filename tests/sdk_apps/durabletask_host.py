@@ -14,7 +14,11 @@ from durabletask import client as dt_client
 from durabletask import worker as dt_worker
 from durabletask.internal.grpc_interceptor import DefaultClientInterceptorImpl
 
-from tests.sdk_apps import durabletask_durability_workflows, durabletask_rewind_workflows
+from tests.sdk_apps import (
+    durabletask_durability_workflows,
+    durabletask_entity_workflows,
+    durabletask_rewind_workflows,
+)
 from tests.sdk_apps import durabletask_workflows as catalog
 from tests.sdk_apps.host_loop import parse_args, serve
 
@@ -67,6 +71,7 @@ def main() -> None:
     catalog.register(worker, client)
     durabletask_durability_workflows.register(worker, client)
     durabletask_rewind_workflows.register(worker, client)
+    durabletask_entity_workflows.register(worker, client)
     if not args.no_worker:
         worker.start()
 
@@ -140,6 +145,7 @@ def main() -> None:
 
     ops.update(durabletask_durability_workflows.extra_ops(client))
     ops.update(durabletask_rewind_workflows.extra_ops(client))
+    ops.update(durabletask_entity_workflows.extra_ops(client))
 
     def shutdown() -> None:
         if not args.no_worker:

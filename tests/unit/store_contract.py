@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
-from dapr_workflows_component.store import Store, StoreTx
+from dapr_workflows_component.store import EntityRow, LockRequestRow, Store, StoreTx
 from dapr_workflows_component.workflows import Instance, InstanceQuery, RuntimeStatus
 
 T = TypeVar("T")
@@ -453,18 +453,70 @@ class StoreContract:
 
         with_store(kind, body)
 
+    # -- durable entities
+
+    def test_entities_keep_state_and_locks_and_page_by_id(self, kind: StoreKind) -> None:
+        async def body(s: Session) -> None:
+            for key, modified in (("b", 20), ("a", 10), ("c", 30)):
+                row = EntityRow(f"@counter@{key}", None if key == "c" else f'"{key}"', None, None, modified)
+                await s.do(lambda t, r=row: t.put_entity(r))
+            await s.do(lambda t: t.put_entity(EntityRow("@other@x", "1", "cs-1", "orch", 5)))
+            assert await s.see(lambda t: t.get_entity("@counter@a")) == EntityRow(
+                "@counter@a", '"a"', None, None, 10
+            )
+            assert await s.see(lambda t: t.get_entity("@counter@missing")) is None
+            locked = EntityRow("@counter@a", '"a2"', "cs-2", "orch", 11)
+            await s.do(lambda t: t.put_entity(locked))  # replaces
+            assert await s.see(lambda t: t.get_entity("@counter@a")) == locked
+            ids = await s.see(
+                lambda t: [e.instance_id for e in t.query_entities("@counter@", None, None, None, 10)]
+            )
+            assert ids == ["@counter@a", "@counter@b", "@counter@c"]
+            page = await s.see(lambda t: t.query_entities(None, 11, 30, "@counter@a", 10))
+            assert [e.instance_id for e in page] == ["@counter@b"]
+            assert [e.instance_id for e in await s.see(lambda t: t.entities_locked_by("orch"))] == [
+                "@counter@a",
+                "@other@x",
+            ]
+            await s.do(lambda t: t.delete_entity("@other@x"))
+            assert await s.see(lambda t: t.get_entity("@other@x")) is None
+
+        with_store(kind, body)
+
+    def test_lock_requests_wait_in_order_until_deleted(self, kind: StoreKind) -> None:
+        async def body(s: Session) -> None:
+            first = await s.do(lambda t: t.add_lock_request("cs-1", "o1", ["@a@1", "@b@1"]))
+            second = await s.do(lambda t: t.add_lock_request("cs-2", "o2", ["@a@1"]))
+            assert await s.see(lambda t: t.lock_requests()) == [
+                LockRequestRow(first, "cs-1", "o1", ["@a@1", "@b@1"]),
+                LockRequestRow(second, "cs-2", "o2", ["@a@1"]),
+            ]
+            assert await s.see(lambda t: [t.has_entity_locks(o) for o in ("o1", "o2", "o3")]) == [
+                True,
+                True,
+                False,
+            ]
+            await s.do(lambda t: t.delete_lock_requests([first]))
+            assert [r.id for r in await s.see(lambda t: t.lock_requests())] == [second]
+            assert await s.see(lambda t: t.has_entity_locks("o1")) is False
+            await s.do(lambda t: t.put_entity(EntityRow("@a@1", None, "cs-1", "o1", 1)))
+            assert await s.see(lambda t: t.has_entity_locks("o1")) is True
+
+        with_store(kind, body)
+
     # -- migrations
 
     def test_a_fresh_database_gets_the_whole_schema_once(self, kind: StoreKind) -> None:
         with_store(kind, _noop)
         versions = kind.sql("SELECT version FROM schema_version ORDER BY version")
-        assert versions == [(v,) for v in range(1, kind.schema_version + 1)]
+        # Migrations are numbered per feature branch, so a number may be missing.
+        assert versions[0] == (1,) and versions[-1] == (kind.schema_version,)
         schema = kind.schema()
         assert {"instances", "history", "inbox", "activities", "outbox"} <= set(schema.tables)
         assert schema.indexes["outbox_created"] == ("outbox", ("created_at",))
         assert [c.name for c in schema.tables["instances"]][:3] == ["instance_id", "dialect", "name"]
         with_store(kind, _noop)  # opening a current store again applies nothing
-        assert len(kind.sql("SELECT version FROM schema_version")) == kind.schema_version
+        assert kind.sql("SELECT version FROM schema_version ORDER BY version") == versions
 
     def test_an_old_schema_is_brought_up_to_date_and_keeps_its_data(self, kind: StoreKind) -> None:
         kind.create_old_schema(1)  # the first release: no outbox yet
@@ -484,7 +536,7 @@ class StoreContract:
 
         with_store(kind, body)
         versions = kind.sql("SELECT version FROM schema_version ORDER BY version")
-        assert versions == [(v,) for v in range(1, kind.schema_version + 1)]
+        assert versions[0] == (1,) and versions[-1] == (kind.schema_version,)
         assert "outbox_created" in kind.schema().indexes
 
     def test_a_store_newer_than_the_code_is_refused(self, kind: StoreKind) -> None:
@@ -505,14 +557,18 @@ SHARED_ONLY_COLUMNS = {
     ("instances", "lease_until"),
     ("activities", "lease_token"),
     ("activities", "lease_until"),
+    # Concurrency limits across engines count the leases of an activity name.
+    ("activities", "name"),
 }
 SHARED_ONLY_INDEXES = {"activities_lease", "instances_lease_token", "activities_lease_token"}
+# Which engines wait for a concurrency limit's slots (engine/concurrency.py).
+SHARED_ONLY_TABLES = {"concurrency_waits"}
 
 
 def schema_differences(exclusive: Schema, shared: Schema) -> list[str]:
     """How a shared store's schema differs from an exclusive store's, beyond its leases."""
     differences: list[str] = []
-    for table in sorted(set(exclusive.tables) | set(shared.tables)):
+    for table in sorted(set(exclusive.tables) | set(shared.tables) - SHARED_ONLY_TABLES):
         mine = exclusive.tables.get(table, [])
         theirs = [c for c in shared.tables.get(table, []) if (table, c.name) not in SHARED_ONLY_COLUMNS]
         if mine != theirs:

@@ -54,11 +54,16 @@ def test_module_class_and_function_sizes(path: Path) -> None:
 _PACKAGE = PACKAGES[0]
 # The engine's internals: adapters import `dapr_workflows_component.engine` (its __init__) instead.
 # (`engine.wire`, the protocol's encoding, is shared by the engine and its Durable Task server.)
-_ENGINE_INTERNALS = {p.stem for p in (_PACKAGE / "engine").glob("*.py")} - {"__init__", "wire", "grpc_server"}
+_ENGINE_INTERNALS = {p.stem for p in (_PACKAGE / "engine").glob("*.py")} - {
+    "__init__",
+    "wire",
+    "grpc_server",
+    "entity_rpc",
+}
 # Each adapter, by the modules it is made of. Triggers, the management routes and the dashboard
 # are served by the HTTP server.
 ADAPTERS = {
-    "Durable Task server": ["engine.grpc_server"],
+    "Durable Task server": ["engine.grpc_server", "engine.entity_rpc"],
     "component socket": sorted(f"pluggable.{p.stem}" for p in (_PACKAGE / "pluggable").glob("*.py")),
     "HTTP API": [
         "http_api",

@@ -133,6 +133,7 @@ def test_the_schema_comparison_sees_a_missing_index(tmp_path: Path) -> None:
     kind.create_old_schema(2)  # before the SQLite store had outbox_created
     conn = kind._connect()
     conn.executescript(sqlite_store._MIGRATIONS[4])  # the management indexes, which came later
+    conn.executescript(sqlite_store._MIGRATIONS[6])  # durable entities
     conn.close()
     differences = schema_differences(kind.schema(), declared_postgres_schema())
     assert differences == ["index outbox_created: None != ('outbox', ('created_at',))"]

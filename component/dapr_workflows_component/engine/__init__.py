@@ -2,6 +2,7 @@
 
 from .bulk import bulk_purge, bulk_terminate, counts, list_page
 from .engine import Engine, WorkFilters, metadata_app_id
+from .entity_service import EntityInfo
 from .grpc_server import server_options  # after Engine, which it imports
 from .outbox import Delivery, LifecycleDispatcher, LifecycleStream
 from .rewind import rewound_details
@@ -11,6 +12,7 @@ __all__ = [
     "Delivery",
     "Engine",
     "EngineSettings",
+    "EntityInfo",
     "LifecycleDispatcher",
     "LifecycleStream",
     "WorkFilters",

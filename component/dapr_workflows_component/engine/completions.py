@@ -78,7 +78,9 @@ class Completions:
         if refused is not None:
             raise refused
 
-    async def complete_orchestration(self, response: pb.WorkflowResponse) -> None:
+    async def complete_orchestration(
+        self, response: pb.WorkflowResponse, entity_messages: list[tuple[int, bytes]] | None = None
+    ) -> None:
         lease = self.dispatch.turn_lease(response.instanceId, response.completionToken)
         if lease is None:
             what = f"orchestration result for {response.instanceId!r}"
@@ -94,7 +96,7 @@ class Completions:
                     t,
                     lease,
                     lambda: self.turns.record(
-                        t, lease.turn, response, fx, history.get(lease.turn.instance_id)
+                        t, lease.turn, response, fx, history.get(lease.turn.instance_id), entity_messages
                     ),
                 ),
                 fx,

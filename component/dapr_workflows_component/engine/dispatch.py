@@ -40,15 +40,16 @@ import itertools
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..store import Store, StoreTx
 from ..telemetry.observer import EngineObserver
-from ..workflows import Instance
+from ..workflows import Instance, is_entity_id
 from . import eligibility, propagation, routing, wire
+from .concurrency import Limiter, Throttled
 from .effects import Effects
 from .eligibility import ACTIVITY, ORCHESTRATION, Eligibility, WorkFilters, WorkLabel
 from .history_cache import HistoryCache
@@ -166,6 +167,9 @@ class Dispatch:
         self._boot = uuid.uuid4().hex[:12]
         self._worker_ids = itertools.count(1)
         self.stalls = StallWatch(settings.worker_stall_seconds, self._stalled)
+        self.limits = Limiter(settings.concurrency, leasing, self._boot, self._notify, DIALECTS, InstanceWork)
+        # Leases a durable entity's batch instead of a turn (entity_service.py); set by the engine.
+        self.entity_lease: Callable[[InstanceWork, int], Awaitable[bytes | None]] | None = None
 
     def start(self) -> None:
         for dialect in DIALECTS:
@@ -329,15 +333,24 @@ class Dispatch:
             if worker.peer and self.stalls.is_stalled(worker.peer) and self._another_can_take(worker):
                 self._reoffer(key, dialect)  # it stalled while it waited for this key
                 continue
+            self.limits.reserve(key)
             try:
                 if isinstance(key, InstanceWork):
-                    item = await self._lease_turn(key, worker_id)
+                    entity = dialect == "durabletask" and is_entity_id(key.instance_id)
+                    item = await ((entity and self.entity_lease) or self._lease_turn)(key, worker_id)
                 else:
                     item = await self._lease_activity(key, dialect, worker_id)
             except asyncio.CancelledError:
                 # The stream went away between taking the key and leasing it: offer it again.
                 self._reoffer(key, dialect)
                 raise
+            except Throttled as full:  # a concurrency limit is reached: it waits, queued
+                self.limits.refused(key, full)
+                self._reoffer(key, dialect)
+                continue
+            finally:
+                state = self._state.get(key)
+                self.limits.taken(key, state == WorkState.LEASED, state == WorkState.QUEUED)
             if item is not None:
                 return item
         return None
@@ -350,7 +363,10 @@ class Dispatch:
         queue = self._queues[dialect]
 
         def avoid(k: WorkKey) -> bool:
-            # An item whose lease ran out on this worker goes to another one if it can.
+            # A concurrency limit it is under is full (concurrency.py); or its lease ran out on this
+            # worker: it goes to another one if it can.
+            if not self.limits.admits(k):
+                return True
             return self._expired_on.get(k) is worker and self._another_can_take(worker)
 
         while True:
@@ -434,6 +450,8 @@ class Dispatch:
             if not rows:
                 tx.release_instance(instance_id, token)
                 return inst, [], [], []
+            if inst is not None:
+                self.limits.check_store(tx, key, inst.name)
             history = cached if cached is not None else tx.history(instance_id)
             if received is False and inst is not None:
                 received = propagation.received_by(tx, inst)
@@ -460,6 +478,7 @@ class Dispatch:
             return None
         if cached is None:
             self.history.remember(instance_id, history)
+        self.limits.admit(key, inst.name)
 
         def learn() -> WorkLabel:
             app = routing.instance_app(history + new_events)
@@ -495,7 +514,7 @@ class Dispatch:
     async def _lease_activity(self, key: ActivityWork, dialect: str, worker_id: int) -> bytes | None:
         token = self._next_token()
         try:
-            row = await self.leasing.take_activity(key.activity_id, token)
+            row = await self.leasing.take_activity(key.activity_id, token, self.limits.activity_check(key))
         except asyncio.CancelledError:
             self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
             raise
@@ -504,6 +523,7 @@ class Dispatch:
         if row is None:
             self.items.forget(key)  # done, or another engine's
             return None
+        self.limits.admit_activity(key, row.request)
         if self.items.label(key) is None:
             # Work this engine did not create: its app is in the instance's history.
             inst, history = await self.store.read(
@@ -585,6 +605,7 @@ class Dispatch:
         else:
             self.items.started(lease.turn.instance_id)
         self.observer.lease_ended(lease.token)
+        self.limits.free(lease.key)
         if lease.expiry:
             lease.expiry.cancel()
         worker = self.workers.get(lease.worker_id)

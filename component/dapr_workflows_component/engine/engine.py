@@ -30,6 +30,7 @@ from .completions import Completions
 from .dispatch import DIALECTS, Dispatch, Worker
 from .effects import Effects
 from .eligibility import WorkFilters
+from .entity_service import EntityService
 from .leasing import lease_policy
 from .management import InstanceWatch, Management
 from .outbox import LifecycleOutbox
@@ -67,6 +68,7 @@ class Engine:
         self.management = Management(
             store, self.turns, self.commit, self.watch, s.max_payload_bytes, self.leasing.change_poll_seconds
         )
+        self.entities = EntityService(store, self.dispatch, self.turns, self.commit, s.max_payload_bytes)
 
     @property
     def workers(self) -> dict[int, Worker]:
@@ -171,8 +173,10 @@ class Engine:
     async def complete_activity(self, response: pb.ActivityResponse) -> None:
         await self.completions.complete_activity(response)
 
-    async def complete_orchestration(self, response: pb.WorkflowResponse) -> None:
-        await self.completions.complete_orchestration(response)
+    async def complete_orchestration(
+        self, response: pb.WorkflowResponse, entity_messages: list[tuple[int, bytes]] | None = None
+    ) -> None:
+        await self.completions.complete_orchestration(response, entity_messages)
 
     async def refuse_turn(self, instance_id: str, token: str, err: WorkflowError) -> None:
         await self.completions.refuse_turn(instance_id, token, err)

@@ -36,6 +36,7 @@ from ..workflows import (
     statuses,
 )
 from . import Engine, WorkFilters, metadata_app_id, wire
+from .entity_rpc import entity_handlers, split_entity_messages
 
 log = logging.getLogger("dapr_workflows.grpc")
 
@@ -400,12 +401,7 @@ class DurableTaskDialectServer(DialectServer):
             "RewindInstance": self.rewind,
             "AbandonTaskActivityWorkItem": self.abandon,
             "AbandonTaskOrchestratorWorkItem": self.abandon,
-            "AbandonTaskEntityWorkItem": _unimplemented("durable entities"),
-            "CompleteEntityTask": _unimplemented("durable entities"),
-            "SignalEntity": _unimplemented("durable entities"),
-            "GetEntity": _unimplemented("durable entities"),
-            "QueryEntities": _unimplemented("durable entities"),
-            "CleanEntityStorage": _unimplemented("durable entities"),
+            **entity_handlers(self.engine),
             "CreateTaskHub": self.hello,
             "DeleteTaskHub": self.hello,
             "SkipGracefulOrchestrationTerminations": _unimplemented("graceful-termination skips"),
@@ -416,7 +412,11 @@ class DurableTaskDialectServer(DialectServer):
 
     def worker_capacity(self, raw: bytes) -> int:
         req: mpb.GetWorkItemsRequest = parse(mpb.GetWorkItemsRequest, raw)
-        return max(req.maxConcurrentOrchestrationWorkItems, 0) + max(req.maxConcurrentActivityWorkItems, 0)
+        return (
+            max(req.maxConcurrentOrchestrationWorkItems, 0)
+            + max(req.maxConcurrentActivityWorkItems, 0)
+            + max(req.maxConcurrentEntityWorkItems, 0)
+        )
 
     def work_filters(self, raw: bytes) -> WorkFilters | None:
         return WorkFilters.from_request(parse(mpb.GetWorkItemsRequest, raw))
@@ -446,7 +446,7 @@ class DurableTaskDialectServer(DialectServer):
         unsupported = [
             kind
             for kind in (a.WhichOneof("orchestratorActionType") for a in resp.actions)
-            if kind in ("sendEntityMessage", "rewindOrchestration")
+            if kind == "rewindOrchestration"
         ]
         if unsupported:
             err = WorkflowError(
@@ -455,7 +455,8 @@ class DurableTaskDialectServer(DialectServer):
             )
             await self.engine.refuse_turn(resp.instanceId, resp.completionToken, err)
             raise err
-        await self.engine.complete_orchestration(self.translate(resp))
+        messages = split_entity_messages(resp)
+        await self.engine.complete_orchestration(self.translate(resp), messages)
         return b""
 
     @staticmethod

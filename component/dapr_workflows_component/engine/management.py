@@ -27,6 +27,7 @@ from ..workflows import (
     WorkflowError,
     check_caller_payload,
     check_event_allowed,
+    check_not_entity,
     check_payload_size,
     check_purge_allowed,
     check_rerun_allowed,
@@ -156,6 +157,7 @@ class Management:
             inst = t.get_instance(instance_id)
             if inst is None:
                 raise not_found(instance_id)
+            check_not_entity(inst)
             change(t, inst, now_us(), fx)
 
         await self.commit(tx, fx)

@@ -62,6 +62,10 @@ EXECUTION_BOUND_EVENTS = frozenset(
 END_OF_TIME_US = 2**62
 
 
+# A turn's entity messages (action ID, serialized message) applied; returns their history events.
+EntityMessages = Callable[[StoreTx, Instance, list[tuple[int, bytes]], int, Effects], list[bytes]]
+
+
 def deliverable(inst: Instance | None, rows: list[InboxRow]) -> list[InboxRow]:
     """The inbox rows a worker may see now: none for a missing or finished instance, only the
     suspend/resume/terminate events of a suspended one."""
@@ -147,11 +151,21 @@ class Turns:
         self.max_payload_bytes = max_payload_bytes
         self.outbox = outbox
         self.observer = observer
+        # Durable entities (entities.py): a turn's entity messages, and what an instance that
+        # finishes or is deleted held; set by the engine.
+        self.entity_messages: EntityMessages | None = None
+        self.instance_gone: Callable[[StoreTx, Instance, int, Effects], None] | None = None
 
     # ------------------------------------------------------------ a worker's turn
 
     def record(
-        self, t: StoreTx, turn: Turn, resp: pb.WorkflowResponse, fx: Effects, history: list[bytes] | None
+        self,
+        t: StoreTx,
+        turn: Turn,
+        resp: pb.WorkflowResponse,
+        fx: Effects,
+        history: list[bytes] | None,
+        entity_messages: list[tuple[int, bytes]] | None = None,
     ) -> None:
         """Records the worker's answer to `turn`; `history` is the instance's history if known."""
         inst = t.get_instance(turn.instance_id)
@@ -180,6 +194,8 @@ class Turns:
         step = _Step(t, inst, now, fx, history)
         step.events = [started.SerializeToString(), *turn.new_events[1:]]
         step.received = turn.propagated
+        if entity_messages and self.entity_messages is not None:
+            step.events.extend(self.entity_messages(t, inst, entity_messages, now, fx))
         for action in resp.actions:
             kind = action.WhichOneof("workflowActionType")
             handler = _ACTION_HANDLERS.get(kind or "")
@@ -435,12 +451,15 @@ class Turns:
     ) -> None:
         """Starts a new execution of the instance (on the same app) with the action's result as its
         input."""
-        # Events raised during the ended execution's last turn carry over; its timers and results don't.
+        # Events raised during the ended execution's last turn carry over; its timers and results don't,
+        # nor its entity answers and lock grants (the events Dapr's types do not name). Its locks go.
         kept = [
             r
             for r in t.inbox(inst.instance_id, END_OF_TIME_US)
-            if wire.event_type(r.event) not in EXECUTION_BOUND_EVENTS
+            if (kind := wire.event_type(r.event)) is not None and kind not in EXECUTION_BOUND_EVENTS
         ]
+        if self.instance_gone is not None:
+            self.instance_gone(t, inst, now, fx)
         t.clear_inbox(inst.instance_id)
         t.clear_history(inst.instance_id)
         fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
@@ -550,6 +569,8 @@ class Turns:
         fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
         fx.changed.add(inst.instance_id)
         fx.finished.add(inst.instance_id)
+        if self.instance_gone is not None:
+            self.instance_gone(t, inst, now, fx)
         self.outbox.record(t, LifecycleEvent.of_terminal(status), inst, now, fx)
         log.info(
             "workflow %r (%s) %s",
@@ -597,9 +618,10 @@ class Turns:
                 if child is not None:
                     self.terminate(t, child, output, True, now, fx)
 
-    @staticmethod
-    def delete(t: StoreTx, inst: Instance, fx: Effects) -> None:
+    def delete(self, t: StoreTx, inst: Instance, fx: Effects) -> None:
         """Deletes the instance with everything it has in the store."""
+        if self.instance_gone is not None:
+            self.instance_gone(t, inst, now_us(), fx)
         fx.cancelled_activities.extend(t.clear_activities(inst.instance_id))
         t.delete_instance(inst.instance_id)
         fx.dropped.add(inst.instance_id)

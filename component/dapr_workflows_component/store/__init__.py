@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .base import ActivityRow, Announcement, InboxRow, Store, StoreTx, StoreUnavailable
+from .base import (
+    ActivityRow,
+    Announcement,
+    InboxRow,
+    Store,
+    StoreTx,
+    StoreUnavailable,
+)
+from .entity_base import EntityRow, LockRequestRow
 from .sqlite import SQLiteStore
 
 
@@ -29,7 +37,9 @@ def open_store(url: str) -> Store:
 __all__ = [
     "ActivityRow",
     "Announcement",
+    "EntityRow",
     "InboxRow",
+    "LockRequestRow",
     "SQLiteStore",
     "Store",
     "StoreTx",

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from ..workflows import Instance, InstanceQuery, RuntimeStatus, parse_tags
 from .base import ActivityRow, InboxRow, StoreTx
+from .entity_sql import EntitySql
 
 # The instance columns of both stores' `instances` table, in the order of the two functions below.
 INSTANCE_FIELDS = (
@@ -193,7 +194,7 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class SqlTx(StoreTx):
+class SqlTx(EntitySql, StoreTx):
     """The transaction methods whose SQL is the same in both stores."""
 
     @abc.abstractmethod

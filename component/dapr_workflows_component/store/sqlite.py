@@ -15,12 +15,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..workflows import Instance
 from .base import Store, StoreTx, StoreUnavailable
+from .entity_sql import entity_tables
 from .sql import INSTANCE_COLUMNS, INSTANCE_VALUES, MANAGEMENT_INDEXES, SqlTx, instance_row, row_instance
 from .sqlite_guard import FileGuard, store_error
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -82,6 +83,8 @@ _MIGRATIONS: dict[int, str] = {
     3: "CREATE INDEX outbox_created ON outbox (created_at);",
     # The management listing's filters and orders, and retention (management indexes).
     4: MANAGEMENT_INDEXES,
+    # Durable entities: state, locks, waiting critical sections.
+    6: ";".join(entity_tables("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT", "INTEGER")),
 }
 
 
