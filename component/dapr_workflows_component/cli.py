@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 
+from . import event_loop
 from .access_policy import PolicyFileError, load_policy
 from .cli_client import add_client_commands, package_version, run_client
 from .engine import Engine, EngineSettings
@@ -255,6 +256,12 @@ SERVE_OPTIONS = (
         "keep them until purged",
     ),
     Option("log-level", "info", "debug, info, warning or error"),
+    Option(
+        "event-loop",
+        "auto",
+        "the asyncio event loop: uvloop (pip install 'dapr-workflows[uvloop]'), asyncio, or auto: "
+        "uvloop when it is installed",
+    ),
     Option(
         "log-format",
         "text",
@@ -591,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     limit_repeats()
     if args.command == "serve":
-        asyncio.run(serve(args))
+        event_loop.run(lambda: serve(args), str(args.event_loop))
 
 
 if __name__ == "__main__":
