@@ -241,6 +241,8 @@ def sqlite_files(url: str) -> list[str]:
 
 
 class SQLiteStore(Store):
+    runs_in_caller = True
+
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
         self._guard: FileGuard | None = None
