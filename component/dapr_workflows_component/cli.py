@@ -453,7 +453,7 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
         store = startup.store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
-    log.info("store: %s", store.description)
+    log.info("store: %s; event loop: %s", store.description, event_loop.running_loop_name())
     telemetry = Telemetry.from_environment(serve_metrics=serve_metrics)
     engine = Engine(ObservedStore(store, telemetry), settings, telemetry)
     try:

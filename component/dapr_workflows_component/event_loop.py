@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
-
-log = logging.getLogger("dapr_workflows")
 
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
@@ -37,10 +34,14 @@ def chosen_loop(choice: str) -> str:
     return name
 
 
+def running_loop_name() -> str:
+    """The running loop's kind, for the log: uvloop or asyncio."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+
+
 def run(main: Callable[[], Coroutine[Any, Any, None]], choice: str) -> None:
     """Runs the coroutine `main()` to completion on the loop `choice` names."""
     loop = chosen_loop(choice)
-    log.info("event loop: %s", loop)
     if loop == "uvloop":
         import uvloop
 
