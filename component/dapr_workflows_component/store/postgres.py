@@ -34,6 +34,7 @@ from psycopg_pool import ConnectionPool
 
 from ..workflows import Instance, RuntimeStatus
 from .base import ActivityRow, Announcement, Store, StoreTx, StoreUnavailable
+from .postgres_concurrency import CONCURRENCY_MIGRATION, ConcurrencySql
 from .sql import (
     ACTIVITY_COLUMNS,
     INSTANCE_COLUMNS,
@@ -49,7 +50,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("dapr_workflows.store")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The NOTIFY channel every engine of one database listens on.
 CHANNEL = "dapr_workflows"
@@ -165,6 +166,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # The management listing's filters and orders, and retention (management indexes).
     4: tuple(s.strip() for s in MANAGEMENT_INDEXES.split(";") if s.strip()),
+    5: CONCURRENCY_MIGRATION,
 }
 
 # The upsert rewrites every column but the lease, which only claims and releases change.
@@ -202,7 +204,9 @@ def _micros(seconds: float) -> int:
     return max(0, round(seconds * 1_000_000))
 
 
-class _PostgresTx(SqlTx):
+class _PostgresTx(ConcurrencySql, SqlTx):
+    _db_now = _DB_NOW
+
     def __init__(self, conn: psycopg.Connection[TupleRow], origin: str, writable: bool) -> None:
         self._c = conn
         self._origin = origin
