@@ -47,6 +47,7 @@ from .history_cache import HistoryCache
 from .history_deltas import KeptHistories
 from .leasing import LeasePolicy
 from .settings import EngineSettings
+from .signals import Signal, wait_any
 from .stalls import StallWatch
 from .turns import Turn, deliverable, turn_events
 from .wire import now_us
@@ -125,7 +126,7 @@ class Worker:
     dialect: str
     capacity: int
     held: int = 0
-    freed: asyncio.Event = field(default_factory=asyncio.Event)
+    freed: Signal = field(default_factory=Signal)
     peer: str = ""  # its connection, when known (stalls.py)
     app_id: str | None = None  # the app it serves (`dapr-app-id`); None: it did not say
 
@@ -136,7 +137,7 @@ class Dispatch:
         store: Store,
         settings: EngineSettings,
         leasing: LeasePolicy,
-        closing: asyncio.Event,
+        closing: Signal,
         observer: EngineObserver,
     ) -> None:
         self.store = store
@@ -151,7 +152,7 @@ class Dispatch:
         # Per dialect, the queued keys in the order they were queued (a dict keeps it).
         self._queues: dict[str, dict[WorkKey, None]] = {}
         # Set (and replaced) when a dialect's queue gets a key or its workers change.
-        self._wake: dict[str, asyncio.Event] = {}
+        self._wake: dict[str, Signal] = {}
         # The app of each work item, where known (ANY_APP: any app's worker may take it).
         self._apps: dict[WorkKey, str] = {}
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
@@ -176,7 +177,7 @@ class Dispatch:
     def start(self) -> None:
         for dialect in DIALECTS:
             self._queues[dialect] = {}
-            self._wake[dialect] = asyncio.Event()
+            self._wake[dialect] = Signal()
 
     # ------------------------------------------------------------ what is ready
 
@@ -226,7 +227,7 @@ class Dispatch:
         wake = self._wake.get(dialect)
         if wake is not None:
             wake.set()
-            self._wake[dialect] = asyncio.Event()
+            self._wake[dialect] = Signal()
 
     # ------------------------------------------------------------ routing
 
@@ -385,14 +386,9 @@ class Dispatch:
         self.observer.work_taken(key)
         return key
 
-    async def _wait_any(self, event: asyncio.Event, timeout: float) -> bool:
+    async def _wait_any(self, event: Signal, timeout: float) -> bool:
         """Waits for `event` or the engine closing; False when the time ran out or the engine closes."""
-        waits = (asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.closing.wait()))
-        try:
-            await asyncio.wait(waits, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
+        await wait_any((event, self.closing), timeout)
         return event.is_set() and not self.closing.is_set()
 
     def _another_can_take(self, worker: Worker) -> bool:
