@@ -74,11 +74,30 @@ def _micros(seconds: float) -> int:
 _INSTANCE_ROW = f"{INSTANCE_COLUMNS}, history_version"
 _WIDTH = len(INSTANCE_FIELDS)
 
-# An instance's history, fetched only when this transaction holds its lease and the history changed
-# since the version the engine caches (a NULL version never matches).
+# The history of the instance row `i`, as an array, unless the version this engine caches is current
+# (then NULL; a NULL version never matches).
 _HISTORY_IF_STALE = (
-    "SELECT event FROM history WHERE instance_id = ? AND EXISTS (SELECT 1 FROM instances WHERE "
-    "instance_id = ? AND lease_token = ? AND (history_version = ?::uuid) IS NOT TRUE) ORDER BY seq"
+    "(SELECT array_agg(h.event ORDER BY h.seq) FROM history h WHERE h.instance_id = i.instance_id "
+    "AND (i.history_version = ?::uuid) IS NOT TRUE)"
+)
+# A claim of an instance, with what the turn reads next: the row, the history (if stale), and the
+# inbox rows visible by a bound (as three arrays).
+_CLAIM = (
+    f"WITH i AS (UPDATE instances SET lease_token = ?, lease_until = {_DB_NOW} + ? "
+    f"WHERE instance_id = ? AND ({_LEASE_FREE} OR lease_token = ? OR lease_token LIKE ?) "
+    f"RETURNING {_INSTANCE_ROW}) "
+    f"SELECT i.*, {_HISTORY_IF_STALE}, b.ids, b.visible, b.events FROM i LEFT JOIN LATERAL "
+    "(SELECT array_agg(id ORDER BY id) AS ids, array_agg(visible_at ORDER BY id) AS visible, "
+    "array_agg(event ORDER BY id) AS events FROM inbox "
+    "WHERE inbox.instance_id = i.instance_id AND visible_at <= ?) b ON true"
+)
+# A result's activity row with its instance's row, both locked (as recording the result does).
+_HELD_ACTIVITY = (
+    "SELECT a.lease_token, {}, {} FROM activities a JOIN instances i ON i.instance_id = a.instance_id "
+    "WHERE a.id = ? AND a.lease_token = ? FOR UPDATE"
+).format(
+    ", ".join(f"a.{c}" for c in ACTIVITY_COLUMNS.split(", ")),
+    ", ".join(f"i.{c}" for c in _INSTANCE_ROW.split(", ")),
 )
 
 
@@ -122,26 +141,20 @@ class PostgresTx(SqlTx):
         against the server after a batch that failed)."""
         self._c.execute(placeholders(sql), args)
 
-    def _batch(self, *statements: tuple[str, Sequence[Any]]) -> list[list[TupleRow]]:
-        """The rows of several statements, sent in one round trip (in pipeline mode)."""
-        cursors = [self._c.execute(placeholders(sql), args) for sql, args in statements]
-        if self._pipeline is not None:
-            self._pipeline.sync()
-        return [cur.fetchall() for cur in cursors]
-
     def _remember_row(self, row: Sequence[Any] | None, instance_id: str) -> None:
         if row is not None:
             self._memo.instances[instance_id] = (row_instance(row[:_WIDTH]), row[_WIDTH])
 
-    def _remember_history(self, instance_id: str, cached: uuid.UUID | None, fetched: list[TupleRow]) -> None:
-        """The history of a lease's instance, after a statement that fetched it only if stale."""
-        memo = self._memo.instances.get(instance_id)
-        if memo is None or memo[0] is None:
-            return
-        version = memo[1]
-        events = self._cache.get(instance_id, cached) if version == cached else None
-        if events is None and (version != cached or fetched):
-            events = [r[0] for r in fetched]
+    def _remember_history(
+        self, instance_id: str, cached: uuid.UUID | None, fetched: list[bytes] | None
+    ) -> None:
+        """The history of a remembered row, after a statement that fetched it unless `cached`, the
+        version cached before the statement, is the row's."""
+        version = self._memo.instances[instance_id][1]
+        if version is not None and version == cached:
+            events = self._cache.get(instance_id, version)  # None if replaced since: read later
+        else:
+            events = fetched or []
             self._cache.put(instance_id, version, events)
         if events is not None:
             self._memo.histories[instance_id] = events
@@ -319,49 +332,42 @@ class PostgresTx(SqlTx):
 
     def claim_instance(self, instance_id: str, token: str, seconds: float) -> bool:
         # Two claims of one row serialize on its lock; the later one re-checks the condition
-        # against the committed winner and updates nothing. The same round trip brings what the
+        # against the committed winner and updates nothing. The same statement returns what the
         # turn reads next, if the claim succeeded: the row, the inbox up to now, the history unless
         # the cached one is current.
         cached = self._cache.version(instance_id)
         bound = time.time_ns() // 1000
-        claimed, inbox, history = self._batch(
-            (
-                f"UPDATE instances SET lease_token = ?, lease_until = {_DB_NOW} + ? "
-                f"WHERE instance_id = ? AND ({_LEASE_FREE} OR lease_token = ? OR lease_token LIKE ?) "
-                f"RETURNING {_INSTANCE_ROW}",
-                (token, _micros(seconds), instance_id, token, _own_tokens(token)),
-            ),
-            (
-                "SELECT id, instance_id, visible_at, event FROM inbox WHERE instance_id = ? "
-                "AND visible_at <= ? AND EXISTS (SELECT 1 FROM instances WHERE instance_id = ? "
-                "AND lease_token = ?) ORDER BY id",
-                (instance_id, bound, instance_id, token),
-            ),
-            (_HISTORY_IF_STALE, (instance_id, instance_id, token, cached)),
+        row = self._one(
+            _CLAIM, (token, _micros(seconds), instance_id, token, _own_tokens(token), cached, bound)
         )
-        if not claimed:
+        if row is None:
             return False
-        self._remember_row(claimed[0], instance_id)
-        self._memo.inboxes[instance_id] = (bound, [InboxRow(*r) for r in inbox])
-        self._remember_history(instance_id, cached, history)
+        self._remember_row(row, instance_id)
+        ids, visible, events = row[_WIDTH + 2 :]
+        self._memo.inboxes[instance_id] = (
+            bound,
+            [
+                InboxRow(row_id, instance_id, visible_at, event)
+                for row_id, visible_at, event in zip(ids or (), visible or (), events or (), strict=True)
+            ],
+        )
+        self._remember_history(instance_id, cached, row[_WIDTH + 1])
         return True
 
     def holds_instance(self, instance_id: str, token: str) -> bool:
         # The row lock keeps another engine from claiming the lapsed lease until this transaction,
         # which is about to record the holder's work, has committed. The row and the history (if
-        # the cached one is stale) come in the same round trip.
+        # the cached one is stale) come with it.
         cached = self._cache.version(instance_id)
-        held, history = self._batch(
-            (
-                f"SELECT lease_token, {_INSTANCE_ROW} FROM instances WHERE instance_id = ?{self._lock}",
-                (instance_id,),
-            ),
-            (_HISTORY_IF_STALE, (instance_id, instance_id, token, cached)),
+        row = self._one(
+            f"SELECT lease_token, {_INSTANCE_ROW}, {_HISTORY_IF_STALE} FROM instances i "
+            f"WHERE instance_id = ?{self._lock}",
+            (cached, instance_id),
         )
-        if not held or held[0][0] != token:
+        if row is None or row[0] != token:
             return False
-        self._remember_row(held[0][1:], instance_id)
-        self._remember_history(instance_id, cached, history)
+        self._remember_row(row[1:], instance_id)
+        self._remember_history(instance_id, cached, row[_WIDTH + 2])
         return True
 
     def release_instance(self, instance_id: str, token: str) -> None:
@@ -381,24 +387,13 @@ class PostgresTx(SqlTx):
         return ActivityRow(*row) if row else None
 
     def holds_activity(self, activity_id: int, token: str) -> bool:
-        # With the row, its instance's row, locked next as recording the result does anyway.
-        held, instance = self._batch(
-            (
-                f"SELECT lease_token, {ACTIVITY_COLUMNS} FROM activities WHERE id = ?{self._lock}",
-                (activity_id,),
-            ),
-            (
-                f"SELECT {_INSTANCE_ROW} FROM instances WHERE instance_id = (SELECT instance_id "
-                f"FROM activities WHERE id = ? AND lease_token = ?){self._lock}",
-                (activity_id, token),
-            ),
-        )
-        if not held or held[0][0] != token:
-            return False
-        row = ActivityRow(*held[0][1:])
-        self._memo.activities[activity_id] = row
-        if instance:
-            self._remember_row(instance[0], row.instance_id)
+        row = self._one(_HELD_ACTIVITY, (activity_id, token))
+        if row is None:  # not held, or its instance is gone
+            held = self._one(f"SELECT lease_token FROM activities WHERE id = ?{self._lock}", (activity_id,))
+            return held is not None and held[0] == token
+        activity = ActivityRow(*row[1:7])
+        self._memo.activities[activity_id] = activity
+        self._remember_row(row[7:], activity.instance_id)
         return True
 
     def get_activity(self, activity_id: int) -> ActivityRow | None:
