@@ -200,6 +200,7 @@ class PostgresStore(Store):
                         tx._end_pipeline = pipelined.close
                         conn.execute(begin, prepare=False)  # nothing to plan
                         result = fn(tx)
+                        tx.flush()
                         conn.execute("COMMIT", prepare=False)
                     tx._memo.committed(self._history)
                     self._last_used[conn] = time.monotonic()

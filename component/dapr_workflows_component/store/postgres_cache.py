@@ -88,6 +88,8 @@ class TxMemo:
     # Instances this transaction deleted: their cached histories are dropped when it commits.
     deleted: set[str] = dataclasses.field(default_factory=set)
     activities: dict[int, ActivityRow | None] = dataclasses.field(default_factory=dict)
+    # Inbox rows to delete, held back to go in one statement (`PostgresTx.flush`).
+    inbox_deletes: list[int] = dataclasses.field(default_factory=list)
 
     def committed(self, cache: HistoryCache) -> None:
         for instance_id, (version, events) in self.written.items():

@@ -119,6 +119,7 @@ class PostgresTx(SqlTx):
         self._skip_locked = " FOR UPDATE SKIP LOCKED" if writable else ""
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
+        self.flush()
         cur = self._c.execute(placeholders(sql), args)
         if self._pipeline is not None:
             # The caller may read rowcount or rows: wait for this statement's result (and the
@@ -129,9 +130,18 @@ class PostgresTx(SqlTx):
     def _leave_pipeline(self) -> None:
         """Plain mode for the rest of the transaction (COPY refuses pipeline mode); the queued
         statements' results, errors included, come first."""
+        self.flush()
         if self._pipeline is not None:
             self._pipeline = None
             self._end_pipeline()
+
+    def flush(self) -> None:
+        """Sends what is held back to be sent in one statement (the inbox rows to delete): before a
+        statement that reads, and before the COMMIT."""
+        deletes = self._memo.inbox_deletes
+        if deletes:
+            self._c.execute(placeholders("DELETE FROM inbox WHERE id = ANY(?)"), (deletes,))
+            self._memo.inbox_deletes = []
 
     def _send(self, sql: str, args: Sequence[Any] = ()) -> None:
         """A statement whose result nobody reads: queued, it goes in one round trip with the next
@@ -277,8 +287,10 @@ class PostgresTx(SqlTx):
         return super().inbox(instance_id, visible_before)
 
     def clear_inbox(self, instance_id: str) -> None:
+        # With the rows deleted by ID but not yet sent: one statement.
         self._memo.inboxes.clear()
-        super().clear_inbox(instance_id)
+        deletes, self._memo.inbox_deletes = self._memo.inbox_deletes, []
+        self._send("DELETE FROM inbox WHERE instance_id = ? OR id = ANY(?)", (instance_id, deletes))
 
     def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> int:
         self._memo.inboxes.clear()
@@ -290,9 +302,9 @@ class PostgresTx(SqlTx):
         return int(row[0])
 
     def delete_inbox(self, row_ids: list[int]) -> None:
-        if row_ids:
-            self._memo.inboxes.clear()
-            self._send("DELETE FROM inbox WHERE id = ANY(?)", (row_ids,))
+        # Held back: sent with the next statement that reads, merged with the next ones.
+        self._memo.inboxes.clear()
+        self._memo.inbox_deletes.extend(row_ids)
 
     # activities
 
