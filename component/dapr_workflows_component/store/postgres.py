@@ -9,6 +9,10 @@ clock, so engines whose clocks disagree still agree on when a lease has lapsed. 
 instance serialize on its row lock (`SELECT ... FOR UPDATE`); the scans that look for work skip rows
 another transaction has locked. Commits that make work ready are announced with NOTIFY, delivered
 only when the transaction commits, so other engines react at once instead of polling.
+
+A transaction takes few round trips (`postgres_tx.py`): a turn's claim or lease check is one
+statement that also returns the instance row, its visible inbox and, unless the history this store
+caches is current by the instance's `history_version`, its history (`postgres_cache.py`).
 """
 
 from __future__ import annotations

@@ -85,8 +85,8 @@ class TxMemo:
     # Histories this transaction wrote: the version it set and the whole history (None: unknown),
     # cached when it commits.
     written: dict[str, tuple[UUID, list[bytes] | None]] = dataclasses.field(default_factory=dict)
-    # Instances this transaction deleted: their cached histories are dropped when it commits.
-    deleted: set[str] = dataclasses.field(default_factory=set)
+    # Instances this transaction deleted or finished: their histories are dropped when it commits.
+    dropped: set[str] = dataclasses.field(default_factory=set)
     activities: dict[int, ActivityRow | None] = dataclasses.field(default_factory=dict)
     # Inbox rows to delete, held back to go in one statement (`PostgresTx.flush`).
     inbox_deletes: list[int] = dataclasses.field(default_factory=list)
@@ -97,5 +97,5 @@ class TxMemo:
                 cache.forget(instance_id)
             else:
                 cache.put(instance_id, version, events)
-        for instance_id in self.deleted:
+        for instance_id in self.dropped:
             cache.forget(instance_id)

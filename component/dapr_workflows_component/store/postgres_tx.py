@@ -213,6 +213,8 @@ class PostgresTx(SqlTx):
 
     def put_instance(self, i: Instance) -> None:
         self._memo.instances.pop(i.instance_id, None)
+        if i.status.is_terminal:
+            self._memo.dropped.add(i.instance_id)  # it takes no more turns: not worth keeping
         self._send(
             f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES}) "
             f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}",
@@ -222,7 +224,8 @@ class PostgresTx(SqlTx):
     def delete_instance(self, instance_id: str) -> None:
         for memo in (self._memo.instances, self._memo.inboxes, self._memo.histories, self._memo.written):
             memo.pop(instance_id, None)
-        self._memo.deleted.add(instance_id)
+        self._memo.dropped.add(instance_id)
+        self._memo.activities.clear()
         # One round trip for the four tables.
         self._execute(
             "WITH h AS (DELETE FROM history WHERE instance_id = ?), "
