@@ -3,6 +3,7 @@ connection in pipeline mode, and what the transaction remembers of the rows it r
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -204,7 +205,8 @@ class PostgresTx(SqlTx):
         # A row read under this transaction's lock (or in its snapshot) is still the same.
         memo = self._memo.instances.get(instance_id)
         if memo is not None:
-            return memo[0]
+            # A copy, as a query would give: the caller may change it without storing it.
+            return copy.copy(memo[0])
         row = self._one(
             f"SELECT {_INSTANCE_ROW} FROM instances WHERE instance_id = ?{self._lock}", (instance_id,)
         )
