@@ -342,8 +342,9 @@ class PostgresTx(SqlTx):
 
     def create_instance(self, i: Instance) -> None:
         self._memo.instances.pop(i.instance_id, None)
-        # A plain INSERT: a concurrent start of the same ID fails here and is run again (_RETRYABLE).
-        self._execute(
+        # A plain INSERT: a concurrent start of the same ID fails it, at the next statement that
+        # waits or at the COMMIT, and the transaction is run again (the store's _RETRYABLE).
+        self._send(
             f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES})", instance_row(i)
         )
 
