@@ -5,6 +5,7 @@ real server: a store reads an instance's history only when its cached one is sta
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
@@ -152,5 +153,51 @@ def test_a_claim_brings_the_row_and_only_the_inbox_visible_now(postgres_url: str
             assert changed is not None and changed.status == RuntimeStatus.SUSPENDED
         finally:
             await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_claim_that_waited_for_a_writer_reads_what_the_writer_committed(postgres_url: str) -> None:
+    """The claim waits for the row lock of a turn being recorded by another engine (whose lease
+    lapsed); once that commits, the history the claim brings includes its events (read after the
+    wait, not before)."""
+
+    async def main() -> None:
+        a, b = open_pg(postgres_url), open_pg(postgres_url)
+        inside, go = threading.Event(), threading.Event()
+        try:
+            await a.run(lambda t: t.create_instance(instance("x")))
+            assert (await b.run(turn("x", "B-1")))[2] == []  # B caches the empty history
+            # A's lease lapses at once: B's claim then waits for the row's lock, not for the lease.
+            await a.run(lambda t: t.claim_instance("x", "A-1", 0))
+
+            def record_slowly(t: StoreTx) -> None:
+                assert record("x", "A-1", [b"e0"])(t)
+                t.release_instance("x", "A-1")
+                inside.set()
+                assert go.wait(30), "the claim never started waiting"
+
+            recording = asyncio.create_task(a.run(record_slowly))
+            await asyncio.to_thread(inside.wait, 30)
+            claiming = asyncio.create_task(b.run(turn("x", "B-2")))
+
+            def claim_waits() -> bool:
+                waiting = sql(
+                    postgres_url,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'",
+                )
+                return int(waiting[0][0]) > 0
+
+            while not await asyncio.to_thread(claim_waits):
+                await asyncio.sleep(0.02)
+            go.set()
+            await recording
+            claimed, _, history = await claiming
+            assert claimed and history == [b"e0"]
+        finally:
+            go.set()
+            await a.close()
+            await b.close()
 
     asyncio.run(main())

@@ -81,17 +81,19 @@ _HISTORY_IF_STALE = (
     "(SELECT array_agg(h.event ORDER BY h.seq) FROM history h WHERE h.instance_id = i.instance_id "
     "AND (i.history_version = ?::uuid) IS NOT TRUE)"
 )
-# A claim of an instance, with what the turn reads next: the row, the history (if stale), and the
-# inbox rows visible by a bound (as three arrays).
-_CLAIM = (
-    f"WITH i AS (UPDATE instances SET lease_token = ?, lease_until = {_DB_NOW} + ? "
-    f"WHERE instance_id = ? AND ({_LEASE_FREE} OR lease_token = ? OR lease_token LIKE ?) "
-    f"RETURNING {_INSTANCE_ROW}) "
-    f"SELECT i.*, {_HISTORY_IF_STALE}, b.ids, b.visible, b.events FROM i LEFT JOIN LATERAL "
+# What a turn reads after its claim or lease check: the history (if stale) and the inbox rows visible
+# by a bound (as three arrays), if the lease is this transaction's. A statement of its own, sent in
+# the same round trip: it reads a snapshot taken after the claim got the row's lock, so it sees what
+# a writer that held the lock committed (a subquery of the claim itself would read the snapshot from
+# before the wait, older than the row it returns).
+_TURN_READS = (
+    f"SELECT {_HISTORY_IF_STALE}, b.ids, b.visible, b.events FROM instances i LEFT JOIN LATERAL "
     "(SELECT array_agg(id ORDER BY id) AS ids, array_agg(visible_at ORDER BY id) AS visible, "
     "array_agg(event ORDER BY id) AS events FROM inbox "
-    "WHERE inbox.instance_id = i.instance_id AND visible_at <= ?) b ON true"
+    "WHERE inbox.instance_id = i.instance_id AND visible_at <= ?) b ON true "
+    "WHERE i.instance_id = ? AND i.lease_token = ?"
 )
+_HISTORY_READ = f"SELECT {_HISTORY_IF_STALE} FROM instances i WHERE i.instance_id = ? AND i.lease_token = ?"
 # A result's activity row with its instance's row, both locked (as recording the result does).
 _HELD_ACTIVITY = (
     "SELECT a.lease_token, {}, {} FROM activities a JOIN instances i ON i.instance_id = a.instance_id "
@@ -151,6 +153,14 @@ class PostgresTx(SqlTx):
         Prepared like the others once used often (psycopg checks its cache of prepared statements
         against the server after a batch that failed)."""
         self._c.execute(placeholders(sql), args)
+
+    def _batch(self, *statements: tuple[str, Sequence[Any]]) -> list[list[TupleRow]]:
+        """The rows of several statements, sent in one round trip (in pipeline mode)."""
+        self.flush()
+        cursors = [self._c.execute(placeholders(sql), args) for sql, args in statements]
+        if self._pipeline is not None:
+            self._pipeline.sync()
+        return [cur.fetchall() for cur in cursors]
 
     def _remember_row(self, row: Sequence[Any] | None, instance_id: str) -> None:
         if row is not None:
@@ -344,24 +354,28 @@ class PostgresTx(SqlTx):
         self._memo.instances.pop(i.instance_id, None)
         # A plain INSERT: a concurrent start of the same ID fails it, at the next statement that
         # waits or at the COMMIT, and the transaction is run again (the store's _RETRYABLE).
-        self._send(
-            f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES})", instance_row(i)
-        )
+        self._send(f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({INSTANCE_VALUES})", instance_row(i))
 
     def claim_instance(self, instance_id: str, token: str, seconds: float) -> bool:
         # Two claims of one row serialize on its lock; the later one re-checks the condition
-        # against the committed winner and updates nothing. The same statement returns what the
+        # against the committed winner and updates nothing. The same round trip brings what the
         # turn reads next, if the claim succeeded: the row, the inbox up to now, the history unless
         # the cached one is current.
         cached = self._cache.version(instance_id)
         bound = time.time_ns() // 1000
-        row = self._one(
-            _CLAIM, (token, _micros(seconds), instance_id, token, _own_tokens(token), cached, bound)
+        claimed, reads = self._batch(
+            (
+                f"UPDATE instances SET lease_token = ?, lease_until = {_DB_NOW} + ? "
+                f"WHERE instance_id = ? AND ({_LEASE_FREE} OR lease_token = ? OR lease_token LIKE ?) "
+                f"RETURNING {_INSTANCE_ROW}",
+                (token, _micros(seconds), instance_id, token, _own_tokens(token)),
+            ),
+            (_TURN_READS, (cached, bound, instance_id, token)),
         )
-        if row is None:
-            return False
-        self._remember_row(row, instance_id)
-        ids, visible, events = row[_WIDTH + 2 :]
+        if not claimed or not reads:
+            return bool(claimed)
+        self._remember_row(claimed[0], instance_id)
+        history, ids, visible, events = reads[0]
         self._memo.inboxes[instance_id] = (
             bound,
             [
@@ -369,23 +383,26 @@ class PostgresTx(SqlTx):
                 for row_id, visible_at, event in zip(ids or (), visible or (), events or (), strict=True)
             ],
         )
-        self._remember_history(instance_id, cached, row[_WIDTH + 1])
+        self._remember_history(instance_id, cached, history)
         return True
 
     def holds_instance(self, instance_id: str, token: str) -> bool:
         # The row lock keeps another engine from claiming the lapsed lease until this transaction,
         # which is about to record the holder's work, has committed. The row and the history (if
-        # the cached one is stale) come with it.
+        # the cached one is stale) come in the same round trip.
         cached = self._cache.version(instance_id)
-        row = self._one(
-            f"SELECT lease_token, {_INSTANCE_ROW}, {_HISTORY_IF_STALE} FROM instances i "
-            f"WHERE instance_id = ?{self._lock}",
-            (cached, instance_id),
+        held, reads = self._batch(
+            (
+                f"SELECT lease_token, {_INSTANCE_ROW} FROM instances WHERE instance_id = ?{self._lock}",
+                (instance_id,),
+            ),
+            (_HISTORY_READ, (cached, instance_id, token)),
         )
-        if row is None or row[0] != token:
+        if not held or held[0][0] != token:
             return False
-        self._remember_row(row[1:], instance_id)
-        self._remember_history(instance_id, cached, row[_WIDTH + 2])
+        self._remember_row(held[0][1:], instance_id)
+        if reads:
+            self._remember_history(instance_id, cached, reads[0][0])
         return True
 
     def release_instance(self, instance_id: str, token: str) -> None:
