@@ -159,6 +159,7 @@ def test_repository_paths_the_readme_names_exist() -> None:
 def test_the_sections_other_parts_fill_in_are_there() -> None:
     assert "docs/postgresql.md" in readme_section("Choosing PostgreSQL")
     assert "docs/triggers.md" in readme_section("Triggers")
+    assert "docs/concurrency-limits.md" in readme_section("Concurrency limits")
 
 
 # ------------------------------------------------------------------------------ the two commands

@@ -17,7 +17,9 @@ import grpc
 
 from .access_policy import PolicyFileError, load_policy
 from .cli_client import add_client_commands, package_version, run_client
+from .concurrency_file import ConcurrencyFileError, load_limits, with_flags
 from .engine import Engine, EngineSettings
+from .engine.concurrency import ConcurrencyLimits
 from .engine.grpc_server import add_to_server, dialect_server, server_options
 from .engine.retention import Retention
 from .http_api import HttpServer, HttpSettings, parse_address
@@ -217,6 +219,25 @@ SERVE_OPTIONS = (
         "wait for other workers",
     ),
     Option(
+        "max-concurrent-workflows",
+        "0",
+        "workflow turns running at once (leased to workers), over all the engines sharing the store "
+        "(Dapr's globalMaxConcurrentWorkflowInvocations); more wait, queued; 0: no limit",
+    ),
+    Option(
+        "max-concurrent-activities",
+        "0",
+        "activities running at once (leased to workers), over all the engines sharing the store "
+        "(Dapr's globalMaxConcurrentActivityInvocations); more wait, queued; 0: no limit",
+    ),
+    Option(
+        "concurrency-limits",
+        "",
+        "a Dapr Configuration file (YAML or JSON) whose spec.workflow sets the limits by workflow "
+        "and activity name (workflowConcurrencyLimits, activityConcurrencyLimits), per engine and "
+        "over all engines (docs/concurrency-limits.md); empty: none",
+    ),
+    Option(
         "socket-folder",
         "",
         "folder of the Dapr pluggable component socket; when empty, $DAPR_COMPONENTS_SOCKETS_FOLDER, "
@@ -352,7 +373,26 @@ def _engine_settings(args: argparse.Namespace) -> EngineSettings:
         keepalive_seconds=_seconds(args.keepalive_seconds, "keepalive-seconds"),
         worker_stall_seconds=_seconds(args.worker_stall_seconds, "worker-stall-seconds"),
         history_cache_bytes=_int(args.history_cache_bytes, "history-cache-bytes"),
+        concurrency=_concurrency(args),
     )
+
+
+def _concurrency(args: argparse.Namespace) -> ConcurrencyLimits:
+    """The concurrency limits of the flags and the --concurrency-limits file."""
+    flags = []
+    for flag in ("max-concurrent-workflows", "max-concurrent-activities"):
+        value = str(getattr(args, flag.replace("-", "_"))).strip()
+        if not (value or "0").isdigit() or int(value or "0") > 2**31 - 1:
+            raise SystemExit(f"dapr-workflows: --{flag} must be a whole number (0: no limit), not {value!r}")
+        flags.append(int(value or "0"))
+    try:
+        limits = load_limits(args.concurrency_limits) if args.concurrency_limits else ConcurrencyLimits()
+        limits = with_flags(limits, *flags)
+    except ConcurrencyFileError as err:
+        raise SystemExit(f"dapr-workflows: --concurrency-limits: {err}") from None
+    if limits.gates():
+        log.info("concurrency limits: %s", limits.summary())
+    return limits
 
 
 def _socket_settings(args: argparse.Namespace) -> tuple[str, int, bool]:

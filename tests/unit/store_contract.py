@@ -510,14 +510,18 @@ SHARED_ONLY_COLUMNS = {
     ("activities", "lease_token"),
     ("activities", "lease_until"),
     ("instances", "history_version"),  # validates an engine's cached history
+    # Concurrency limits across engines count the leases of an activity name.
+    ("activities", "name"),
 }
 SHARED_ONLY_INDEXES = {"activities_lease", "instances_lease_token", "activities_lease_token"}
+# Which engines wait for a concurrency limit's slots (engine/concurrency.py).
+SHARED_ONLY_TABLES = {"concurrency_waits"}
 
 
 def schema_differences(exclusive: Schema, shared: Schema) -> list[str]:
     """How a shared store's schema differs from an exclusive store's, beyond its leases."""
     differences: list[str] = []
-    for table in sorted(set(exclusive.tables) | set(shared.tables)):
+    for table in sorted(set(exclusive.tables) | set(shared.tables) - SHARED_ONLY_TABLES):
         mine = exclusive.tables.get(table, [])
         theirs = [c for c in shared.tables.get(table, []) if (table, c.name) not in SHARED_ONLY_COLUMNS]
         if mine != theirs:

@@ -41,6 +41,7 @@ from ..store import Store, StoreTx
 from ..telemetry.observer import EngineObserver
 from ..workflows import Instance
 from . import propagation, routing, wire
+from .concurrency import Limiter, Throttled
 from .effects import Effects
 from .history_cache import HistoryCache
 from .history_deltas import KeptHistories
@@ -168,6 +169,7 @@ class Dispatch:
         self._boot = uuid.uuid4().hex[:12]
         self._worker_ids = itertools.count(1)
         self.stalls = StallWatch(settings.worker_stall_seconds, self._stalled)
+        self.limits = Limiter(settings.concurrency, leasing, self._boot, self._notify, DIALECTS, InstanceWork)
 
     def start(self) -> None:
         for dialect in DIALECTS:
@@ -330,6 +332,7 @@ class Dispatch:
             if worker.peer and self.stalls.is_stalled(worker.peer) and self._another_can_take(worker):
                 self._reoffer(key, dialect)  # it stalled while it waited for this key
                 continue
+            self.limits.reserve(key)
             try:
                 if isinstance(key, InstanceWork):
                     item = await self._lease_turn(key, worker_id)
@@ -339,6 +342,13 @@ class Dispatch:
                 # The stream went away between taking the key and leasing it: offer it again.
                 self._reoffer(key, dialect)
                 raise
+            except Throttled as full:  # a concurrency limit is reached: it waits, queued
+                self.limits.refused(key, full)
+                self._reoffer(key, dialect)
+                continue
+            finally:
+                state = self._state.get(key)
+                self.limits.taken(key, state == WorkState.LEASED, state == WorkState.QUEUED)
             if item is not None:
                 return item
         return None
@@ -356,6 +366,7 @@ class Dispatch:
                     k
                     for k in queue
                     if self.may_take(worker, self._apps.get(k))
+                    and self.limits.admits(k)
                     # An item whose lease ran out on this worker goes to another one if it can.
                     and not (self._expired_on.get(k) is worker and self._another_can_take(worker))
                 ),
@@ -438,6 +449,8 @@ class Dispatch:
             if not rows:
                 tx.release_instance(instance_id, token)
                 return inst, [], [], []
+            if inst is not None:
+                self.limits.check_store(tx, key, inst.name)
             history = cached if cached is not None else tx.history(instance_id)
             if received is False and inst is not None:
                 received = propagation.received_by(tx, inst)
@@ -462,6 +475,7 @@ class Dispatch:
             return None
         if cached is None:
             self.history.remember(instance_id, history)
+        self.limits.admit(key, inst.name)
         if not self._routed_here(key, worker_id, lambda: routing.instance_app(history + new_events)):
             leasing.release_later(lambda t: t.release_instance(instance_id, token))
             self._arrived_while_busy.discard(instance_id)
@@ -492,7 +506,7 @@ class Dispatch:
     async def _lease_activity(self, key: ActivityWork, dialect: str, worker_id: int) -> bytes | None:
         token = self._next_token()
         try:
-            row = await self.leasing.take_activity(key.activity_id, token)
+            row = await self.leasing.take_activity(key.activity_id, token, self.limits.activity_check(key))
         except asyncio.CancelledError:
             self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
             raise
@@ -500,6 +514,7 @@ class Dispatch:
             self._state.pop(key, None)
         if row is None:
             return None
+        self.limits.admit_activity(key, row.request)
         if key not in self._apps:
             # Work this engine did not create: its app is in the instance's history.
             history = await self.store.read(lambda t: t.history(row.instance_id))
@@ -568,6 +583,7 @@ class Dispatch:
         if isinstance(lease, ActivityLease):
             self._apps.pop(lease.key, None)  # done; release() routes it again when it is offered again
         self.observer.lease_ended(lease.token)
+        self.limits.free(lease.key)
         if lease.expiry:
             lease.expiry.cancel()
         worker = self.workers.get(lease.worker_id)

@@ -77,8 +77,11 @@ class LeasePolicy:
         """Runs the transaction that reads a turn (and claims its lease)."""
         return await self.store.read(fn)
 
-    async def take_activity(self, activity_id: int, token: str) -> ActivityRow | None:
-        """The activity's row, its lease taken; None when it is gone or another engine has it."""
+    async def take_activity(
+        self, activity_id: int, token: str, check: Callable[[StoreTx, ActivityRow], None] | None = None
+    ) -> ActivityRow | None:
+        """The activity's row, its lease taken; None when it is gone or another engine has it.
+        `check` runs in a shared store's claim, on the row claimed (it may raise to undo it)."""
         return await self.store.read(lambda tx: tx.get_activity(activity_id))
 
     def release_later(self, release: Callable[[StoreTx], None]) -> None:
@@ -153,9 +156,18 @@ class SharedLeases(LeasePolicy):
     async def take_turn(self, fn: Callable[[StoreTx], T]) -> T:
         return await self.store.run(fn)
 
-    async def take_activity(self, activity_id: int, token: str) -> ActivityRow | None:
+    async def take_activity(
+        self, activity_id: int, token: str, check: Callable[[StoreTx, ActivityRow], None] | None = None
+    ) -> ActivityRow | None:
         seconds = self.store_lease_seconds
-        return await self.store.run(lambda tx: tx.claim_activity(activity_id, token, seconds))
+
+        def claim(tx: StoreTx) -> ActivityRow | None:
+            row = tx.claim_activity(activity_id, token, seconds)
+            if row is not None and check is not None:
+                check(tx, row)
+            return row
+
+        return await self.store.run(claim)
 
     def release_later(self, release: Callable[[StoreTx], None]) -> None:
         async def run() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .concurrency import ConcurrencyLimits
 
 
 @dataclass
@@ -32,3 +34,5 @@ class EngineSettings:
     # With a shared store: how long the leases of an engine outlive it. A live engine renews its
     # leases in the store every third of this; a worker's own time limit is the lease seconds above.
     store_lease_seconds: float = 10.0
+    # How many workflow turns and activities run at once (concurrency.py).
+    concurrency: ConcurrencyLimits = field(default_factory=ConcurrencyLimits)

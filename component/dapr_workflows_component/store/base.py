@@ -204,6 +204,23 @@ class StoreTx(abc.ABC):
         """Tells the other engines, when this transaction commits, what became ready or changed."""
         return None
 
+    # Concurrency limits over the engines sharing a store (engine/concurrency.py); an exclusive
+    # store's engine counts its leases in memory.
+    def count_leased(
+        self, kind: str, name: str, exclude: str | int, locks: list[str], engine: str
+    ) -> tuple[int, int, list[str]]:
+        """Takes the `locks` in order (held until the transaction ends), then counts the items of
+        `kind` ("workflow": instances, "activity": activities) but `exclude` (an instance ID or an
+        activity ID) that hold a live lease: all, and those named `name`; and gives the locks for
+        which another engine has waited longer than `engine` (`wait_for_slot`). `engine` no longer
+        waits for the locks (unless the transaction rolls back). An activity `exclude` is recorded
+        as named `name`."""
+        return 0, 0, []
+
+    def wait_for_slot(self, lock: str, engine: str, seconds: float) -> None:
+        """Records that `engine` waits for `lock`'s slots, since when it first did, for `seconds`."""
+        return None
+
 
 class Announcement(NamedTuple):
     """What another engine's commit made ready ("instance", "activity") or changed ("changed"), or

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .postgres_concurrency import CONCURRENCY_MIGRATION
 from .sql import MANAGEMENT_INDEXES
 
 SCHEMA_VERSION = 7
@@ -86,6 +87,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # The management listing's filters and orders, and retention (management indexes).
     4: tuple(s.strip() for s in MANAGEMENT_INDEXES.split(";") if s.strip()),
+    5: CONCURRENCY_MIGRATION,
     # A history cached by an engine is used only while the instance's version is the one it was
     # read or written at: every history write sets a new random version (NULL, the value of the
     # rows that existed before, matches no cached version; a new row gets a fresh one).

@@ -15,6 +15,7 @@ from psycopg.rows import TupleRow
 from ..workflows import Instance, RuntimeStatus
 from .base import ActivityRow, InboxRow
 from .postgres_cache import HistoryCache, TxMemo
+from .postgres_concurrency import ConcurrencySql
 from .sql import (
     ACTIVITY_COLUMNS,
     INSTANCE_COLUMNS,
@@ -104,7 +105,9 @@ _HELD_ACTIVITY = (
 )
 
 
-class PostgresTx(SqlTx):
+class PostgresTx(ConcurrencySql, SqlTx):
+    _db_now = _DB_NOW
+
     def __init__(
         self, conn: psycopg.Connection[TupleRow], origin: str, writable: bool, cache: HistoryCache
     ) -> None:
