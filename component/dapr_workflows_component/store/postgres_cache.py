@@ -16,10 +16,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 from ..workflows import Instance
 from .base import ActivityRow, InboxRow
+from .sql import INSTANCE_FIELDS, row_instance
 
 # The same bounds as the engine's own cache of histories on SQLite (engine/settings.py).
 DEFAULT_SIZE = 10_000
@@ -90,6 +93,26 @@ class TxMemo:
     activities: dict[int, ActivityRow | None] = dataclasses.field(default_factory=dict)
     # Inbox rows to delete, held back to go in one statement (`PostgresTx.flush`).
     inbox_deletes: list[int] = dataclasses.field(default_factory=list)
+
+    def remember_row(self, instance_id: str, row: Sequence[Any] | None) -> None:
+        """An instance row read with its history version (the column after the instance's)."""
+        if row is not None:
+            width = len(INSTANCE_FIELDS)
+            self.instances[instance_id] = (row_instance(row[:width]), row[width])
+
+    def remember_history(
+        self, cache: HistoryCache, instance_id: str, cached: UUID | None, fetched: list[bytes] | None
+    ) -> None:
+        """The history of a remembered row, after a statement that fetched it unless `cached`, the
+        version cached before the statement, is the row's."""
+        version = self.instances[instance_id][1]
+        if version is not None and version == cached:
+            events = cache.get(instance_id, version)  # None if replaced since: read later
+        else:
+            events = fetched or []
+            cache.put(instance_id, version, events)
+        if events is not None:
+            self.histories[instance_id] = events
 
     def committed(self, cache: HistoryCache) -> None:
         for instance_id, (version, events) in self.written.items():

@@ -74,7 +74,6 @@ def _micros(seconds: float) -> int:
 
 # The instance row with its history version (the last column), as the memo keeps it.
 _INSTANCE_ROW = f"{INSTANCE_COLUMNS}, history_version"
-_WIDTH = len(INSTANCE_FIELDS)
 
 # The history of the instance row `i`, as an array, unless the version this engine caches is current
 # (then NULL; a NULL version never matches).
@@ -165,24 +164,6 @@ class PostgresTx(ConcurrencySql, SqlTx):
             self._pipeline.sync()
         return [cur.fetchall() for cur in cursors]
 
-    def _remember_row(self, row: Sequence[Any] | None, instance_id: str) -> None:
-        if row is not None:
-            self._memo.instances[instance_id] = (row_instance(row[:_WIDTH]), row[_WIDTH])
-
-    def _remember_history(
-        self, instance_id: str, cached: uuid.UUID | None, fetched: list[bytes] | None
-    ) -> None:
-        """The history of a remembered row, after a statement that fetched it unless `cached`, the
-        version cached before the statement, is the row's."""
-        version = self._memo.instances[instance_id][1]
-        if version is not None and version == cached:
-            events = self._cache.get(instance_id, version)  # None if replaced since: read later
-        else:
-            events = fetched or []
-            self._cache.put(instance_id, version, events)
-        if events is not None:
-            self._memo.histories[instance_id] = events
-
     def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
         # A LIKE prefix can use the primary key's index (instance_id is COLLATE "C").
         return "instance_id LIKE ?", [_like_prefix(prefix)]
@@ -223,7 +204,7 @@ class PostgresTx(ConcurrencySql, SqlTx):
         row = self._one(
             f"SELECT {_INSTANCE_ROW} FROM instances WHERE instance_id = ?{self._lock}", (instance_id,)
         )
-        self._remember_row(row, instance_id)
+        self._memo.remember_row(instance_id, row)
         return row_instance(row) if row else None
 
     def put_instance(self, i: Instance) -> None:
@@ -377,7 +358,7 @@ class PostgresTx(ConcurrencySql, SqlTx):
         )
         if not claimed or not reads:
             return bool(claimed)
-        self._remember_row(claimed[0], instance_id)
+        self._memo.remember_row(instance_id, claimed[0])
         history, ids, visible, events = reads[0]
         self._memo.inboxes[instance_id] = (
             bound,
@@ -386,7 +367,7 @@ class PostgresTx(ConcurrencySql, SqlTx):
                 for row_id, visible_at, event in zip(ids or (), visible or (), events or (), strict=True)
             ],
         )
-        self._remember_history(instance_id, cached, history)
+        self._memo.remember_history(self._cache, instance_id, cached, history)
         return True
 
     def holds_instance(self, instance_id: str, token: str) -> bool:
@@ -403,9 +384,9 @@ class PostgresTx(ConcurrencySql, SqlTx):
         )
         if not held or held[0][0] != token:
             return False
-        self._remember_row(held[0][1:], instance_id)
+        self._memo.remember_row(instance_id, held[0][1:])
         if reads:
-            self._remember_history(instance_id, cached, reads[0][0])
+            self._memo.remember_history(self._cache, instance_id, cached, reads[0][0])
         return True
 
     def release_instance(self, instance_id: str, token: str) -> None:
@@ -431,7 +412,7 @@ class PostgresTx(ConcurrencySql, SqlTx):
             return held is not None and held[0] == token
         activity = ActivityRow(*row[1:7])
         self._memo.activities[activity_id] = activity
-        self._remember_row(row[7:], activity.instance_id)
+        self._memo.remember_row(activity.instance_id, row[7:])
         return True
 
     def get_activity(self, activity_id: int) -> ActivityRow | None:
