@@ -82,7 +82,7 @@ class TestSQLiteStore(StoreContract):
 
 
 # PostgreSQL's column types, as the contract's kinds.
-_PG_KINDS = {"TEXT": "text", "BIGINT": "integer", "INTEGER": "integer", "BYTEA": "bytes"}
+_PG_KINDS = {"TEXT": "text", "BIGINT": "integer", "INTEGER": "integer", "BYTEA": "bytes", "UUID": "text"}
 
 
 def declared_postgres_schema() -> Schema:
@@ -105,6 +105,8 @@ def declared_postgres_schema() -> Schema:
                 table, changes = match.groups()
                 for change in changes.split(","):
                     words = change.split()
+                    if words[:2] == ["ALTER", "COLUMN"]:
+                        continue  # a default, not a column
                     assert words[:2] == ["ADD", "COLUMN"], statement
                     schema.tables[table].append(Column(words[2], _PG_KINDS[words[3].upper()], False))
             elif match := re.fullmatch(r"CREATE INDEX (\w+) ON (\w+) \(([^)]*)\)( WHERE .*)?", text):
