@@ -49,13 +49,16 @@ class SQLiteKind(StoreKind):
     def open(self) -> Store:
         return open_store(f"sqlite:///{self.path}")
 
+    def versions(self) -> list[int]:
+        return sorted(sqlite_store._MIGRATIONS)
+
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, isolation_level=None)
 
     def create_old_schema(self, version: int) -> None:
         conn = self._connect()
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        for v in range(1, version + 1):
+        for v in (v for v in sorted(sqlite_store._MIGRATIONS) if v <= version):
             conn.executescript(sqlite_store._MIGRATIONS[v])
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (v,))
         conn.close()
