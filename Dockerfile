@@ -15,7 +15,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY component ./component
 COPY sdk_ext ./sdk_ext
-RUN /opt/dapr-workflows/bin/pip install --no-cache-dir .
+RUN /opt/dapr-workflows/bin/pip install --no-cache-dir '.[uvloop]'
 
 # The same base image, so the environment's interpreter links stay valid; no sources, no pip cache.
 FROM python:3.11-slim

@@ -18,7 +18,7 @@ from dapr_workflows_component.store import Store
 from dapr_workflows_component.telemetry.http import METRICS_PATH
 from dapr_workflows_component.telemetry.logs import JsonFormatter, configure_logging
 from dapr_workflows_component.telemetry.metrics import DAPR_LATENCY_BUCKETS_MS, Metrics
-from dapr_workflows_component.telemetry.recorder import Telemetry, execution_status
+from dapr_workflows_component.telemetry.recorder import Telemetry, activity_name, execution_status
 from dapr_workflows_component.telemetry.store import ObservedStore
 from dapr_workflows_component.telemetry.tracing import Tracing
 
@@ -207,3 +207,14 @@ def test_the_observed_store_passes_on_every_method_of_a_store() -> None:
     # A Store method it did not pass on would run the base class's default instead of the store's.
     public = {name for name in vars(Store) if not name.startswith("_") and callable(getattr(Store, name))}
     assert public and public <= set(vars(ObservedStore)), public - set(vars(ObservedStore))
+
+
+@pytest.mark.parametrize("name", ["charge", "x" * 300, "é名", ""])
+def test_the_activity_name_is_read_from_the_request_bytes(name: str) -> None:
+    request = pb.ActivityRequest(name=name, taskId=3)
+    request.input.value = "z" * 1000
+    assert activity_name(request.SerializeToString()) == name
+    # Another field first (not how the engine writes it): the whole request is parsed.
+    assert (
+        activity_name(pb.ActivityRequest(taskId=3).SerializeToString() + request.SerializeToString()) == name
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 
+from . import event_loop
 from .access_policy import PolicyFileError, load_policy
 from .cli_client import add_client_commands, package_version, run_client
 from .concurrency_file import ConcurrencyFileError, load_limits, with_flags
@@ -277,6 +278,12 @@ SERVE_OPTIONS = (
     ),
     Option("log-level", "info", "debug, info, warning or error"),
     Option(
+        "event-loop",
+        "auto",
+        "the asyncio event loop: uvloop (pip install 'dapr-workflows[uvloop]'), asyncio, or auto: "
+        "uvloop when it is installed",
+    ),
+    Option(
         "log-format",
         "text",
         "text, or json for log shippers: one JSON object per line with time, level, logger, message "
@@ -486,7 +493,7 @@ async def _serve(args: argparse.Namespace, startup: Startup) -> None:
         store = startup.store = open_store(args.store)
     except (ValueError, RuntimeError, OSError) as err:
         raise SystemExit(f"dapr-workflows: cannot open the store: {err}") from None
-    log.info("store: %s", store.description)
+    log.info("store: %s; event loop: %s", store.description, event_loop.running_loop_name())
     telemetry = Telemetry.from_environment(serve_metrics=serve_metrics)
     engine = Engine(ObservedStore(store, telemetry), settings, telemetry)
     try:
@@ -631,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     limit_repeats()
     if args.command == "serve":
-        asyncio.run(serve(args))
+        event_loop.run(lambda: serve(args), str(args.event_loop))
 
 
 if __name__ == "__main__":

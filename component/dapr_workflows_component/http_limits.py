@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -69,8 +69,8 @@ class _Connection(asyncio.Protocol):
         self.busy = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's implement asyncio.Transport without subclassing it).
+        self.transport = transport = cast(asyncio.Transport, transport)
         if not self.guard.admit(self):
             transport.write(_REFUSAL)
             transport.close()

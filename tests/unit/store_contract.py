@@ -44,6 +44,10 @@ class StoreKind(abc.ABC):
     name: str
     schema_version: int
 
+    def versions(self) -> list[int]:
+        """The migrations' numbers, in order (a store's numbers may have gaps)."""
+        return list(range(1, self.schema_version + 1))
+
     @abc.abstractmethod
     def open(self) -> Store:
         """A store on this kind's database (opened again, it reaches the same data)."""
@@ -509,14 +513,13 @@ class StoreContract:
     def test_a_fresh_database_gets_the_whole_schema_once(self, kind: StoreKind) -> None:
         with_store(kind, _noop)
         versions = kind.sql("SELECT version FROM schema_version ORDER BY version")
-        # Migrations are numbered per feature branch, so a number may be missing.
-        assert versions[0] == (1,) and versions[-1] == (kind.schema_version,)
+        assert versions == [(v,) for v in kind.versions()]
         schema = kind.schema()
         assert {"instances", "history", "inbox", "activities", "outbox"} <= set(schema.tables)
         assert schema.indexes["outbox_created"] == ("outbox", ("created_at",))
         assert [c.name for c in schema.tables["instances"]][:3] == ["instance_id", "dialect", "name"]
         with_store(kind, _noop)  # opening a current store again applies nothing
-        assert kind.sql("SELECT version FROM schema_version ORDER BY version") == versions
+        assert len(kind.sql("SELECT version FROM schema_version")) == len(kind.versions())
 
     def test_an_old_schema_is_brought_up_to_date_and_keeps_its_data(self, kind: StoreKind) -> None:
         kind.create_old_schema(1)  # the first release: no outbox yet
@@ -536,7 +539,7 @@ class StoreContract:
 
         with_store(kind, body)
         versions = kind.sql("SELECT version FROM schema_version ORDER BY version")
-        assert versions[0] == (1,) and versions[-1] == (kind.schema_version,)
+        assert versions == [(v,) for v in kind.versions()]
         assert "outbox_created" in kind.schema().indexes
 
     def test_a_store_newer_than_the_code_is_refused(self, kind: StoreKind) -> None:
@@ -557,6 +560,7 @@ SHARED_ONLY_COLUMNS = {
     ("instances", "lease_until"),
     ("activities", "lease_token"),
     ("activities", "lease_until"),
+    ("instances", "history_version"),  # validates an engine's cached history
     # Concurrency limits across engines count the leases of an activity name.
     ("activities", "name"),
 }

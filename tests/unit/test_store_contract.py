@@ -49,13 +49,16 @@ class SQLiteKind(StoreKind):
     def open(self) -> Store:
         return open_store(f"sqlite:///{self.path}")
 
+    def versions(self) -> list[int]:
+        return sorted(sqlite_store._MIGRATIONS)
+
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, isolation_level=None)
 
     def create_old_schema(self, version: int) -> None:
         conn = self._connect()
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        for v in range(1, version + 1):
+        for v in (v for v in sorted(sqlite_store._MIGRATIONS) if v <= version):
             conn.executescript(sqlite_store._MIGRATIONS[v])
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (v,))
         conn.close()
@@ -82,7 +85,7 @@ class TestSQLiteStore(StoreContract):
 
 
 # PostgreSQL's column types, as the contract's kinds.
-_PG_KINDS = {"TEXT": "text", "BIGINT": "integer", "INTEGER": "integer", "BYTEA": "bytes"}
+_PG_KINDS = {"TEXT": "text", "BIGINT": "integer", "INTEGER": "integer", "BYTEA": "bytes", "UUID": "text"}
 
 
 def declared_postgres_schema() -> Schema:
@@ -105,6 +108,8 @@ def declared_postgres_schema() -> Schema:
                 table, changes = match.groups()
                 for change in changes.split(","):
                     words = change.split()
+                    if words[:2] == ["ALTER", "COLUMN"]:
+                        continue  # a default, not a column
                     assert words[:2] == ["ADD", "COLUMN"], statement
                     schema.tables[table].append(Column(words[2], _PG_KINDS[words[3].upper()], False))
             elif match := re.fullmatch(r"CREATE INDEX (\w+) ON (\w+) \(([^)]*)\)( WHERE .*)?", text):

@@ -56,6 +56,7 @@ from .history_cache import HistoryCache
 from .history_deltas import KeptHistories
 from .leasing import LeasePolicy
 from .settings import EngineSettings
+from .signals import Signal, wait_any
 from .stalls import StallWatch
 from .turns import Turn, deliverable, turn_events
 from .wire import now_us
@@ -118,7 +119,7 @@ class Worker:
     dialect: str
     capacity: int
     held: int = 0
-    freed: asyncio.Event = field(default_factory=asyncio.Event)
+    freed: Signal = field(default_factory=Signal)
     peer: str = ""  # its connection, when known (stalls.py)
     app_id: str | None = None  # the app it serves (`dapr-app-id`); None: it did not say
     filters: WorkFilters | None = None  # the work it said it handles; None: all
@@ -134,7 +135,7 @@ class Dispatch:
         store: Store,
         settings: EngineSettings,
         leasing: LeasePolicy,
-        closing: asyncio.Event,
+        closing: Signal,
         observer: EngineObserver,
     ) -> None:
         self.store = store
@@ -149,7 +150,7 @@ class Dispatch:
         # Per dialect, the queued keys, in the order they are offered (work_queue.py).
         self._queues: dict[str, WorkQueue[WorkKey]] = {}
         # Set (and replaced) when a dialect's queue gets a key or its workers change.
-        self._wake: dict[str, asyncio.Event] = {}
+        self._wake: dict[str, Signal] = {}
         # What each work item is (for who may take it) and its age (for the order), where known.
         self.items = WorkItems()
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
@@ -174,7 +175,7 @@ class Dispatch:
     def start(self) -> None:
         for dialect in DIALECTS:
             self._queues[dialect] = WorkQueue()
-            self._wake[dialect] = asyncio.Event()
+            self._wake[dialect] = Signal()
 
     # ------------------------------------------------------------ what is ready
 
@@ -225,7 +226,7 @@ class Dispatch:
         wake = self._wake.get(dialect)
         if wake is not None:
             wake.set()
-            self._wake[dialect] = asyncio.Event()
+            self._wake[dialect] = Signal()
 
     # ------------------------------------------------------------ routing
 
@@ -383,14 +384,9 @@ class Dispatch:
         self.observer.work_taken(key)
         return key
 
-    async def _wait_any(self, event: asyncio.Event, timeout: float) -> bool:
+    async def _wait_any(self, event: Signal, timeout: float) -> bool:
         """Waits for `event` or the engine closing; False when the time ran out or the engine closes."""
-        waits = (asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.closing.wait()))
-        try:
-            await asyncio.wait(waits, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
+        await wait_any((event, self.closing), timeout)
         return event.is_set() and not self.closing.is_set()
 
     def _another_can_take(self, worker: Worker) -> bool:

@@ -36,6 +36,7 @@ from .management import InstanceWatch, Management
 from .outbox import LifecycleOutbox
 from .routing import metadata_app_id
 from .settings import EngineSettings
+from .signals import Signal
 from .timers import TimerEntry, Timers
 from .turns import Turns
 from .wire import now_us
@@ -59,7 +60,7 @@ class Engine:
         # Set after a commit that recorded lifecycle events; the input binding waits on it.
         self.outbox_signal = asyncio.Event()
         # Set when the process shuts down: workers' streams end instead of waiting for work.
-        self.closing = asyncio.Event()
+        self.closing = Signal()
         self.dispatch = Dispatch(store, s, self.leasing, self.closing, observer)
         self.timers = Timers(self.dispatch.mark_ready)
         self.watch = InstanceWatch()

@@ -237,6 +237,9 @@ class Store(abc.ABC):
     # True when several engines use the store at once: leases are claimed in the store, other
     # engines' commits arrive through `listen`, and nothing read earlier may be cached.
     shared: bool = False
+    # True when `fn` runs in the caller's own thread and task, so it sees the caller's context
+    # variables without being handed them.
+    runs_in_caller: bool = False
 
     @abc.abstractmethod
     async def run(self, fn: Callable[[StoreTx], T]) -> T:

@@ -30,7 +30,7 @@ class ConcurrencySql:
 
     _db_now: str  # the database's clock in microseconds, as SQL
 
-    if TYPE_CHECKING:  # the transaction's own (postgres.py)
+    if TYPE_CHECKING:  # the transaction's own (postgres_tx.py)
 
         def _send(self, sql: str, args: Sequence[Any] = ()) -> None: ...
 

@@ -19,6 +19,24 @@ DIALECT_NAMES = ("dapr", "durabletask")
 _MAX_WAITED = 10_000
 
 
+def activity_name(request: bytes) -> str:
+    """The name of a serialized ActivityRequest, read without parsing the rest (its input may be
+    large): the engine writes field 1 (name) first, as protobuf orders fields by number."""
+    if request[:1] == b"\x0a":
+        length, shift, pos = 0, 0, 1
+        while pos < len(request) and shift < 35:
+            byte = request[pos]
+            length |= (byte & 0x7F) << shift
+            pos += 1
+            if not byte & 0x80:
+                if pos + length <= len(request):
+                    return request[pos : pos + length].decode("utf-8", "replace")
+                break
+            shift += 7
+    name: str = pb.ActivityRequest.FromString(request).name
+    return name
+
+
 def execution_status(runtime_status: str) -> str:
     """daprd's status label of a finished workflow: success, terminated, or failed for the rest."""
     if runtime_status == "COMPLETED":
@@ -110,13 +128,16 @@ class Telemetry(EngineObserver):
         self.tracing.turn_ended(token, None)
 
     def activity_dispatched(self, token: str, key: WorkKey, request: bytes) -> None:
-        parsed = pb.ActivityRequest.FromString(request)
+        # The whole request (its input too) is parsed only for a span.
+        parsed = pb.ActivityRequest.FromString(request) if self.tracing.enabled else None
+        name = parsed.name if parsed is not None else activity_name(request)
         waited = self._waited.pop(key, 0.0)
         m = self.metrics
-        m.activity_operation_count.labels(parsed.name, SUCCESS).inc()
-        m.activity_operation_latency.labels(parsed.name, SUCCESS).observe(waited * 1000)
-        self._leases[token] = _Lease("activity", parsed.name, time.monotonic())
-        self.tracing.activity_dispatched(token, parsed)
+        m.activity_operation_count.labels(name, SUCCESS).inc()
+        m.activity_operation_latency.labels(name, SUCCESS).observe(waited * 1000)
+        self._leases[token] = _Lease("activity", name, time.monotonic())
+        if parsed is not None:
+            self.tracing.activity_dispatched(token, parsed)
 
     def activity_completed(self, token: str, failed: bool) -> None:
         lease = self._leases.pop(token, None)
@@ -209,4 +230,4 @@ class Telemetry(EngineObserver):
         self.tracing.trace_activity(instance_id, request, scheduled)
 
 
-__all__ = ["Telemetry", "execution_status"]
+__all__ = ["Telemetry", "activity_name", "execution_status"]

@@ -22,6 +22,10 @@ def _in_callers_context(fn: Callable[[StoreTx], T]) -> Callable[[StoreTx], T]:
     return lambda t: context.run(fn, t)
 
 
+def _as_is(fn: Callable[[StoreTx], T]) -> Callable[[StoreTx], T]:
+    return fn
+
+
 class ObservedStore(Store):
     """Passes every call to `store`, and tells `observer` how long each transaction took and
     whether the store failed it (a change refused by a rule of workflows.py is no store error)."""
@@ -31,11 +35,13 @@ class ObservedStore(Store):
         self.observer = observer
         self.description = store.description
         self.shared = store.shared
+        self.runs_in_caller = store.runs_in_caller
+        self._in_context = _as_is if store.runs_in_caller else _in_callers_context
 
     async def run(self, fn: Callable[[StoreTx], T]) -> T:
         start = time.perf_counter()
         try:
-            result = await self.inner.run(_in_callers_context(fn))
+            result = await self.inner.run(self._in_context(fn))
         except BaseException as err:
             self._record(start, err)
             raise
@@ -45,7 +51,7 @@ class ObservedStore(Store):
     async def read(self, fn: Callable[[StoreTx], T]) -> T:
         start = time.perf_counter()
         try:
-            result = await self.inner.read(_in_callers_context(fn))
+            result = await self.inner.read(self._in_context(fn))
         except BaseException as err:
             self._record(start, err)
             raise
