@@ -11,10 +11,12 @@ from typing import TypeVar
 
 import pytest
 from dapr_workflows_component.engine.dispatch import ActivityWork, InstanceWork, WorkState
-from dapr_workflows_component.engine.eligibility import ACTIVITY, ORCHESTRATION, WorkFilters, WorkLabel
+from dapr_workflows_component.engine import Engine
+from dapr_workflows_component.engine.eligibility import ACTIVITY, ENTITY, ORCHESTRATION, WorkFilters, WorkLabel
 from dapr_workflows_component.engine.timers import Timers
 from dapr_workflows_component.engine.work_queue import NEW_START_EVERY, WorkQueue
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
+from dapr_workflows_component.protos import durabletask_dialect_pb2 as mpb
 from dapr_workflows_component.store import SQLiteStore, StoreTx, StoreUnavailable
 from dapr_workflows_component.workflows import ErrorCode, RuntimeStatus, StartRequest, WorkflowError
 
@@ -562,5 +564,67 @@ def test_a_work_item_abandoned_by_one_worker_goes_to_another_first() -> None:
         assert await next_item(engine, rejecting) is None
         assert instance_of(await take(engine, other)) == "a"
         await engine.stop()
+
+    run(body())
+
+
+# ---------------------------------------------------------------- entity filters
+
+
+async def entity_item(engine: Engine, worker_id: int) -> str | None:
+    """The entity a durabletask worker is offered next; None when a health ping was due instead."""
+    raw = await engine.next_work_item("durabletask", worker_id)
+    if raw is None:
+        return None
+    item = mpb.WorkItem.FromString(raw)
+    assert item.WhichOneof("request") == "entityRequestV2", item
+    return item.entityRequestV2.instanceId
+
+
+async def signal(engine: Engine, entity_id: str) -> None:
+    await engine.entities.signal(entity_id, "add", "1", "r-" + entity_id, None)
+
+
+def test_entity_work_goes_only_to_workers_whose_filters_name_the_entity() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        counters, accounts = engine.connect_worker("durabletask"), engine.connect_worker("durabletask")
+        no_entities = engine.connect_worker("durabletask")
+        engine.filter_work(counters, WorkFilters.of(entities=["counter"]))
+        engine.filter_work(accounts, WorkFilters.of(entities=["account"]))
+        engine.filter_work(no_entities, WorkFilters.of([("order", [])]))
+        for entity_id in ("@other@k", "@account@k", "@counter@k"):
+            await signal(engine, entity_id)
+        assert await entity_item(engine, no_entities) is None  # its filters list no entities
+        assert await entity_item(engine, counters) == "@counter@k"  # behind two it may not take
+        assert await entity_item(engine, accounts) == "@account@k"
+        assert await entity_item(engine, counters) is None
+        assert engine.dispatch.state(InstanceWork("@other@k")) == WorkState.QUEUED  # waits
+        assert engine.dispatch.label_of(InstanceWork("@other@k")) == WorkLabel(ENTITY, "other")
+        anyone = engine.connect_worker("durabletask")  # no filters: everything
+        assert await entity_item(engine, anyone) == "@other@k"
+        await engine.stop()
+
+    run(body())
+
+
+def test_entity_work_read_back_after_a_restart_is_filtered_too(tmp_path: Path) -> None:
+    path = str(tmp_path / "engine.db")
+
+    async def body() -> None:
+        engine = await engine_on(SQLiteStore(path))
+        await signal(engine, "@counter@k")
+        await engine.stop()
+        await engine.store.close()
+        engine = await engine_on(SQLiteStore(path))
+        assert engine.dispatch.queued() == [InstanceWork("@counter@k")]
+        accounts = engine.connect_worker("durabletask")
+        engine.filter_work(accounts, WorkFilters.of(entities=["account"]))
+        assert await entity_item(engine, accounts) is None
+        counters = engine.connect_worker("durabletask")
+        engine.filter_work(counters, WorkFilters.of(entities=["counter"]))
+        assert await entity_item(engine, counters) == "@counter@k"
+        await engine.stop()
+        await engine.store.close()
 
     run(body())

@@ -13,6 +13,7 @@ from dapr_workflows_component.engine.eligibility import (
     describe,
     may_take,
 )
+from dapr_workflows_component.engine.work_items import InstanceWork, WorkItems
 from dapr_workflows_component.protos import durabletask_dialect_pb2 as mpb
 
 ORDER = WorkLabel(ORCHESTRATION, "order")
@@ -85,3 +86,34 @@ def test_what_a_waiting_item_waits_for_reads_plainly() -> None:
     quote = WorkLabel(ACTIVITY, "quote", app="pricing")
     assert describe(quote) == "of app 'pricing' that handles activity 'quote'"
     assert describe(ORDER_V2) == "that handles orchestration 'order' version '2.0'"
+
+
+def test_entity_work_is_labelled_by_its_name_and_filtered_as_the_reference_backend_does() -> None:
+    from durabletask.entities import EntityInstanceId
+    from durabletask.internal import orchestrator_service_pb2 as ref_pb
+    from durabletask.testing.in_memory_backend import InMemoryOrchestrationBackend as Reference
+
+    items = WorkItems()
+    assert items.label_in(InstanceWork("@counter@k"), "durabletask") == COUNTER
+    assert items.label_in(InstanceWork("@counter@k"), "durabletask") == COUNTER  # kept
+    assert items.label_in(InstanceWork("@a@b"), "dapr") is None  # an ordinary workflow ID there
+    assert items.label_in(InstanceWork("plain"), "durabletask") is None
+
+    requests = [mpb.GetWorkItemsRequest()]  # no filters: every entity
+    for entities in ([], ["counter"], ["counter", "account"]):
+        req = mpb.GetWorkItemsRequest()
+        req.workItemFilters.orchestrations.add(name="order")
+        for name in entities:
+            req.workItemFilters.entities.add(name=name)
+        requests.append(req)
+    for req in requests:
+        ref_req = ref_pb.GetWorkItemsRequest.FromString(req.SerializeToString())
+        _, _, ref_entities = Reference._parse_work_item_filters(ref_req)
+        worker = Eligibility(filters=WorkFilters.from_request(req))
+        for entity_id in ("@counter@k", "@account@x", "@other@k"):
+            label = WorkItems().label_in(InstanceWork(entity_id), "durabletask")
+            ours = may_take(worker, label, ())
+            theirs = Reference._matches_filter(EntityInstanceId.parse(entity_id).entity, None, ref_entities)
+            assert ours == theirs, (req, entity_id)
+    assert not may_take(Eligibility(filters=WorkFilters.from_request(requests[1])), COUNTER, ())
+    assert may_take(Eligibility(filters=WorkFilters.from_request(requests[3])), COUNTER, ())

@@ -214,7 +214,7 @@ class Dispatch:
 
     def _put(self, key: WorkKey, dialect: str) -> None:
         self._state[key] = WorkState.QUEUED
-        label = self.items.label(key)
+        label = self.items.label_in(key, dialect)
         first_of_its_kind = self._queues[dialect].put(key, label, self.items.age(key), self.items.fresh(key))
         self._notify(dialect)
         workers = [w for w in self.workers.values() if w.dialect == dialect] if first_of_its_kind else []

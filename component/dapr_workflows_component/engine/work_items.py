@@ -1,8 +1,8 @@
 """The work items dispatch hands out, and what it knows of each beyond its key.
 
-A work item is an orchestration turn of an instance (`InstanceWork`) or one activity
-(`ActivityWork`). `WorkItems` keeps, for the items this engine knows of, their label (who may take
-them: eligibility.py) and their age (the order of dispatch: work_queue.py), and which instances'
+A work item is an orchestration turn of an instance (`InstanceWork`; in the durabletask dialect
+also a durable entity's batch) or one activity (`ActivityWork`). `WorkItems` keeps, for the items
+this engine knows of, their label (who may take them: eligibility.py) and their age (the order of dispatch: work_queue.py), and which instances'
 next turn is the first of a client's start. All of it comes with the `Effects` of the commit that
 created the work; what is missing (work read back from the store after a restart, or created by
 another engine sharing it) is learned when the item is leased (label) or queued (age: the youngest).
@@ -13,8 +13,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from ..workflows import entity_name, is_entity_id
 from .effects import Effects
-from .eligibility import ACTIVITY, ANY_APP, ORCHESTRATION, WorkLabel
+from .eligibility import ACTIVITY, ANY_APP, ENTITY, ORCHESTRATION, WorkLabel
+
+# The dialect whose "@name@key" instances are durable entities.
+ENTITY_DIALECT = "durabletask"
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,16 @@ class WorkItems:
 
     def label(self, key: WorkKey) -> WorkLabel | None:
         return self._labels.get(key)
+
+    def label_in(self, key: WorkKey, dialect: str) -> WorkLabel | None:
+        """The label of an item queued in `dialect`. A durable entity's is known from its ID alone
+        (its name), so it is there also for entity work read back from the store after a restart or
+        queued by another engine sharing it; entities belong to no app."""
+        label = self._labels.get(key)
+        if label is None and isinstance(key, InstanceWork) and dialect == ENTITY_DIALECT:
+            if is_entity_id(key.instance_id):
+                label = self._labels[key] = WorkLabel(ENTITY, entity_name(key.instance_id))
+        return label
 
     def set_label(self, key: WorkKey, label: WorkLabel) -> None:
         self._labels[key] = label
