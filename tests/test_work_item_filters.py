@@ -1,14 +1,16 @@
 """Work-item filters and strict versioning (durabletask's `GetWorkItemsRequest.workItemFilters`)
-with real durabletask workers, each in its own process, registering only some orchestrators and
-activities and sending the filters the SDK generates from them; on SQLite and PostgreSQL.
+with real durabletask workers, each in its own process, registering only some orchestrators,
+activities and entities and sending the filters the SDK generates from them; on SQLite and PostgreSQL.
 
 Checked: each worker gets only the work it registered (an orchestration on one worker calls an
 activity only another has); a name no worker registered waits, PENDING, logged once, and completes
 when a worker that has it connects; with strict versioning an orchestration whose version no
 connected worker has stays PENDING instead of failing, and runs when a worker of that version
-connects, its activities on a worker of its version too. The first two scenarios and the PENDING
-version are also run on durabletask's own reference backend, which must observe the same (it never
-gives a strict worker an activity, which the SDK schedules without a version: see eligibility.py).
+connects, its activities on a worker of its version too; each entity's operations run on the
+worker that registered it, and none on a worker whose filters list no entities. The first two
+scenarios, the PENDING version and the entities are also run on durabletask's own reference
+backend, which must observe the same (it never gives a strict worker an activity, which the SDK
+schedules without a version: see eligibility.py).
 """
 
 from __future__ import annotations
@@ -198,3 +200,47 @@ def test_filters_as_the_reference_backend(workers: Hosts, reference_workers: Hos
         "gamma": {"flow": "C"},
     }
     assert observed(workers) == expected
+
+
+def observed_entities(workers: Hosts) -> dict[str, Any]:
+    """Entity filters, on either backend: A runs an orchestration and an entity, B another entity that
+    the orchestration calls, C only an orchestration (its filters list no entities); an entity no
+    worker has waits until D, which has it, connects."""
+    a = workers("A", "entity_flow,alpha_entity")
+    workers("B", "beta_entity")
+    workers("C", "gamma_flow")
+    key, iid = uuid.uuid4().hex, uuid.uuid4().hex
+    a.call("start", workflow="entity_flow", instance_id=iid, input=key)
+    seen: dict[str, Any] = {"flow": output(a.call("wait_done", instance_id=iid))}
+    for entity in ("beta_entity", "beta_entity", "gamma_entity", "alpha_entity"):
+        a.call("signal_entity", entity=entity, key=key)
+
+    def state_of(entity: str) -> Any:
+        return a.call("entity_state", entity=entity, key=key)
+
+    for entity, expected in (("beta_entity", ["B"] * 3), ("alpha_entity", ["A"] * 2)):
+        wait_until(lambda e=entity, x=expected: state_of(e) == x, 20, f"{entity} to be {expected}")
+        seen[entity] = state_of(entity)
+    time.sleep(1.0)  # it would have been given to A, B or C (and failed there) by now
+    seen["gamma waiting"] = state_of("gamma_entity")
+    workers("D", "gamma_entity")
+    wait_until(lambda: state_of("gamma_entity") is not None, 20, "gamma_entity to run")
+    seen["gamma_entity"] = state_of("gamma_entity")
+    return seen
+
+
+def test_entity_filters_send_each_entity_to_its_own_worker_as_the_reference_backend(
+    engine: EngineProcess, workers: Hosts, reference_workers: Hosts
+) -> None:
+    expected = observed_entities(reference_workers)
+    assert expected == {
+        "flow": {"flow": "A", "alpha": ["A"], "beta": ["B"]},
+        "beta_entity": ["B", "B", "B"],
+        "alpha_entity": ["A", "A"],
+        "gamma waiting": None,
+        "gamma_entity": ["D"],
+    }
+    assert observed_entities(workers) == expected
+    log = engine.log_text()
+    assert "waits for a worker that handles entity 'gamma_entity'" in log
+    assert "not registered" not in log.lower() and "Traceback" not in log

@@ -1,5 +1,5 @@
 """SDK host for the work-item filter tests: a durabletask worker that registers only the
-orchestrators and activities named on its command line, sends work-item filters generated from
+orchestrators, activities and entities named on its command line, sends work-item filters generated from
 them (`use_work_item_filters()`), optionally with strict versioning, and tags what it runs.
 
 `python -m tests.sdk_apps.durabletask_filter_host --address A --tag T --register alpha_flow,alpha_step
@@ -9,10 +9,11 @@ them (`use_work_item_filters()`), optionally with strict versioning, and tags wh
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from durabletask import client as dt_client
-from durabletask import task
+from durabletask import entities, task
 from durabletask import worker as dt_worker
 
 from tests.sdk_apps.durabletask_host import connection, state_dict
@@ -48,12 +49,35 @@ def catalog(tag: str, version: str | None) -> dict[str, Any]:
         step = yield ctx.call_activity("versioned_step")
         return {"flow": ran_by, "step": step, "version": ctx.version}
 
-    return {f.__name__: f for f in (alpha_flow, beta_flow, gamma_flow, versioned_flow)} | {
-        f.__name__: f for f in (alpha_step, beta_step, versioned_step)
-    }
+    def noted(ctx: entities.EntityContext, _: Any) -> Any:
+        # Each operation appends who ran it to the entity's state.
+        ran = [*ctx.get_state(list, []), ran_by]
+        ctx.set_state(ran)
+        return ran
+
+    def alpha_entity(ctx: entities.EntityContext, input: Any) -> Any:
+        return noted(ctx, input)
+
+    def beta_entity(ctx: entities.EntityContext, input: Any) -> Any:
+        return noted(ctx, input)
+
+    def gamma_entity(ctx: entities.EntityContext, input: Any) -> Any:
+        return noted(ctx, input)
+
+    def entity_flow(ctx: task.OrchestrationContext, key: str) -> Any:
+        alpha = yield ctx.call_entity(entities.EntityInstanceId("alpha_entity", key), "note")
+        beta = yield ctx.call_entity(entities.EntityInstanceId("beta_entity", key), "note")
+        return {"flow": ran_by, "alpha": alpha, "beta": beta}
+
+    return (
+        {f.__name__: f for f in (alpha_flow, beta_flow, gamma_flow, versioned_flow, entity_flow)}
+        | {f.__name__: f for f in (alpha_step, beta_step, versioned_step)}
+        | {f.__name__: f for f in (alpha_entity, beta_entity, gamma_entity)}
+    )
 
 
 ACTIVITIES = ("alpha_step", "beta_step", "versioned_step")
+ENTITIES = ("alpha_entity", "beta_entity", "gamma_entity")
 
 
 def main() -> None:
@@ -70,6 +94,8 @@ def main() -> None:
     for name in filter(None, args.register.split(",")):
         if name in ACTIVITIES:
             worker.add_activity(functions[name])
+        elif name in ENTITIES:
+            worker.add_entity(functions[name])
         else:
             worker.add_orchestrator(functions[name])
     if args.version:
@@ -85,12 +111,25 @@ def main() -> None:
     if not args.no_worker:
         worker.start()
 
-    def start(workflow: str, instance_id: str, version: str | None = None) -> str:
-        return client.schedule_new_orchestration(workflow, instance_id=instance_id, version=version)
+    def start(workflow: str, instance_id: str, version: str | None = None, input: Any = None) -> str:
+        return client.schedule_new_orchestration(
+            workflow, input=input, instance_id=instance_id, version=version
+        )
+
+    def signal_entity(entity: str, key: str, operation: str = "note") -> None:
+        client.signal_entity(entities.EntityInstanceId(entity, key), operation)
+
+    def entity_state(entity: str, key: str) -> Any:
+        """The entity's state (decoded); None while it has none (no operation of it has run)."""
+        meta = client.get_entity(entities.EntityInstanceId(entity, key), include_state=True)
+        raw = meta.get_state() if meta is not None else None
+        return json.loads(raw) if raw else None
 
     ops = {
         "ping": lambda: "pong",
         "start": start,
+        "signal_entity": signal_entity,
+        "entity_state": entity_state,
         "get": lambda instance_id: state_dict(client.get_orchestration_state(instance_id)),
         "wait_done": lambda instance_id, timeout=60: state_dict(
             client.wait_for_orchestration_completion(instance_id, timeout=timeout)

@@ -10,9 +10,15 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from dapr_workflows_component.engine.dispatch import ActivityWork, InstanceWork, WorkState
 from dapr_workflows_component.engine import Engine
-from dapr_workflows_component.engine.eligibility import ACTIVITY, ENTITY, ORCHESTRATION, WorkFilters, WorkLabel
+from dapr_workflows_component.engine.dispatch import ActivityWork, InstanceWork, WorkState
+from dapr_workflows_component.engine.eligibility import (
+    ACTIVITY,
+    ENTITY,
+    ORCHESTRATION,
+    WorkFilters,
+    WorkLabel,
+)
 from dapr_workflows_component.engine.timers import Timers
 from dapr_workflows_component.engine.work_queue import NEW_START_EVERY, WorkQueue
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb

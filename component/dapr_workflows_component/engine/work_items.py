@@ -2,10 +2,11 @@
 
 A work item is an orchestration turn of an instance (`InstanceWork`; in the durabletask dialect
 also a durable entity's batch) or one activity (`ActivityWork`). `WorkItems` keeps, for the items
-this engine knows of, their label (who may take them: eligibility.py) and their age (the order of dispatch: work_queue.py), and which instances'
-next turn is the first of a client's start. All of it comes with the `Effects` of the commit that
-created the work; what is missing (work read back from the store after a restart, or created by
-another engine sharing it) is learned when the item is leased (label) or queued (age: the youngest).
+this engine knows of, their label (who may take them: eligibility.py) and their age (the order of
+dispatch: work_queue.py), and which instances' next turn is the first of a client's start. All of
+it comes with the `Effects` of the commit that created the work; what is missing (work read back
+from the store after a restart, or created by another engine sharing it) is learned when the item
+is leased (label) or queued (age: the youngest); a durable entity's label is known from its ID.
 """
 
 from __future__ import annotations
