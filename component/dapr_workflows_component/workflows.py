@@ -164,12 +164,7 @@ def require_entity_id(instance_id: str) -> str:
     require_instance_id(instance_id)
     if not is_entity_id(instance_id):
         raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f'{instance_id!r} is not an entity ID ("@name@key")')
-    return entity_name(instance_id)
-
-
-def entity_name(entity_id: str) -> str:
-    """The name part of an entity ID that `is_entity_id` accepts."""
-    return entity_id[1 : entity_id.find("@", 1)]
+    return instance_id[1 : instance_id.find("@", 1)]
 
 
 def _check_length(what: str, text: str, limit: int) -> None:

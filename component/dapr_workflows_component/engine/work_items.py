@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from ..workflows import entity_name, is_entity_id
+from ..workflows import is_entity_id, require_entity_id
 from .effects import Effects
 from .eligibility import ACTIVITY, ANY_APP, ENTITY, ORCHESTRATION, WorkLabel
 
@@ -66,8 +66,8 @@ class WorkItems:
         queued by another engine sharing it; entities belong to no app."""
         label = self._labels.get(key)
         if label is None and isinstance(key, InstanceWork) and dialect == ENTITY_DIALECT:
-            if is_entity_id(key.instance_id):
-                label = self._labels[key] = WorkLabel(ENTITY, entity_name(key.instance_id))
+            if is_entity_id(key.instance_id):  # created under require_entity_id: it passes again
+                label = self._labels[key] = WorkLabel(ENTITY, require_entity_id(key.instance_id))
         return label
 
     def set_label(self, key: WorkKey, label: WorkLabel) -> None:
