@@ -3,8 +3,6 @@ reference backend (`durabletask.testing`) running the same scenarios; on SQLite 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,8 +12,9 @@ from typing import Any
 import pytest
 
 from tests.harness.durability import call_after_restart, wait_until, wait_worker_connected
-from tests.harness.engine_process import EngineProcess, free_port
-from tests.harness.sdk_host import REPO, SdkError, SdkHost
+from tests.harness.engine_process import EngineProcess
+from tests.harness.reference_backend import reference_backend
+from tests.harness.sdk_host import SdkError, SdkHost
 
 STORES = ("sqlite", "postgresql")
 
@@ -30,19 +29,10 @@ def ours(engine: EngineProcess, tmp_path: Path) -> Iterator[SdkHost]:
 @pytest.fixture
 def reference(tmp_path: Path) -> Iterator[SdkHost]:
     """A worker and client on durabletask's reference backend, in a process of its own."""
-    port = free_port()
-    backend = subprocess.Popen(
-        [sys.executable, "-m", "tests.sdk_apps.durabletask_reference_backend", str(port)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "reference-backend.log", "ab"),
-    )
-    assert backend.stdout is not None and backend.stdout.readline().strip() == b"listening"
-    host = SdkHost("durabletask", f"localhost:{port}", tmp_path / "reference.log")
-    yield host
-    host.close()
-    backend.kill()
-    backend.wait(timeout=10)
+    with reference_backend(tmp_path / "reference-backend.log") as address:
+        host = SdkHost("durabletask", address, tmp_path / "reference.log")
+        yield host
+        host.close()
 
 
 def _outcome(state: dict[str, Any] | None) -> tuple[str, Any]:

@@ -16,8 +16,6 @@ schedules without a version: see eligibility.py).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,8 +25,9 @@ from typing import Any
 import pytest
 
 from tests.harness.durability import connected_workers, wait_until, wait_worker_connected
-from tests.harness.engine_process import EngineProcess, free_port
-from tests.harness.sdk_host import REPO, SdkHost
+from tests.harness.engine_process import EngineProcess
+from tests.harness.reference_backend import reference_backend
+from tests.harness.sdk_host import SdkHost
 
 STORES = ("sqlite", "postgresql")
 HOST = "tests.sdk_apps.durabletask_filter_host"
@@ -66,34 +65,25 @@ def workers(engine: EngineProcess, tmp_path: Path) -> Iterator[Hosts]:
 @pytest.fixture
 def reference_workers(tmp_path: Path) -> Iterator[Hosts]:
     """Filter hosts on durabletask's reference backend (`durabletask.testing`), in a process of its own."""
-    port = free_port()
-    backend = subprocess.Popen(
-        [sys.executable, "-m", "tests.sdk_apps.durabletask_reference_backend", str(port)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "reference-backend.log", "ab"),
-    )
-    assert backend.stdout is not None and backend.stdout.readline().strip() == b"listening"
-    started: list[SdkHost] = []
+    with reference_backend(tmp_path / "reference-backend.log") as address:
+        started: list[SdkHost] = []
 
-    def start(tag: str, register: str = "", version: str | None = None, worker: bool = True) -> SdkHost:
-        args = ("--tag", tag, "--register", register, *(("--version", version) if version else ()))
-        host = SdkHost(
-            "durabletask",
-            f"localhost:{port}",
-            tmp_path / f"ref-{tag}.log",
-            worker,
-            module=HOST,
-            host_args=args,
-        )
-        started.append(host)
-        return host
+        def start(tag: str, register: str = "", version: str | None = None, worker: bool = True) -> SdkHost:
+            args = ("--tag", tag, "--register", register, *(("--version", version) if version else ()))
+            host = SdkHost(
+                "durabletask",
+                address,
+                tmp_path / f"ref-{tag}.log",
+                worker,
+                module=HOST,
+                host_args=args,
+            )
+            started.append(host)
+            return host
 
-    yield start
-    for host in started:
-        host.close()
-    backend.kill()
-    backend.wait(timeout=10)
+        yield start
+        for host in started:
+            host.close()
 
 
 def output(state: dict[str, Any] | None) -> Any:

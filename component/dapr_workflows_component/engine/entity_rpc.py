@@ -8,22 +8,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from ..protos import durabletask_dialect_pb2 as mpb
-from ..workflows import DEFAULT_PAGE_SIZE, ErrorCode, WorkflowError
+from ..workflows import DEFAULT_PAGE_SIZE
 from . import Engine, EntityInfo, wire
 
 Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
-
-
-def _parse(cls: type[Any], raw: bytes) -> Any:
-    try:
-        return cls.FromString(raw)
-    except DecodeError as err:
-        raise WorkflowError(
-            ErrorCode.INVALID_ARGUMENT, f"malformed {cls.DESCRIPTOR.name} message: {err}"
-        ) from None
 
 
 def split_entity_messages(resp: mpb.OrchestratorResponse) -> list[tuple[int, bytes]]:
@@ -61,15 +51,15 @@ def entity_handlers(engine: Engine) -> dict[str, Unary]:
     entities = engine.entities
 
     async def complete(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        await entities.complete(_parse(mpb.EntityBatchResult, raw))
+        await entities.complete(wire.parse(mpb.EntityBatchResult, raw))
         return b""
 
     async def abandon(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        engine.abandon(_parse(mpb.AbandonEntityTaskRequest, raw).completionToken)
+        engine.abandon(wire.parse(mpb.AbandonEntityTaskRequest, raw).completionToken)
         return b""
 
     async def signal(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        req: mpb.SignalEntityRequest = _parse(mpb.SignalEntityRequest, raw)
+        req: mpb.SignalEntityRequest = wire.parse(mpb.SignalEntityRequest, raw)
         await entities.signal(
             req.instanceId,
             req.name,
@@ -80,7 +70,7 @@ def entity_handlers(engine: Engine) -> dict[str, Unary]:
         return b""
 
     async def get(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        req: mpb.GetEntityRequest = _parse(mpb.GetEntityRequest, raw)
+        req: mpb.GetEntityRequest = wire.parse(mpb.GetEntityRequest, raw)
         info = await entities.get(req.instanceId)
         if info is None:
             return mpb.GetEntityResponse(exists=False).SerializeToString()
@@ -89,7 +79,7 @@ def entity_handlers(engine: Engine) -> dict[str, Unary]:
         ).SerializeToString()
 
     async def query(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        q = _parse(mpb.QueryEntitiesRequest, raw).query
+        q = wire.parse(mpb.QueryEntitiesRequest, raw).query
         size = q.pageSize.value if q.HasField("pageSize") and q.pageSize.value > 0 else DEFAULT_PAGE_SIZE
         page = await entities.query(
             q.instanceIdStartsWith.value if q.HasField("instanceIdStartsWith") else None,
@@ -107,7 +97,7 @@ def entity_handlers(engine: Engine) -> dict[str, Unary]:
         return resp.SerializeToString()
 
     async def clean(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        req: mpb.CleanEntityStorageRequest = _parse(mpb.CleanEntityStorageRequest, raw)
+        req: mpb.CleanEntityStorageRequest = wire.parse(mpb.CleanEntityStorageRequest, raw)
         removed, released = await entities.clean(req.removeEmptyEntities, req.releaseOrphanedLocks)
         return mpb.CleanEntityStorageResponse(
             emptyEntitiesRemoved=removed, orphanedLocksReleased=released

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import wrappers_pb2
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..protos import durabletask_dialect_pb2 as mpb
@@ -37,6 +37,7 @@ from ..workflows import (
 )
 from . import Engine, WorkFilters, metadata_app_id, wire
 from .entity_rpc import entity_handlers, split_entity_messages
+from .wire import parse
 
 log = logging.getLogger("dapr_workflows.grpc")
 
@@ -51,15 +52,6 @@ Streaming = Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[bytes]]
 _DAPR_LIST_PAGE_SIZE = 1024
 # History events per message of StreamInstanceHistory.
 _HISTORY_CHUNK = 200
-
-
-def parse(cls: type[Any], raw: bytes) -> Any:
-    try:
-        return cls.FromString(raw)
-    except DecodeError as err:
-        raise WorkflowError(
-            ErrorCode.INVALID_ARGUMENT, f"malformed {cls.DESCRIPTOR.name} message: {err}"
-        ) from None
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: WorkflowError) -> None:

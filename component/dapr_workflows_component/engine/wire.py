@@ -11,13 +11,25 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from google.protobuf import timestamp_pb2, wrappers_pb2
+from google.protobuf.message import DecodeError
 
 from ..protos import dapr_dialect_pb2 as pb
-from ..workflows import unregistered_workflow_message
+from ..workflows import ErrorCode, WorkflowError, unregistered_workflow_message
 
 log = logging.getLogger("dapr_workflows.engine")
+
+
+def parse(cls: type[Any], raw: bytes) -> Any:
+    """A request's message; bytes that are not one are the caller's error, in one sentence."""
+    try:
+        return cls.FromString(raw)
+    except DecodeError as err:
+        raise WorkflowError(
+            ErrorCode.INVALID_ARGUMENT, f"malformed {cls.DESCRIPTOR.name} message: {err}"
+        ) from None
 
 
 def now_us() -> int:
