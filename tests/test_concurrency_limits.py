@@ -324,6 +324,11 @@ def serve(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
             ("--max-concurrent-workflows", "-1"),
             "dapr-workflows: --max-concurrent-workflows must be a whole",
         ),
+        (
+            None,
+            ("--max-concurrent-activities", "\u00b2"),  # a digit to str.isdigit(), not to int()
+            "dapr-workflows: --max-concurrent-activities must be a whole",
+        ),
     ],
 )
 def test_bad_limits_stop_the_start_with_one_clear_line(

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -389,7 +390,8 @@ def _concurrency(args: argparse.Namespace) -> ConcurrencyLimits:
     flags = []
     for flag in ("max-concurrent-workflows", "max-concurrent-activities"):
         value = str(getattr(args, flag.replace("-", "_"))).strip()
-        if not (value or "0").isdigit() or int(value or "0") > 2**31 - 1:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not re.fullmatch(r"[0-9]+", value or "0") or int(value or "0") > 2**31 - 1:
             raise SystemExit(f"dapr-workflows: --{flag} must be a whole number (0: no limit), not {value!r}")
         flags.append(int(value or "0"))
     try:

@@ -17,6 +17,8 @@ from dapr_workflows_component.concurrency_file import (
 )
 from dapr_workflows_component.engine.concurrency import (
     ACTIVITY,
+    WAIT_LOG_INTERVAL_SECONDS,
+    WAIT_LOG_LINES_PER_GATE,
     WORKFLOW,
     ConcurrencyLimits,
     Gate,
@@ -155,6 +157,24 @@ def test_a_wait_is_logged_once_per_item_with_what_holds_it_back(caplog: pytest.L
     lim.free(Turn("a"))
     assert take_now(lim, Turn("b"))
     assert lim.waiting_logged() == 0
+
+
+def test_thousands_waiting_behind_one_gate_log_a_few_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "dapr_workflows.engine")
+    lim, _, clock = limiter(workflows=1)
+    assert take_now(lim, Turn("a"))
+    for n in range(5000):
+        assert not lim.admits(Turn(f"w{n}"))
+    lines = [r.getMessage() for r in caplog.records if "wait" in r.getMessage()]
+    assert len(lines) == WAIT_LOG_LINES_PER_GATE + 1
+    assert lines[-1].startswith("more items wait for --max-concurrent-workflows=1")
+    caplog.clear()
+    clock.now += WAIT_LOG_INTERVAL_SECONDS  # the next interval names a few again
+    assert not lim.admits(Turn("late"))
+    assert [r.getMessage() for r in caplog.records][:1] == [
+        "workflow 'late' waits, queued: --max-concurrent-workflows=1 reached (1 running); "
+        "it goes out when one ends"
+    ]
 
 
 def test_a_gate_the_shared_store_refused_waits_a_backoff_or_a_local_end() -> None:

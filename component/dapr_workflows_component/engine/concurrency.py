@@ -57,6 +57,9 @@ RETRY_FIRST_SECONDS = 0.02
 RETRY_MAX_SECONDS = 0.1
 # How long an engine's "I wait for this gate" outlives its last refused claim.
 WAIT_SECONDS = 1.0
+# Waiting items logged one by one per gate and interval; the rest are summed up in one line.
+WAIT_LOG_LINES_PER_GATE = 20
+WAIT_LOG_INTERVAL_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ class Limiter:
         self._counts: Counter[Gate] = Counter()
         self._names: dict[Hashable, str] = {}  # names of waiting keys (learned when refused)
         self._logged: set[Hashable] = set()  # waiting keys whose wait was logged
+        self._wait_lines: dict[Gate, tuple[float, int]] = {}  # per gate: interval start, lines
         # Gates the shared store refused: not tried again before the time, and the next backoff.
         self._blocked: dict[Gate, float] = {}
         self._backoff: dict[Gate, float] = {}
@@ -340,6 +344,21 @@ class Limiter:
         if key in self._logged:
             return
         self._logged.add(key)
+        # A full gate with thousands queued behind it would log a line per item: a few lines per
+        # gate per interval name the first items, one more says the rest are not listed.
+        now = self._clock()
+        since, lines = self._wait_lines.get(gate, (now, 0))
+        if now - since >= WAIT_LOG_INTERVAL_SECONDS:
+            since, lines = now, 0
+        self._wait_lines[gate] = (since, lines + 1)
+        if lines == WAIT_LOG_LINES_PER_GATE:
+            log.info(
+                "more items wait for %s; they are not logged one by one for %.0fs",
+                gate.label,
+                WAIT_LOG_INTERVAL_SECONDS,
+            )
+        if lines >= WAIT_LOG_LINES_PER_GATE:
+            return
         if kind == WORKFLOW:
             instance_id = str(getattr(key, "instance_id", key))
             what = f"workflow {instance_id!r}" + (f" ({name})" if name else "")
