@@ -76,6 +76,11 @@ class Entities:
         """The entity's row, created (with its instance row) on its first message."""
         name = require_entity_id(entity_id)
         inst = t.get_instance(entity_id)
+        if inst is not None and inst.execution_id and t.get_entity(entity_id) is None:
+            # A workflow has this ID (one made before such IDs were refused): not an entity's to take.
+            raise WorkflowError(
+                ErrorCode.FAILED_PRECONDITION, f"{entity_id!r} is a workflow instance, not a durable entity"
+            )
         if inst is None or inst.status.is_terminal:
             if inst is not None:
                 t.delete_instance(entity_id)

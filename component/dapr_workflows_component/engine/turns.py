@@ -29,8 +29,8 @@ from ..workflows import (
     check_payload_size,
     check_tags,
     require_event_name,
-    require_instance_id,
     require_name,
+    require_new_workflow_id,
     runs_execution,
 )
 from . import propagation, routing, wire
@@ -322,7 +322,7 @@ class Turns:
         a = action.createChildWorkflow
         require_name("child workflow name", a.name)
         if a.instanceId:
-            require_instance_id(a.instanceId)
+            require_new_workflow_id(step.inst.dialect, a.instanceId)
         t, inst, now, fx = step.t, step.inst, step.now, step.fx
         router, target = step.router(action)
         child_id = a.instanceId or f"{inst.instance_id}:{action.id:04x}"
@@ -401,7 +401,7 @@ class Turns:
     def _create_detached_workflow(self, step: _Step, action: pb.WorkflowAction) -> None:
         detached = action.createDetachedWorkflow
         require_name("workflow name", detached.name)
-        require_instance_id(detached.instanceId)
+        require_new_workflow_id(step.inst.dialect, detached.instanceId)
         check_tags(detached.tags)
         if step.t.get_instance(detached.instanceId) is None:
             self.create_instance(
