@@ -9,7 +9,7 @@ from dapr_workflows_component.engine.wire import now_us
 from dapr_workflows_component.workflows import ErrorCode, WorkflowError
 
 from tests.unit.engine_parts import child, detached
-from tests.unit.test_entities import E1, EntityMachine
+from tests.unit.test_entities import E1, EntityMachine, _lock
 
 
 @pytest.fixture
@@ -34,3 +34,15 @@ def test_a_signal_does_not_adopt_a_workflow_that_has_an_entity_id(m: EntityMachi
     assert refused.value.code == ErrorCode.FAILED_PRECONDITION
     assert m.tx(lambda t: t.get_entity(E1)) is None
     assert m.instance(E1).name == "wf"
+
+
+def test_purging_a_locked_entity_grants_the_lock_requests_that_waited_for_it(m: EntityMachine) -> None:
+    m.orchestration("holder")
+    m.orchestration("waiter")
+    m.send("holder", _lock("cs", E1))
+    m.send("waiter", _lock("cs-2", E1))
+    assert m.owner_inbox("waiter") == []
+    entity = m.instance(E1)
+    m.tx(lambda t: m.turns.delete(t, entity, Effects()))
+    assert m.owner_inbox("waiter") == ["entityLockGranted"]
+    assert m.lock(E1) == ("cs-2", "waiter")

@@ -272,6 +272,7 @@ class Entities:
             return
         if is_entity_id(inst.instance_id):
             t.delete_entity(inst.instance_id)
+            self.grant_waiting(t, now, fx)  # its lock went with it
         else:
             self.release_all(t, inst.instance_id, now, fx)
 
