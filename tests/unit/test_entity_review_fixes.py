@@ -4,12 +4,16 @@ timestamps out of range, truncated batch results, the query's page size."""
 from __future__ import annotations
 
 import pytest
+from dapr_workflows_component.engine import wire
 from dapr_workflows_component.engine.effects import Effects
 from dapr_workflows_component.engine.wire import now_us
+from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
+from dapr_workflows_component.protos import durabletask_dialect_pb2 as mpb
 from dapr_workflows_component.workflows import ErrorCode, WorkflowError
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.unit.engine_parts import child, detached
-from tests.unit.test_entities import E1, EntityMachine, _lock
+from tests.unit.test_entities import E1, E2, EntityMachine, _lock
 
 
 @pytest.fixture
@@ -46,3 +50,45 @@ def test_purging_a_locked_entity_grants_the_lock_requests_that_waited_for_it(m: 
     m.tx(lambda t: m.turns.delete(t, entity, Effects()))
     assert m.owner_inbox("waiter") == ["entityLockGranted"]
     assert m.lock(E1) == ("cs-2", "waiter")
+
+
+FAR = Timestamp(seconds=2**62)  # a valid int64, far past the year 9999
+
+
+def test_a_signal_scheduled_past_the_year_9999_is_refused(m: EntityMachine) -> None:
+    with pytest.raises(WorkflowError) as refused:
+        request = mpb.SignalEntityRequest(instanceId=E1, name="add", scheduledTime=FAR)
+        at = wire.micros_or_none(request, "scheduledTime")
+        m.tx(lambda t: m.entities.signal(t, E1, "add", None, "r", at, now_us(), Effects()))
+    assert refused.value.code == ErrorCode.INVALID_ARGUMENT
+    with pytest.raises(WorkflowError):
+        far = wire.micros(FAR)
+        m.tx(lambda t: m.entities.signal(t, E1, "add", None, "r", far, now_us(), Effects()))
+    assert m.tx(lambda t: t.get_instance(E1)) is None
+
+
+def test_an_orchestrations_signal_or_timer_past_the_year_9999_refuses_its_turn(m: EntityMachine) -> None:
+    m.orchestration("o")
+    signaled = mpb.EntityOperationSignaledEvent(requestId="s1", operation="add", scheduledTime=FAR)
+    signaled.targetInstanceId.value = E1
+    with pytest.raises(WorkflowError) as refused:
+        m.send("o", mpb.SendEntityMessageAction(entityOperationSignaled=signaled))
+    assert refused.value.code == ErrorCode.INVALID_ARGUMENT
+    timer = pb.WorkflowAction(id=1, createTimer=pb.CreateTimerAction(fireAt=FAR))
+    with pytest.raises(WorkflowError) as refused:
+        m.turn("o", timer)
+    assert refused.value.code == ErrorCode.INVALID_ARGUMENT
+    assert "9999" in refused.value.message
+
+
+def test_an_entitys_signal_past_the_year_9999_is_refused_and_the_rest_goes(m: EntityMachine) -> None:
+    m.tx(lambda t: m.entities.signal(t, E1, "add", "1", "r", None, now_us(), Effects()))
+    batch = m.tx(lambda t: m.entities.next_batch(t, E1, t.inbox(E1, now_us())))
+    far = mpb.SendSignalAction(instanceId=E2, name="far", scheduledTime=FAR)
+    near = mpb.SendSignalAction(instanceId=E2, name="near")
+    result = mpb.EntityBatchResult(
+        actions=[mpb.OperationAction(id=0, sendSignal=far), mpb.OperationAction(id=1, sendSignal=near)]
+    )
+    m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, result, now_us(), Effects()))
+    assert len(m.inbox(E2, 2**63 - 1)) == 1  # only the near one was sent
+    assert [op.entityOperationSignaled.operation for op in m.batch_ops(E2)] == ["near"]

@@ -34,6 +34,7 @@ from ..workflows import (
     is_entity_id,
     require_entity_id,
     require_name,
+    require_timestamp,
     validate_new_instance_id,
 )
 from . import wire
@@ -127,6 +128,8 @@ class Entities:
         """A one-way operation (from a client or another entity), at once or at `scheduled_at`."""
         require_name("entity operation name", operation)
         check_payload_size("entity operation input", input, self.max_payload_bytes)
+        if scheduled_at is not None:
+            require_timestamp("signal's scheduled time", scheduled_at)
         signaled = mpb.EntityOperationSignaledEvent(requestId=request_id, operation=operation)
         signaled.targetInstanceId.value = entity_id
         if input is not None:
@@ -195,7 +198,7 @@ class Entities:
         require_entity_id(target)
         require_name("entity operation name", signaled.operation)
         check_payload_size("entity operation input", signaled.input.value, self.max_payload_bytes)
-        visible_at = wire.micros(signaled.scheduledTime) if signaled.HasField("scheduledTime") else now
+        visible_at = wire.micros_or_none(signaled, "scheduledTime") or now
         op = event(now, entityOperationSignaled=signaled)
         self.enqueue(t, target, op, max(visible_at, now), now, fx)
 
@@ -364,7 +367,7 @@ class Entities:
             if t.get_instance(instance_id) is not None:
                 log.info("entity %r: workflow %r exists already; not started again", entity_id, instance_id)
                 return
-            scheduled = wire.micros(start.scheduledTime) if start.HasField("scheduledTime") else None
+            scheduled = wire.micros_or_none(start, "scheduledTime")
             self.turns.create_instance(
                 t,
                 instance_id,

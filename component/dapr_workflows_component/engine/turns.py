@@ -31,6 +31,7 @@ from ..workflows import (
     require_event_name,
     require_name,
     require_new_workflow_id,
+    require_timestamp,
     runs_execution,
 )
 from . import propagation, routing, wire
@@ -310,7 +311,7 @@ class Turns:
         if origin:
             getattr(created, origin).CopyFrom(getattr(timer, origin))
         step.events.append(history_event(now, action.id, timerCreated=created).SerializeToString())
-        fire_at = wire.micros(timer.fireAt)
+        fire_at = require_timestamp("timer's fire time", wire.micros(timer.fireAt))
         fired = history_event(now, timerFired=pb.TimerFiredEvent(fireAt=timer.fireAt, timerId=action.id))
         step.t.add_inbox(inst.instance_id, fired.SerializeToString(), fire_at)
         if fire_at <= now:
