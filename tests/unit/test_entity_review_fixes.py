@@ -89,6 +89,25 @@ def test_an_entitys_signal_past_the_year_9999_is_refused_and_the_rest_goes(m: En
     result = mpb.EntityBatchResult(
         actions=[mpb.OperationAction(id=0, sendSignal=far), mpb.OperationAction(id=1, sendSignal=near)]
     )
-    m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, result, now_us(), Effects()))
+    m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, 1, result, now_us(), Effects()))
     assert len(m.inbox(E2, 2**63 - 1)) == 1  # only the near one was sent
     assert [op.entityOperationSignaled.operation for op in m.batch_ops(E2)] == ["near"]
+
+
+def test_operations_a_truncated_result_leaves_out_stay_and_run_next(m: EntityMachine) -> None:
+    m.tx(lambda t: m.entities.signal(t, E1, "first", None, "r1", None, now_us(), Effects()))
+    stray = mpb.HistoryEvent(eventRaised=mpb.EventRaisedEvent(name="x")).SerializeToString()
+    m.tx(lambda t: t.add_inbox(E1, stray, now_us()))
+    for op in ("second", "third"):
+        m.tx(lambda t, op=op: m.entities.signal(t, E1, op, None, op, None, now_us(), Effects()))
+    batch = m.tx(lambda t: m.entities.next_batch(t, E1, t.inbox(E1, now_us())))
+    assert len(batch.operations) == 3
+    done = mpb.OperationResult(success=mpb.OperationResultSuccess())
+    result = mpb.EntityBatchResult(results=[done])
+    result.entityState.value = "1"
+    fx = Effects()
+    m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, 3, result, now_us(), fx))
+    assert fx.ready == {E1: "durabletask"}
+    assert [op.entityOperationSignaled.operation for op in m.batch_ops(E1)] == ["second", "third"]
+    assert len(m.inbox(E1)) == 2  # the stray event and the first operation are consumed
+    assert m.tx(lambda t: t.get_entity(E1)).state == "1"  # type: ignore[union-attr]

@@ -59,7 +59,7 @@ def event(now: int, event_id: int = -1, **kind: object) -> mpb.HistoryEvent:
 class Batch:
     """What an entity's next batch is: the inbox rows it consumes and the operations it runs."""
 
-    inbox_ids: list[int]  # the operations' rows and dropped rows
+    inbox_ids: list[int]  # the dropped rows, then the operations' rows in order
     operations: list[bytes]  # serialized HistoryEvents, in order
     state: str | None
 
@@ -143,13 +143,14 @@ class Entities:
         """The operations a worker may run now: while the entity is locked, only its holder's calls."""
         entity = t.get_entity(entity_id)
         holder = entity.lock_owner if entity is not None else None
+        dropped: list[int] = []
         ids: list[int] = []
         operations: list[bytes] = []
         for row in rows:
             op = mpb.HistoryEvent.FromString(row.event)
             kind = op.WhichOneof("eventType")
             if kind not in OPERATION_EVENTS:
-                ids.append(row.id)  # not an entity's event (e.g. raised at it by mistake)
+                dropped.append(row.id)  # not an entity's event (e.g. raised at it by mistake)
                 continue
             if holder is not None and not (
                 kind == "entityOperationCalled" and op.entityOperationCalled.parentInstanceId.value == holder
@@ -159,7 +160,7 @@ class Entities:
             operations.append(row.event)
             if len(operations) >= MAX_BATCH:
                 break
-        return Batch(ids, operations, entity.state if entity is not None else None)
+        return Batch(dropped + ids, operations, entity.state if entity is not None else None)
 
     # ------------------------------------------------------------ messages of an orchestration's turn
 
@@ -286,17 +287,22 @@ class Entities:
         t: StoreTx,
         entity_id: str,
         inbox_ids: list[int],
+        operations: int,
         result: mpb.EntityBatchResult,
         now: int,
         fx: Effects,
     ) -> None:
-        """Records a batch's result: the new state, the answers to callers, what it sent."""
+        """Records a batch's result (of its `operations`, the last of `inbox_ids`): the new state,
+        the answers to callers, what it sent. Operations a shorter result leaves out run next."""
         inst = t.get_instance(entity_id)
         if inst is None:
             return  # purged while the batch ran
         state = result.entityState.value if result.HasField("entityState") else None
         check_payload_size("entity state", state, self.max_payload_bytes)
-        t.delete_inbox(inbox_ids)
+        # No results at all would never progress if run again: such a batch is consumed, as before.
+        not_run = operations - len(result.results) if result.results else 0
+        consumed = inbox_ids[: len(inbox_ids) - max(not_run, 0)]
+        t.delete_inbox(consumed)
         row = t.get_entity(entity_id) or EntityRow(entity_id, None, None, None, now)
         row.state, row.modified_at = state, now
         t.put_entity(row)
@@ -311,7 +317,7 @@ class Entities:
                 self._entity_action(t, entity_id, action, now, fx)
             except WorkflowError as err:  # checked before anything is written: the others still go
                 log.warning("entity %r: an operation's action was refused: %s", entity_id, err.message)
-        if len(inbox_ids) >= MAX_BATCH:  # a long backlog: the next batch waits
+        if len(inbox_ids) >= MAX_BATCH or len(consumed) < len(inbox_ids):  # the next batch waits
             fx.ready[entity_id] = DIALECT
 
     def refuse(
