@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 from dapr_workflows_component.engine import wire
 from dapr_workflows_component.engine.effects import Effects
+from dapr_workflows_component.engine.entity_rpc import entity_handlers
 from dapr_workflows_component.engine.wire import now_us
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
 from dapr_workflows_component.protos import durabletask_dialect_pb2 as mpb
-from dapr_workflows_component.workflows import ErrorCode, WorkflowError
+from dapr_workflows_component.workflows import MAX_PAGE_SIZE, ErrorCode, WorkflowError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tests.unit.engine_parts import child, detached
+from tests.unit.engine_parts import child, detached, engine_on, run
 from tests.unit.test_entities import E1, E2, EntityMachine, _lock
 
 
@@ -111,3 +112,22 @@ def test_operations_a_truncated_result_leaves_out_stay_and_run_next(m: EntityMac
     assert [op.entityOperationSignaled.operation for op in m.batch_ops(E1)] == ["second", "third"]
     assert len(m.inbox(E1)) == 2  # the stray event and the first operation are consumed
     assert m.tx(lambda t: t.get_entity(E1)).state == "1"  # type: ignore[union-attr]
+
+
+def test_query_entities_holds_the_page_size_to_the_listings_limit() -> None:
+    async def go() -> None:
+        engine = await engine_on()
+        try:
+            query = entity_handlers(engine)["QueryEntities"]
+            request = mpb.QueryEntitiesRequest()
+            request.query.pageSize.value = MAX_PAGE_SIZE + 1
+            with pytest.raises(WorkflowError) as refused:
+                await query(request.SerializeToString(), None)  # type: ignore[arg-type]
+            assert refused.value.code == ErrorCode.INVALID_ARGUMENT
+            request.query.pageSize.value = MAX_PAGE_SIZE
+            answer = mpb.QueryEntitiesResponse.FromString(await query(request.SerializeToString(), None))  # type: ignore[arg-type]
+            assert list(answer.entities) == []
+        finally:
+            await engine.stop()
+
+    run(go())

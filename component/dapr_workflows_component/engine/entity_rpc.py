@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from ..protos import durabletask_dialect_pb2 as mpb
-from ..workflows import DEFAULT_PAGE_SIZE
+from ..workflows import page_size
 from . import Engine, EntityInfo, wire
 
 Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
@@ -75,7 +75,7 @@ def entity_handlers(engine: Engine) -> dict[str, Unary]:
 
     async def query(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         q = wire.parse(mpb.QueryEntitiesRequest, raw).query
-        size = q.pageSize.value if q.HasField("pageSize") and q.pageSize.value > 0 else DEFAULT_PAGE_SIZE
+        size = page_size(q.pageSize.value if q.HasField("pageSize") else 0)
         page = await entities.query(
             q.instanceIdStartsWith.value if q.HasField("instanceIdStartsWith") else None,
             wire.micros_or_none(q, "lastModifiedFrom"),
