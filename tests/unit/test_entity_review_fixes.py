@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from dapr_workflows_component.engine import wire
+from dapr_workflows_component.engine.concurrency import WORKFLOW
 from dapr_workflows_component.engine.effects import Effects
 from dapr_workflows_component.engine.entity_rpc import entity_handlers
 from dapr_workflows_component.engine.wire import now_us
@@ -14,6 +15,7 @@ from dapr_workflows_component.workflows import MAX_PAGE_SIZE, ErrorCode, Workflo
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.unit.engine_parts import child, detached, engine_on, run
+from tests.unit.test_concurrency import Turn, limiter, take_now
 from tests.unit.test_entities import E1, E2, EntityMachine, _lock
 
 
@@ -131,3 +133,13 @@ def test_query_entities_holds_the_page_size_to_the_listings_limit() -> None:
             await engine.stop()
 
     run(go())
+
+
+def test_entity_batches_are_under_no_workflow_limit() -> None:
+    lim, _, _ = limiter(workflows=1)
+    assert take_now(lim, Turn(E1)) and take_now(lim, Turn(E2))
+    assert lim.running(WORKFLOW) == 0
+    assert take_now(lim, Turn("w")) and not take_now(lim, Turn("w2"))
+    shared, _, _ = limiter(shared=True, workflows=1)
+    # A shared store is not asked about an entity (a transaction without count_leased would fail).
+    shared.check_store(None, Turn(E1), "counter")  # type: ignore[arg-type]
