@@ -281,6 +281,17 @@ def test_entities_are_listed_and_read_like_instances_and_purged_with_their_state
     assert _settled(ours, "counter", key, 1) == 1  # a new entity, from nothing
 
 
+def test_a_child_workflow_under_an_entity_id_fails_its_parent(ours: SdkHost) -> None:
+    """Its work would go to the entity's lease and never run: the parent fails with the reason, and
+    the entity stays an entity."""
+    key = uuid.uuid4().hex
+    status, _ = _run(ours, "child_at_entity_id", {"child_id": f"@counter@{key}"})
+    assert status == "FAILED"
+    assert ours.call("get", instance_id=f"@counter@{key}") is None
+    ours.call("signal_entity", entity="counter", key=key, operation="add", input=2)
+    assert _settled(ours, "counter", key, 2) == 2
+
+
 def test_two_engines_sharing_postgresql_run_each_entity_one_batch_at_a_time(
     tmp_path: Path, postgres_url: str
 ) -> None:

@@ -167,6 +167,18 @@ def require_entity_id(instance_id: str) -> str:
     return instance_id[1 : instance_id.find("@", 1)]
 
 
+def require_new_workflow_id(dialect: str, instance_id: str) -> None:
+    require_instance_id(instance_id)
+    if dialect == "durabletask" and is_entity_id(instance_id):  # the entity's lease would take its work
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f"{instance_id!r} is an entity ID, not a workflow's")
+
+
+def require_timestamp(what: str, micros: int) -> int:
+    if not -62_135_596_800_000_000 <= micros < 253_402_300_800_000_000:  # protobuf's range; store's int64
+        raise WorkflowError(ErrorCode.INVALID_ARGUMENT, f"the {what} is not a time of the years 1 to 9999")
+    return micros
+
+
 def _check_length(what: str, text: str, limit: int) -> None:
     if len(text) > limit:
         raise WorkflowError(
@@ -587,13 +599,6 @@ def timestamp_rfc3339(micros: int) -> str:
     """RFC 3339 UTC with a `Z`, as the Dapr Workflow API shows times."""
     dt = datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc)
     return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_tags(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
-    value = json.loads(text)
-    return {str(k): str(v) for k, v in value.items()}
 
 
 def statuses(names: Iterable[RuntimeStatus | int]) -> frozenset[RuntimeStatus]:

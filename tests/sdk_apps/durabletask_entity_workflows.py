@@ -123,6 +123,10 @@ def echo_flow(ctx: task.OrchestrationContext, args: Any) -> Any:
     return args
 
 
+def child_at_entity_id(ctx: task.OrchestrationContext, args: dict[str, Any]) -> Any:
+    return (yield ctx.call_sub_orchestrator(echo_flow, input=1, instance_id=args["child_id"]))
+
+
 def register(worker: dt_worker.TaskHubGrpcWorker, client: dt_client.TaskHubGrpcClient) -> None:
     worker.add_entity(counter)
     worker.add_entity(Account)
@@ -133,6 +137,7 @@ def register(worker: dt_worker.TaskHubGrpcWorker, client: dt_client.TaskHubGrpcC
         lock_then_fail,
         delayed_signal_flow,
         echo_flow,
+        child_at_entity_id,
     ):
         worker.add_orchestrator(orchestrator)
 

@@ -130,7 +130,7 @@ def test_a_result_stores_the_state_answers_the_caller_and_sends_what_the_entity_
     result.results[0].success.result.value = "5"
     result.entityState.value = "5"
     fx = Effects()
-    m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, result, now_us(), fx))
+    m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, len(batch.operations), result, now_us(), fx))
     assert m.tx(lambda t: t.get_entity(E1)).state == "5"  # type: ignore[union-attr]
     assert m.inbox(E1) == []
     [answer] = [mpb.HistoryEvent.FromString(e) for e in m.inbox("o")]
@@ -203,12 +203,20 @@ def test_a_long_backlog_goes_in_batches_and_other_events_are_dropped(m: EntityMa
     assert len(batch.operations) == MAX_BATCH
     assert stray_id in batch.inbox_ids and stray not in batch.operations  # consumed, not run
     fx = Effects()
-    m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, mpb.EntityBatchResult(), now_us(), fx))
+    m.tx(
+        lambda t: m.entities.complete(
+            t, E1, batch.inbox_ids, len(batch.operations), mpb.EntityBatchResult(), now_us(), fx
+        )
+    )
     assert fx.ready == {E1: "durabletask"}  # the rest goes next
     rest = m.tx(lambda t: m.entities.next_batch(t, E1, t.inbox(E1, now_us())))
     assert len(rest.operations) == 5
     fx = Effects()
-    m.tx(lambda t: m.entities.complete(t, E1, rest.inbox_ids, mpb.EntityBatchResult(), now_us(), fx))
+    m.tx(
+        lambda t: m.entities.complete(
+            t, E1, rest.inbox_ids, len(rest.operations), mpb.EntityBatchResult(), now_us(), fx
+        )
+    )
     assert fx.ready == {}
 
 
@@ -236,7 +244,11 @@ def test_a_refused_action_of_an_entity_leaves_the_rest_of_its_result(m: EntityMa
         ],
     )
     result.entityState.value = "1"
-    m.tx(lambda t: m.entities.complete(t, E1, batch.inbox_ids, result, now_us(), Effects()))
+    m.tx(
+        lambda t: m.entities.complete(
+            t, E1, batch.inbox_ids, len(batch.operations), result, now_us(), Effects()
+        )
+    )
     assert m.tx(lambda t: t.get_entity(E1)).state == "1"  # type: ignore[union-attr]
     assert [op.entityOperationSignaled.operation for op in m.batch_ops(E2)] == ["add"]
     assert m.tx(lambda t: t.get_instance("@bad@id")) is None

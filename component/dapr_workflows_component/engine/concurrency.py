@@ -44,13 +44,16 @@ from google.protobuf.message import DecodeError
 from ..protos import dapr_dialect_pb2 as pb
 from ..protos import durabletask_dialect_pb2 as durabletask_pb
 from ..store import ActivityRow, StoreTx
-from ..workflows import ErrorCode, WorkflowError
+from ..workflows import ErrorCode, WorkflowError, is_entity_id
 
 log = logging.getLogger("dapr_workflows.engine")
 
 WORKFLOW = "workflow"
 ACTIVITY = "activity"
 KINDS = (WORKFLOW, ACTIVITY)
+# A durable entity's batch (durabletask's "@name@key") is under no limit: Dapr's limits know workflows
+# and activities only.
+ENTITY = "entity"
 
 # A gate the shared store refused is tried again after this long, doubling up to the maximum.
 RETRY_FIRST_SECONDS = 0.02
@@ -173,8 +176,8 @@ class Limiter:
         self._dialects = tuple(dialects)
         self._workflow_key = workflow_key
         self._clock = clock
-        self._kind_gates: dict[str, list[Gate]] = {kind: [] for kind in KINDS}
-        self._named: dict[str, dict[str, Gate]] = {kind: {} for kind in KINDS}
+        self._kind_gates: dict[str, list[Gate]] = {kind: [] for kind in (*KINDS, ENTITY)}
+        self._named: dict[str, dict[str, Gate]] = {kind: {} for kind in (*KINDS, ENTITY)}
         for gate in limits.gates():
             if gate.name is None:
                 self._kind_gates[gate.kind].append(gate)
@@ -301,7 +304,9 @@ class Limiter:
     # ------------------------------------------------------------ inside
 
     def _kind(self, key: Hashable) -> str:
-        return WORKFLOW if isinstance(key, self._workflow_key) else ACTIVITY
+        if not isinstance(key, self._workflow_key):
+            return ACTIVITY
+        return ENTITY if is_entity_id(str(getattr(key, "instance_id", ""))) else WORKFLOW
 
     def _gates(self, kind: str, name: str | None) -> list[Gate]:
         gates = list(self._kind_gates[kind])

@@ -34,6 +34,7 @@ from ..workflows import (
     is_entity_id,
     require_entity_id,
     require_name,
+    require_timestamp,
     validate_new_instance_id,
 )
 from . import wire
@@ -58,7 +59,7 @@ def event(now: int, event_id: int = -1, **kind: object) -> mpb.HistoryEvent:
 class Batch:
     """What an entity's next batch is: the inbox rows it consumes and the operations it runs."""
 
-    inbox_ids: list[int]  # the operations' rows and dropped rows
+    inbox_ids: list[int]  # the dropped rows, then the operations' rows in order
     operations: list[bytes]  # serialized HistoryEvents, in order
     state: str | None
 
@@ -76,6 +77,11 @@ class Entities:
         """The entity's row, created (with its instance row) on its first message."""
         name = require_entity_id(entity_id)
         inst = t.get_instance(entity_id)
+        if inst is not None and inst.execution_id and t.get_entity(entity_id) is None:
+            # A workflow has this ID (one made before such IDs were refused): not an entity's to take.
+            raise WorkflowError(
+                ErrorCode.FAILED_PRECONDITION, f"{entity_id!r} is a workflow instance, not a durable entity"
+            )
         if inst is None or inst.status.is_terminal:
             if inst is not None:
                 t.delete_instance(entity_id)
@@ -122,6 +128,8 @@ class Entities:
         """A one-way operation (from a client or another entity), at once or at `scheduled_at`."""
         require_name("entity operation name", operation)
         check_payload_size("entity operation input", input, self.max_payload_bytes)
+        if scheduled_at is not None:
+            require_timestamp("signal's scheduled time", scheduled_at)
         signaled = mpb.EntityOperationSignaledEvent(requestId=request_id, operation=operation)
         signaled.targetInstanceId.value = entity_id
         if input is not None:
@@ -135,13 +143,14 @@ class Entities:
         """The operations a worker may run now: while the entity is locked, only its holder's calls."""
         entity = t.get_entity(entity_id)
         holder = entity.lock_owner if entity is not None else None
+        dropped: list[int] = []
         ids: list[int] = []
         operations: list[bytes] = []
         for row in rows:
             op = mpb.HistoryEvent.FromString(row.event)
             kind = op.WhichOneof("eventType")
             if kind not in OPERATION_EVENTS:
-                ids.append(row.id)  # not an entity's event (e.g. raised at it by mistake)
+                dropped.append(row.id)  # not an entity's event (e.g. raised at it by mistake)
                 continue
             if holder is not None and not (
                 kind == "entityOperationCalled" and op.entityOperationCalled.parentInstanceId.value == holder
@@ -151,7 +160,7 @@ class Entities:
             operations.append(row.event)
             if len(operations) >= MAX_BATCH:
                 break
-        return Batch(ids, operations, entity.state if entity is not None else None)
+        return Batch(dropped + ids, operations, entity.state if entity is not None else None)
 
     # ------------------------------------------------------------ messages of an orchestration's turn
 
@@ -190,7 +199,7 @@ class Entities:
         require_entity_id(target)
         require_name("entity operation name", signaled.operation)
         check_payload_size("entity operation input", signaled.input.value, self.max_payload_bytes)
-        visible_at = wire.micros(signaled.scheduledTime) if signaled.HasField("scheduledTime") else now
+        visible_at = wire.micros_or_none(signaled, "scheduledTime") or now
         op = event(now, entityOperationSignaled=signaled)
         self.enqueue(t, target, op, max(visible_at, now), now, fx)
 
@@ -267,6 +276,7 @@ class Entities:
             return
         if is_entity_id(inst.instance_id):
             t.delete_entity(inst.instance_id)
+            self.grant_waiting(t, now, fx)  # its lock went with it
         else:
             self.release_all(t, inst.instance_id, now, fx)
 
@@ -277,17 +287,22 @@ class Entities:
         t: StoreTx,
         entity_id: str,
         inbox_ids: list[int],
+        operations: int,
         result: mpb.EntityBatchResult,
         now: int,
         fx: Effects,
     ) -> None:
-        """Records a batch's result: the new state, the answers to callers, what it sent."""
+        """Records a batch's result (of its `operations`, the last of `inbox_ids`): the new state,
+        the answers to callers, what it sent. Operations a shorter result leaves out run next."""
         inst = t.get_instance(entity_id)
         if inst is None:
             return  # purged while the batch ran
         state = result.entityState.value if result.HasField("entityState") else None
         check_payload_size("entity state", state, self.max_payload_bytes)
-        t.delete_inbox(inbox_ids)
+        # No results at all would never progress if run again: such a batch is consumed, as before.
+        not_run = operations - len(result.results) if result.results else 0
+        consumed = inbox_ids[: len(inbox_ids) - max(not_run, 0)]
+        t.delete_inbox(consumed)
         row = t.get_entity(entity_id) or EntityRow(entity_id, None, None, None, now)
         row.state, row.modified_at = state, now
         t.put_entity(row)
@@ -302,7 +317,7 @@ class Entities:
                 self._entity_action(t, entity_id, action, now, fx)
             except WorkflowError as err:  # checked before anything is written: the others still go
                 log.warning("entity %r: an operation's action was refused: %s", entity_id, err.message)
-        if len(inbox_ids) >= MAX_BATCH:  # a long backlog: the next batch waits
+        if len(inbox_ids) >= MAX_BATCH or len(consumed) < len(inbox_ids):  # the next batch waits
             fx.ready[entity_id] = DIALECT
 
     def refuse(
@@ -358,7 +373,7 @@ class Entities:
             if t.get_instance(instance_id) is not None:
                 log.info("entity %r: workflow %r exists already; not started again", entity_id, instance_id)
                 return
-            scheduled = wire.micros(start.scheduledTime) if start.HasField("scheduledTime") else None
+            scheduled = wire.micros_or_none(start, "scheduledTime")
             self.turns.create_instance(
                 t,
                 instance_id,

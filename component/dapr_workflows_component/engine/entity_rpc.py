@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import grpc
 
 from ..protos import durabletask_dialect_pb2 as mpb
-from ..workflows import DEFAULT_PAGE_SIZE
+from ..workflows import page_size
 from . import Engine, EntityInfo, wire
 
 Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
@@ -43,10 +42,6 @@ def _metadata(info: EntityInfo, include_state: bool) -> mpb.EntityMetadata:
     return meta
 
 
-def _ts(msg: Any, name: str) -> int | None:
-    return wire.micros(getattr(msg, name)) if msg.HasField(name) else None
-
-
 def entity_handlers(engine: Engine) -> dict[str, Unary]:
     entities = engine.entities
 
@@ -65,7 +60,7 @@ def entity_handlers(engine: Engine) -> dict[str, Unary]:
             req.name,
             req.input.value if req.HasField("input") else None,
             req.requestId or uuid.uuid4().hex,
-            _ts(req, "scheduledTime"),
+            wire.micros_or_none(req, "scheduledTime"),
         )
         return b""
 
@@ -80,11 +75,11 @@ def entity_handlers(engine: Engine) -> dict[str, Unary]:
 
     async def query(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         q = wire.parse(mpb.QueryEntitiesRequest, raw).query
-        size = q.pageSize.value if q.HasField("pageSize") and q.pageSize.value > 0 else DEFAULT_PAGE_SIZE
+        size = page_size(q.pageSize.value if q.HasField("pageSize") else 0)
         page = await entities.query(
             q.instanceIdStartsWith.value if q.HasField("instanceIdStartsWith") else None,
-            _ts(q, "lastModifiedFrom"),
-            _ts(q, "lastModifiedTo"),
+            wire.micros_or_none(q, "lastModifiedFrom"),
+            wire.micros_or_none(q, "lastModifiedTo"),
             q.includeTransient,
             size,
             q.continuationToken.value

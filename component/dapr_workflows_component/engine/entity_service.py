@@ -117,7 +117,9 @@ class EntityService:
                 lambda t: _fenced(
                     t,
                     lease,
-                    lambda: self.machine.complete(t, turn.instance_id, turn.inbox_ids, result, now_us(), fx),
+                    lambda: self.machine.complete(
+                        t, turn.instance_id, turn.inbox_ids, len(turn.new_events), result, now_us(), fx
+                    ),
                 ),
                 fx,
             )

@@ -93,10 +93,6 @@ def _unimplemented(what: str) -> Unary:
     return fn
 
 
-def _ts_or_none(msg: Message, name: str) -> int | None:
-    return wire.micros(getattr(msg, name)) if msg.HasField(name) else None
-
-
 def _value_or_none(msg: Message, name: str) -> str | None:
     return getattr(msg, name).value if msg.HasField(name) else None
 
@@ -213,7 +209,7 @@ class DialectServer:
             instance_id=req.instanceId or uuid.uuid4().hex,
             input=_value_or_none(req, "input"),
             version=_value_or_none(req, "version"),
-            scheduled_start_at=_ts_or_none(req, "scheduledStartTimestamp"),
+            scheduled_start_at=wire.micros_or_none(req, "scheduledStartTimestamp"),
             tags=dict(req.tags),
             dialect=self.dialect,
             app_id=req.router.targetAppID if req.HasField("router") else "",
@@ -274,8 +270,8 @@ class DialectServer:
     def filter_query(flt: Any) -> InstanceQuery:
         return InstanceQuery(
             statuses=statuses(flt.runtimeStatus),
-            created_from=_ts_or_none(flt, "createdTimeFrom"),
-            created_to=_ts_or_none(flt, "createdTimeTo"),
+            created_from=wire.micros_or_none(flt, "createdTimeFrom"),
+            created_to=wire.micros_or_none(flt, "createdTimeTo"),
         )
 
     async def purge(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -467,8 +463,8 @@ class DurableTaskDialectServer(DialectServer):
         size = q.maxInstanceCount if q.maxInstanceCount > 0 else DEFAULT_PAGE_SIZE
         where = InstanceQuery(
             statuses=statuses(q.runtimeStatus),
-            created_from=_ts_or_none(q, "createdTimeFrom"),
-            created_to=_ts_or_none(q, "createdTimeTo"),
+            created_from=wire.micros_or_none(q, "createdTimeFrom"),
+            created_to=wire.micros_or_none(q, "createdTimeTo"),
             id_prefix=_value_or_none(q, "instanceIdPrefix"),
         )
         found = await self.engine.query(page_query(size, _value_or_none(q, "continuationToken"), where))
@@ -487,8 +483,8 @@ class DurableTaskDialectServer(DialectServer):
         size = req.pageSize if req.pageSize > 0 else DEFAULT_PAGE_SIZE
         where = InstanceQuery(
             statuses=statuses(req.runtimeStatus),
-            completed_from=_ts_or_none(req, "completedTimeFrom"),
-            completed_to=_ts_or_none(req, "completedTimeTo"),
+            completed_from=wire.micros_or_none(req, "completedTimeFrom"),
+            completed_to=wire.micros_or_none(req, "completedTimeTo"),
         )
         found = await self.engine.query(page_query(size, _value_or_none(req, "lastInstanceKey"), where))
         page = instance_page(found, size)

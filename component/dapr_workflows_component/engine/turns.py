@@ -29,8 +29,9 @@ from ..workflows import (
     check_payload_size,
     check_tags,
     require_event_name,
-    require_instance_id,
     require_name,
+    require_new_workflow_id,
+    require_timestamp,
     runs_execution,
 )
 from . import propagation, routing, wire
@@ -310,7 +311,7 @@ class Turns:
         if origin:
             getattr(created, origin).CopyFrom(getattr(timer, origin))
         step.events.append(history_event(now, action.id, timerCreated=created).SerializeToString())
-        fire_at = wire.micros(timer.fireAt)
+        fire_at = require_timestamp("timer's fire time", wire.micros(timer.fireAt))
         fired = history_event(now, timerFired=pb.TimerFiredEvent(fireAt=timer.fireAt, timerId=action.id))
         step.t.add_inbox(inst.instance_id, fired.SerializeToString(), fire_at)
         if fire_at <= now:
@@ -322,7 +323,7 @@ class Turns:
         a = action.createChildWorkflow
         require_name("child workflow name", a.name)
         if a.instanceId:
-            require_instance_id(a.instanceId)
+            require_new_workflow_id(step.inst.dialect, a.instanceId)
         t, inst, now, fx = step.t, step.inst, step.now, step.fx
         router, target = step.router(action)
         child_id = a.instanceId or f"{inst.instance_id}:{action.id:04x}"
@@ -401,7 +402,7 @@ class Turns:
     def _create_detached_workflow(self, step: _Step, action: pb.WorkflowAction) -> None:
         detached = action.createDetachedWorkflow
         require_name("workflow name", detached.name)
-        require_instance_id(detached.instanceId)
+        require_new_workflow_id(step.inst.dialect, detached.instanceId)
         check_tags(detached.tags)
         if step.t.get_instance(detached.instanceId) is None:
             self.create_instance(

@@ -14,10 +14,10 @@ import uuid
 from typing import Any
 
 from google.protobuf import timestamp_pb2, wrappers_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from ..protos import dapr_dialect_pb2 as pb
-from ..workflows import ErrorCode, WorkflowError, unregistered_workflow_message
+from ..workflows import ErrorCode, WorkflowError, require_timestamp, unregistered_workflow_message
 
 log = logging.getLogger("dapr_workflows.engine")
 
@@ -46,6 +46,11 @@ def timestamp(micros: int) -> timestamp_pb2.Timestamp:
 
 def micros(ts: timestamp_pb2.Timestamp) -> int:
     return ts.seconds * 1_000_000 + ts.nanos // 1000
+
+
+def micros_or_none(msg: Message, name: str) -> int | None:
+    """A caller's optional timestamp field, checked to fit the store."""
+    return require_timestamp(name, micros(getattr(msg, name))) if msg.HasField(name) else None
 
 
 def string_value(value: str | None) -> wrappers_pb2.StringValue | None:

@@ -21,6 +21,13 @@ CONCURRENCY_MIGRATION = (
     """,
 )
 
+# Leased entities are not workflows (engine/concurrency.py): the rows of `workflows.is_entity_id`
+# (no '%' in the text: it goes through psycopg's placeholders).
+_NO_ENTITY = (
+    "NOT (dialect = 'durabletask' AND left(instance_id, 1) = '@' "
+    "AND position('@' IN substr(instance_id, 2)) > 1) AND "
+)
+
 # Wait rows of engines that stopped waiting this long ago (they died) are dropped.
 _FORGET_WAITS_US = 60_000_000
 
@@ -45,7 +52,8 @@ class ConcurrencySql:
         for key in locks:  # one statement each: taken in this order
             self._send("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
         if kind == "workflow":
-            table, key_column, leased = "instances", "instance_id", "lease_token IS NOT NULL AND "
+            table, key_column = "instances", "instance_id"
+            leased = f"lease_token IS NOT NULL AND {_NO_ENTITY}"
         else:
             table, key_column, leased = "activities", "id", ""
             self._send("UPDATE activities SET name = ? WHERE id = ? AND name IS NULL", (name, exclude))

@@ -10,9 +10,17 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ..workflows import Instance, InstanceQuery, RuntimeStatus, parse_tags
+from ..workflows import Instance, InstanceQuery, RuntimeStatus
 from .base import ActivityRow, InboxRow, StoreTx
 from .entity_sql import EntitySql
+
+
+def _parse_tags(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return {str(k): str(v) for k, v in value.items()}
+
 
 # The instance columns of both stores' `instances` table, in the order of the two functions below.
 INSTANCE_FIELDS = (
@@ -97,7 +105,7 @@ def row_instance(row: Sequence[Any]) -> Instance:
         parent_instance_id=row[10],
         parent_task_id=row[11],
         parent_execution_id=row[12],
-        tags=parse_tags(row[13]),
+        tags=_parse_tags(row[13]),
         created_at=row[14],
         updated_at=row[15],
         completed_at=row[16],
