@@ -11,6 +11,7 @@ from tests.harness.daprd import DaprInstallError, install_dapr
 from tests.harness.engine_process import EngineProcess
 from tests.harness.postgres import PostgresServer, PostgresUnavailable
 from tests.harness.redis_server import RedisServer, RedisUnavailable
+from tests.harness.reference_backend import reference_backend
 from tests.harness.sdk_host import SdkHost
 
 DIALECTS = ("dapr", "durabletask")
@@ -112,3 +113,21 @@ def redis_server() -> Iterator[RedisServer]:
         pytest.fail(str(err), pytrace=False)
     yield server
     server.stop()
+
+
+# A durabletask worker and client on our engine (`engine`, per store) and on durabletask's reference
+# backend, for tests that compare the two (entities, rewind).
+@pytest.fixture
+def ours(engine: EngineProcess, tmp_path: Path) -> Iterator[SdkHost]:
+    host = SdkHost("durabletask", engine.address("durabletask"), tmp_path / "ours.log")
+    yield host
+    host.close()
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> Iterator[SdkHost]:
+    """A worker and client on durabletask's reference backend, in a process of its own."""
+    with reference_backend(tmp_path / "reference-backend.log") as address:
+        host = SdkHost("durabletask", address, tmp_path / "reference.log")
+        yield host
+        host.close()

@@ -5,34 +5,16 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.harness.durability import call_after_restart, wait_until, wait_worker_connected
 from tests.harness.engine_process import EngineProcess
-from tests.harness.reference_backend import reference_backend
 from tests.harness.sdk_host import SdkError, SdkHost
 
 STORES = ("sqlite", "postgresql")
-
-
-@pytest.fixture
-def ours(engine: EngineProcess, tmp_path: Path) -> Iterator[SdkHost]:
-    host = SdkHost("durabletask", engine.address("durabletask"), tmp_path / "ours.log")
-    yield host
-    host.close()
-
-
-@pytest.fixture
-def reference(tmp_path: Path) -> Iterator[SdkHost]:
-    """A worker and client on durabletask's reference backend, in a process of its own."""
-    with reference_backend(tmp_path / "reference-backend.log") as address:
-        host = SdkHost("durabletask", address, tmp_path / "reference.log")
-        yield host
-        host.close()
 
 
 def _outcome(state: dict[str, Any] | None) -> tuple[str, Any]:
