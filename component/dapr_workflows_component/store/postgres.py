@@ -18,7 +18,6 @@ caches is current by the instance's `history_version`, its history (`postgres_ca
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -37,7 +36,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from .base import Announcement, Store, StoreTx, StoreUnavailable
-from .postgres_cache import HistoryCache, TxMemo
+from .postgres_cache import HistoryCache
 from .postgres_schema import _MIGRATIONS, SCHEMA_VERSION
 from .postgres_tx import CHANNEL, PostgresTx, placeholders
 
@@ -191,26 +190,21 @@ class PostgresStore(Store):
     def _transaction(self, fn: Callable[[StoreTx], T], writable: bool) -> T:
         begin = "BEGIN" if writable else "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
         with self._pool.connection() as conn:
-            tx = PostgresTx(conn, self._origin, writable, self._history)
             attempt = 0
             while True:
+                # BEGIN goes with the first statement, the statements nobody reads go with the
+                # next one or with the COMMIT, whose answer `end` waits for (a failed COMMIT
+                # raises there, before the result is returned).
+                tx = PostgresTx(conn, self._origin, writable, self._history)
                 try:
-                    # Pipeline mode: BEGIN goes with the first statement, the statements nobody
-                    # reads go with the next one or with the COMMIT, whose result the block's end
-                    # waits for (a failed COMMIT raises there, before the result is returned).
-                    tx._memo = TxMemo()
-                    with contextlib.ExitStack() as pipelined:
-                        tx._pipeline = pipelined.enter_context(conn.pipeline())
-                        tx._end_pipeline = pipelined.close
-                        conn.execute(begin, prepare=False)  # nothing to plan
-                        result = fn(tx)
-                        tx.flush()
-                        conn.execute("COMMIT", prepare=False)
+                    tx._send(begin)
+                    result = fn(tx)
+                    tx.end("COMMIT")
                     tx._memo.committed(self._history)
                     self._last_used[conn] = time.monotonic()
                     return result
                 except _RETRYABLE as err:
-                    conn.execute("ROLLBACK")
+                    self._roll_back(conn, tx)
                     if attempt >= _RETRIES:
                         raise
                     attempt += 1
@@ -226,12 +220,19 @@ class PostgresStore(Store):
                     )
                     time.sleep(delay)
                 except BaseException:
-                    if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                        try:
-                            conn.execute("ROLLBACK")
-                        except psycopg.Error:
-                            pass  # the connection is gone; the pool discards it
+                    self._roll_back(conn, tx)
                     raise
+
+    @staticmethod
+    def _roll_back(conn: psycopg.Connection[TupleRow], tx: PostgresTx) -> None:
+        """Ends a failed transaction; a connection left in a state that cannot be ended cleanly
+        (the server gone, answers still unread) is closed, and the pool replaces it."""
+        try:
+            tx.abandon()
+            if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+        except psycopg.Error:
+            conn.close()
 
     async def run(self, fn: Callable[[StoreTx], T]) -> T:
         return await self._in_thread(fn, True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -16,11 +16,13 @@ from ..workflows import Instance, RuntimeStatus
 from .base import ActivityRow, InboxRow
 from .postgres_cache import HistoryCache, TxMemo
 from .postgres_concurrency import ConcurrencySql
+from .postgres_wire import Wire
 from .sql import (
     ACTIVITY_COLUMNS,
     INSTANCE_COLUMNS,
     INSTANCE_FIELDS,
     INSTANCE_VALUES,
+    Cursor,
     SqlTx,
     instance_row,
     row_instance,
@@ -114,55 +116,70 @@ class PostgresTx(ConcurrencySql, SqlTx):
         self._origin = origin
         self._cache = cache
         self._memo = TxMemo()  # a new one for each attempt (the store's `_transaction`)
-        # The transaction runs in pipeline mode (set by the store): statements whose results are
-        # not needed are sent with the next one that is, or with the COMMIT (`_send`).
-        self._pipeline: psycopg.Pipeline | None = None
-        self._end_pipeline: Callable[[], None] = lambda: None
+        # Statements whose results are not needed are queued and sent with the next one that is,
+        # or with the COMMIT (`_send`); COPY leaves pipeline mode for good (`_leave_pipeline`).
+        self._wire: Wire | None = Wire(conn)
         # A read-only snapshot takes no row locks (PostgreSQL refuses FOR UPDATE there anyway).
         self._lock = " FOR UPDATE" if writable else ""
         # Rows another transaction has locked are being worked on: skipped, never waited for.
         self._skip_locked = " FOR UPDATE SKIP LOCKED" if writable else ""
 
-    def _execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
+    def _execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
         self.flush()
-        cur = self._c.execute(placeholders(sql), args)
-        if self._pipeline is not None:
-            # The caller may read rowcount or rows: wait for this statement's result (and the
-            # queued ones' before it, whose errors surface here).
-            self._pipeline.sync()
-        return cur
+        if self._wire is None:
+            return self._c.execute(placeholders(sql), args)
+        # The caller may read rowcount or rows: this statement's result, and the queued ones'
+        # before it (whose errors surface here).
+        return self._wire.fetch(sql, args)
 
     def _leave_pipeline(self) -> None:
         """Plain mode for the rest of the transaction (COPY refuses pipeline mode); the queued
         statements' results, errors included, come first."""
         self.flush()
-        if self._pipeline is not None:
-            self._pipeline = None
-            self._end_pipeline()
+        if self._wire is not None:
+            self._wire.leave()
+            self._wire = None
+
+    def end(self, statement: str) -> None:
+        """Sends what is held back and `statement` (COMMIT, ROLLBACK) and waits for the answers;
+        the first error of any raises here."""
+        self.flush()
+        if self._wire is None:
+            self._c.execute(statement, prepare=False)
+            return
+        self._wire.send(statement)
+        self._wire.leave()  # on an error, `abandon` leaves pipeline mode
+        self._wire = None
+
+    def abandon(self) -> None:
+        """Forgets what is queued and leaves pipeline mode (after an error)."""
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.abandon()
 
     def flush(self) -> None:
         """Sends what is held back to be sent in one statement (the inbox rows to delete): before a
         statement that reads, and before the COMMIT."""
         deletes = self._memo.inbox_deletes
         if deletes:
-            self._c.execute(placeholders("DELETE FROM inbox WHERE id = ANY(?)"), (deletes,))
             self._memo.inbox_deletes = []
+            self._send("DELETE FROM inbox WHERE id = ANY(?)", (deletes,))
 
     def _send(self, sql: str, args: Sequence[Any] = ()) -> None:
         """A statement whose result nobody reads: queued, it goes in one round trip with the next
         statement that waits for its result, or with the COMMIT; an error it meets aborts the
-        transaction (PostgreSQL skips the rest of the pipeline, COMMIT included) and is raised there.
-        Prepared like the others once used often (psycopg checks its cache of prepared statements
-        against the server after a batch that failed)."""
-        self._c.execute(placeholders(sql), args)
+        transaction (PostgreSQL skips the rest of the pipeline, COMMIT included) and is raised there."""
+        if self._wire is None:
+            self._c.execute(placeholders(sql), args)
+        else:
+            self._wire.send(sql, args)
 
     def _batch(self, *statements: tuple[str, Sequence[Any]]) -> list[list[TupleRow]]:
         """The rows of several statements, sent in one round trip (in pipeline mode)."""
         self.flush()
-        cursors = [self._c.execute(placeholders(sql), args) for sql, args in statements]
-        if self._pipeline is not None:
-            self._pipeline.sync()
-        return [cur.fetchall() for cur in cursors]
+        if self._wire is None:
+            return [self._c.execute(placeholders(sql), args).fetchall() for sql, args in statements]
+        return [result.rows for result in self._wire.fetch_many(statements)]
 
     def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
         # A LIKE prefix can use the primary key's index (instance_id is COLLATE "C").
@@ -188,7 +205,8 @@ class PostgresTx(ConcurrencySql, SqlTx):
             )
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> TupleRow | None:
-        return self._execute(sql, args).fetchone()
+        row: TupleRow | None = self._execute(sql, args).fetchone()
+        return row
 
     def _all(self, sql: str, args: Sequence[Any] = ()) -> list[TupleRow]:
         return self._execute(sql, args).fetchall()
