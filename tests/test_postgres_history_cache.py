@@ -5,7 +5,6 @@ real server: a store reads an instance's history only when its cached one is sta
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
 
@@ -14,7 +13,7 @@ from dapr_workflows_component.store import StoreTx
 from dapr_workflows_component.store.postgres import PostgresStore
 from dapr_workflows_component.workflows import Instance, RuntimeStatus
 
-from tests.test_postgres_store import instance, open_pg, sql
+from tests.test_postgres_store import instance, open_pg, pause_until, sql
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -164,7 +163,7 @@ def test_a_claim_that_waited_for_a_writer_reads_what_the_writer_committed(postgr
 
     async def main() -> None:
         a, b = open_pg(postgres_url), open_pg(postgres_url)
-        inside, go = threading.Event(), threading.Event()
+        inside, go = asyncio.Event(), asyncio.Event()
         try:
             await a.run(lambda t: t.create_instance(instance("x")))
             assert (await b.run(turn("x", "B-1")))[2] == []  # B caches the empty history
@@ -175,10 +174,10 @@ def test_a_claim_that_waited_for_a_writer_reads_what_the_writer_committed(postgr
                 assert record("x", "A-1", [b"e0"])(t)
                 t.release_instance("x", "A-1")
                 inside.set()
-                assert go.wait(30), "the claim never started waiting"
+                pause_until(go, 30)  # until the claim waits for the row's lock
 
             recording = asyncio.create_task(a.run(record_slowly))
-            await asyncio.to_thread(inside.wait, 30)
+            await asyncio.wait_for(inside.wait(), 30)
             claiming = asyncio.create_task(b.run(turn("x", "B-2")))
 
             def claim_waits() -> bool:

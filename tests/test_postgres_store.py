@@ -18,6 +18,7 @@ import pytest
 from dapr_workflows_component.store import Announcement, Store, StoreTx, StoreUnavailable, open_store
 from dapr_workflows_component.store import postgres as pg_store
 from dapr_workflows_component.store.postgres import SCHEMA_VERSION, PostgresStore
+from dapr_workflows_component.store.postgres_loop import await_only
 from dapr_workflows_component.workflows import ErrorCode, Instance, InstanceQuery, RuntimeStatus
 
 from tests.harness.postgres import PostgresServer
@@ -96,6 +97,26 @@ def put_ready(instance_id: str, visible_at: int = 0) -> Callable[[StoreTx], None
         t.add_inbox(instance_id, b"event", visible_at)
 
     return tx
+
+
+def pause_until(event: asyncio.Event, seconds: float = 5) -> None:
+    """Inside a transaction (which runs on the loop): lets the loop run until `event` is set."""
+    await_only(asyncio.wait_for(event.wait(), seconds))
+
+
+class Meeting:
+    """Transactions that wait for each other inside (`pause_until`) until `count` have arrived."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.arrived = 0
+        self.everyone = asyncio.Event()
+
+    def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived >= self.count:
+            self.everyone.set()
+        pause_until(self.everyone)
 
 
 async def within(seconds: float, awaitable: Any) -> Any:
@@ -375,19 +396,19 @@ def test_read_sees_one_snapshot_and_never_waits_for_row_locks(postgres_url: str)
     async def main() -> None:
         async with stores(postgres_url, 1) as (store,):
             await store.run(lambda t: t.put_instance(instance("x", custom_status="before")))
-            first_read = threading.Event()
-            committed = threading.Event()
+            first_read = asyncio.Event()
+            committed = asyncio.Event()
 
             def read_twice(t: StoreTx) -> tuple[str | None, str | None]:
                 a = t.get_instance("x")
                 first_read.set()
-                assert committed.wait(5)
+                pause_until(committed)
                 b = t.get_instance("x")
                 assert a is not None and b is not None
                 return a.custom_status, b.custom_status
 
             reading = asyncio.ensure_future(store.read(read_twice))
-            assert await asyncio.to_thread(first_read.wait, 5)
+            await asyncio.wait_for(first_read.wait(), 5)
             with psycopg.connect(postgres_url) as conn:
                 conn.execute("UPDATE instances SET custom_status = 'after' WHERE instance_id = 'x'")
                 conn.commit()
@@ -435,7 +456,7 @@ def test_a_deadlock_is_retried_until_both_commit(postgres_url: str, caplog: pyte
         async with stores(postgres_url) as (a, b):
             for instance_id in ("p", "q"):
                 await a.run(put(instance(instance_id, custom_status="")))
-            both_hold_one = threading.Barrier(2, timeout=5)
+            both_hold_one = Meeting(2)
             attempts: list[str] = []
 
             def lock_in_order(first: str, second: str, mark: str) -> Callable[[StoreTx], None]:
@@ -473,11 +494,9 @@ def test_two_replicas_racing_for_a_lease_never_both_win(postgres_url: str) -> No
             await a.run(put_ready("x"))
             activity_id = await a.run(lambda t: t.add_activity("x", "e1", "dapr", 1, b"req"))
             for round_no in range(15):
-                together = threading.Barrier(2, timeout=5)
+                together = Meeting(2)
 
-                def claim(
-                    token: str, b: threading.Barrier = together
-                ) -> Callable[[StoreTx], tuple[bool, bool]]:
+                def claim(token: str, b: Meeting = together) -> Callable[[StoreTx], tuple[bool, bool]]:
                     def tx(t: StoreTx) -> tuple[bool, bool]:
                         b.wait()  # both transactions are open before either claims
                         got_instance = t.claim_instance("x", token, 30)
@@ -574,18 +593,18 @@ def test_a_holder_checking_its_lease_keeps_a_claimant_out_until_it_commits(postg
             await a.run(put_ready("x"))
             assert await a.run(lambda t: t.claim_instance("x", "A", 0.2))
             await asyncio.sleep(0.3)  # A's lease has lapsed, but nobody has claimed it yet
-            checked = threading.Event()
-            finish = threading.Event()
+            checked = asyncio.Event()
+            finish = asyncio.Event()
 
             def record_turn(t: StoreTx) -> bool:
                 held = t.holds_instance("x", "A")
                 checked.set()
-                assert finish.wait(5)
+                pause_until(finish)
                 t.release_instance("x", "A")
                 return held
 
             turn = asyncio.ensure_future(a.run(record_turn))
-            assert await asyncio.to_thread(checked.wait, 5)
+            await asyncio.wait_for(checked.wait(), 5)
             claim = asyncio.ensure_future(b.run(lambda t: t.claim_instance("x", "B", 30)))
             await asyncio.sleep(0.2)
             assert not claim.done()  # waits for the holder's transaction
@@ -690,7 +709,7 @@ def test_two_engines_creating_one_instance_at_once_create_it_once(postgres_url: 
 
     async def main() -> None:
         async with stores(postgres_url) as (a, b):
-            together = threading.Barrier(2, timeout=5)
+            together = Meeting(2)
             attempts: list[str] = []
 
             def start(name: str) -> Callable[[StoreTx], str]:
@@ -719,7 +738,7 @@ def test_the_claimable_scans_of_two_replicas_do_not_hand_out_the_same_rows(postg
         async with stores(postgres_url) as (a, b):
             for n in range(6):
                 await a.run(put_ready(f"i{n}"))
-            together = threading.Barrier(2, timeout=5)
+            together = Meeting(2)
 
             def scan_and_hold(t: StoreTx) -> list[str]:
                 found = [i for i, _ in t.claimable_instances(now_us(), 3, ALL)]
@@ -767,17 +786,17 @@ def test_announcements_reach_the_other_replicas_when_the_transaction_commits(pos
                 assert await heard_a.wait_for(1) == [RESYNC]
                 assert await heard_b.wait_for(1) == [RESYNC]
                 await a.run(put_ready("x|y"))
-                announced = threading.Event()
-                commit = threading.Event()
+                announced = asyncio.Event()
+                commit = asyncio.Event()
 
                 def announce(t: StoreTx) -> None:
                     t.add_inbox("x|y", b"event", 0)
                     t.announce([("x|y", "dapr")], [(42, "durabletask")], ["x|y"])
                     announced.set()
-                    assert commit.wait(5)
+                    pause_until(commit)
 
                 running = asyncio.ensure_future(a.run(announce))
-                assert await asyncio.to_thread(announced.wait, 5)
+                await asyncio.wait_for(announced.wait(), 5)
                 await asyncio.sleep(0.3)
                 assert heard_b.items == [RESYNC]  # nothing before the commit
                 commit.set()

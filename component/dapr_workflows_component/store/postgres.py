@@ -24,7 +24,6 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -33,10 +32,11 @@ from psycopg import errors as pg_errors
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool
 
 from .base import Announcement, Store, StoreTx, StoreUnavailable
 from .postgres_cache import HistoryCache
+from .postgres_loop import await_only, run_on_loop
 from .postgres_schema import _MIGRATIONS, SCHEMA_VERSION
 from .postgres_tx import CHANNEL, PostgresTx, placeholders
 
@@ -119,32 +119,37 @@ class PostgresStore(Store):
                 f"cannot create the schema in {self.description}: {str(err).strip()}"
             ) from None
         # When each pooled connection last committed: one used a moment ago is not checked again.
-        self._last_used: weakref.WeakKeyDictionary[psycopg.Connection[TupleRow], float] = (
+        self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[TupleRow], float] = (
             weakref.WeakKeyDictionary()
         )
-        self._pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
-            conninfo,
+        self._pool_size = pool_size
+        self._pool_timeout = pool_timeout
+        # Opened by the first transaction, on its loop (the one of `serve`; a test may use the
+        # store from several loops one after the other: each gets a pool of its own).
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
+        return AsyncConnectionPool(
+            self._conninfo,
             min_size=1,
-            max_size=pool_size,
+            max_size=self._pool_size,
             kwargs={"autocommit": True, **self._connect_options},
             # Checked as it leaves the pool, a connection the server dropped (say, in a restart) is
             # replaced before a transaction uses it, so transactions succeed again once the server is
             # back instead of each failing on a dead connection first.
             check=self._check_connection,
-            timeout=pool_timeout,
+            timeout=self._pool_timeout,
             name="dapr-workflows",
             open=False,
         )
-        self._pool.open(wait=False)
-        # One thread per pooled connection: a thread never waits for another thread's connection.
-        self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="dapr-workflows-pg")
 
-    def _check_connection(self, conn: psycopg.Connection[TupleRow]) -> None:
+    async def _check_connection(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
         """The pool's check before a transaction takes a connection: a round trip, so skipped for a
         connection that committed within the last `_CHECK_AFTER_IDLE` seconds (a server that went
         away since then fails that one transaction, and the pool replaces the broken connection)."""
         if time.monotonic() - self._last_used.get(conn, float("-inf")) >= _CHECK_AFTER_IDLE:
-            ConnectionPool.check_connection(conn)
+            await AsyncConnectionPool.check_connection(conn)
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -188,8 +193,11 @@ class PostgresStore(Store):
                 log.info("%s: applied schema migration %d", self.description, version)
 
     def _transaction(self, fn: Callable[[StoreTx], T], writable: bool) -> T:
+        """Runs in a greenlet on the loop (`postgres_loop.py`): it waits for the pool and the
+        server there, and the loop runs other tasks meanwhile."""
         begin = "BEGIN" if writable else "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-        with self._pool.connection() as conn:
+        conn = await_only(self._pool.getconn())
+        try:
             attempt = 0
             while True:
                 # BEGIN goes with the first statement, the statements nobody reads go with the
@@ -218,32 +226,39 @@ class PostgresStore(Store):
                         attempt,
                         _RETRIES,
                     )
-                    time.sleep(delay)
+                    await_only(asyncio.sleep(delay))
                 except BaseException:
                     self._roll_back(conn, tx)
                     raise
+        finally:
+            await_only(self._pool.putconn(conn))
 
     @staticmethod
-    def _roll_back(conn: psycopg.Connection[TupleRow], tx: PostgresTx) -> None:
+    def _roll_back(conn: psycopg.AsyncConnection[TupleRow], tx: PostgresTx) -> None:
         """Ends a failed transaction; a connection left in a state that cannot be ended cleanly
         (the server gone, answers still unread) is closed, and the pool replaces it."""
         try:
             tx.abandon()
             if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                conn.execute("ROLLBACK")
+                await_only(conn.execute("ROLLBACK"))
         except psycopg.Error:
-            conn.close()
+            await_only(conn.close())
 
     async def run(self, fn: Callable[[StoreTx], T]) -> T:
-        return await self._in_thread(fn, True)
+        return await self._on_loop(fn, True)
 
     async def read(self, fn: Callable[[StoreTx], T]) -> T:
-        return await self._in_thread(fn, False)
+        return await self._on_loop(fn, False)
 
-    async def _in_thread(self, fn: Callable[[StoreTx], T], writable: bool) -> T:
+    async def _on_loop(self, fn: Callable[[StoreTx], T], writable: bool) -> T:
         loop = asyncio.get_running_loop()
+        if self._pool_loop is not loop:
+            if self._pool_loop is not None:  # its loop has ended: its connections close with it
+                self._pool = self._new_pool()
+            self._pool_loop = loop
+            await self._pool.open(wait=False)
         try:
-            return await loop.run_in_executor(self._executor, self._transaction, fn, writable)
+            return await run_on_loop(self._transaction, fn, writable)
         except psycopg.OperationalError as err:  # the server or the network is down; no commit
             raise StoreUnavailable(
                 f"the store ({self.description}) is unavailable: {str(err).strip()}"
@@ -291,5 +306,5 @@ class PostgresStore(Store):
         self._closed = True
         for task in list(self._listen_tasks):
             task.cancel()
-        await asyncio.to_thread(self._pool.close)
-        self._executor.shutdown(wait=False)
+        if self._pool_loop is asyncio.get_running_loop():
+            await self._pool.close()

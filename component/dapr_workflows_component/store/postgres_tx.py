@@ -16,6 +16,7 @@ from ..workflows import Instance, RuntimeStatus
 from .base import ActivityRow, InboxRow
 from .postgres_cache import HistoryCache, TxMemo
 from .postgres_concurrency import ConcurrencySql
+from .postgres_loop import await_only
 from .postgres_wire import Wire
 from .sql import (
     ACTIVITY_COLUMNS,
@@ -110,15 +111,15 @@ class PostgresTx(ConcurrencySql, SqlTx):
     _db_now = _DB_NOW
 
     def __init__(
-        self, conn: psycopg.Connection[TupleRow], origin: str, writable: bool, cache: HistoryCache
+        self, conn: psycopg.AsyncConnection[TupleRow], origin: str, writable: bool, cache: HistoryCache
     ) -> None:
         self._c = conn
         self._origin = origin
         self._cache = cache
         self._memo = TxMemo()  # a new one for each attempt (the store's `_transaction`)
         # Statements whose results are not needed are queued and sent with the next one that is,
-        # or with the COMMIT (`_send`); COPY leaves pipeline mode for good (`_leave_pipeline`).
-        self._wire: Wire | None = Wire(conn)
+        # or with the COMMIT (`_send`).
+        self._wire = Wire(conn)
         # A read-only snapshot takes no row locks (PostgreSQL refuses FOR UPDATE there anyway).
         self._lock = " FOR UPDATE" if writable else ""
         # Rows another transaction has locked are being worked on: skipped, never waited for.
@@ -126,36 +127,20 @@ class PostgresTx(ConcurrencySql, SqlTx):
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
         self.flush()
-        if self._wire is None:
-            return self._c.execute(placeholders(sql), args)
         # The caller may read rowcount or rows: this statement's result, and the queued ones'
         # before it (whose errors surface here).
         return self._wire.fetch(sql, args)
 
-    def _leave_pipeline(self) -> None:
-        """Plain mode for the rest of the transaction (COPY refuses pipeline mode); the queued
-        statements' results, errors included, come first."""
-        self.flush()
-        if self._wire is not None:
-            self._wire.leave()
-            self._wire = None
-
     def end(self, statement: str) -> None:
-        """Sends what is held back and `statement` (COMMIT, ROLLBACK) and waits for the answers;
-        the first error of any raises here."""
+        """Sends what is held back and `statement` (COMMIT) and waits for the answers; the first
+        error of any raises here."""
         self.flush()
-        if self._wire is None:
-            self._c.execute(statement, prepare=False)
-            return
         self._wire.send(statement)
-        self._wire.leave()  # on an error, `abandon` leaves pipeline mode
-        self._wire = None
+        self._wire.leave()
 
     def abandon(self) -> None:
         """Forgets what is queued and leaves pipeline mode (after an error)."""
-        wire, self._wire = self._wire, None
-        if wire is not None:
-            wire.abandon()
+        self._wire.abandon()
 
     def flush(self) -> None:
         """Sends what is held back to be sent in one statement (the inbox rows to delete): before a
@@ -169,16 +154,11 @@ class PostgresTx(ConcurrencySql, SqlTx):
         """A statement whose result nobody reads: queued, it goes in one round trip with the next
         statement that waits for its result, or with the COMMIT; an error it meets aborts the
         transaction (PostgreSQL skips the rest of the pipeline, COMMIT included) and is raised there."""
-        if self._wire is None:
-            self._c.execute(placeholders(sql), args)
-        else:
-            self._wire.send(sql, args)
+        self._wire.send(sql, args)
 
     def _batch(self, *statements: tuple[str, Sequence[Any]]) -> list[list[TupleRow]]:
         """The rows of several statements, sent in one round trip (in pipeline mode)."""
         self.flush()
-        if self._wire is None:
-            return [self._c.execute(placeholders(sql), args).fetchall() for sql, args in statements]
         return [result.rows for result in self._wire.fetch_many(statements)]
 
     def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
@@ -190,16 +170,21 @@ class PostgresTx(ConcurrencySql, SqlTx):
 
     def put_instances(self, instances: list[Instance]) -> None:
         # COPY into a scratch table, then one upsert: far fewer round trips than a row at a time.
-        self._leave_pipeline()
+        # COPY refuses pipeline mode: the queued statements' results, errors included, come first.
+        self.flush()
+        self._wire.leave()
         self._memo.instances.clear()
-        self._c.execute(
+        await_only(self._copy_instances(instances))
+
+    async def _copy_instances(self, instances: list[Instance]) -> None:
+        await self._c.execute(
             "CREATE TEMP TABLE IF NOT EXISTS instances_import (LIKE instances) ON COMMIT DELETE ROWS"
         )
-        with self._c.cursor() as cur:
-            with cur.copy(f"COPY instances_import ({INSTANCE_COLUMNS}) FROM STDIN") as copy:
+        async with self._c.cursor() as cur:
+            async with cur.copy(f"COPY instances_import ({INSTANCE_COLUMNS}) FROM STDIN") as copy:
                 for inst in instances:
-                    copy.write_row(instance_row(inst))
-            cur.execute(
+                    await copy.write_row(instance_row(inst))
+            await cur.execute(
                 f"INSERT INTO instances ({INSTANCE_COLUMNS}) SELECT {INSTANCE_COLUMNS} FROM instances_import "
                 f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}"
             )

@@ -17,7 +17,6 @@ binary, the rest as text. Results come in binary.
 from __future__ import annotations
 
 import re
-import select
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +26,8 @@ from psycopg import errors as pg_errors
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.rows import TupleRow
+
+from .postgres_loop import wait_for_socket
 
 # Statements prepared per connection at most; a statement past the limit (the management listing
 # builds many shapes of query) runs unprepared.
@@ -87,13 +88,15 @@ class _Prepared:
         self.count = 0  # names are never reused, even of a Parse that failed
 
 
-_PREPARED: weakref.WeakKeyDictionary[psycopg.Connection[TupleRow], _Prepared] = weakref.WeakKeyDictionary()
+_PREPARED: weakref.WeakKeyDictionary[psycopg.AsyncConnection[TupleRow], _Prepared] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class Wire:
     """One transaction's statements on one pooled connection (used by one thread at a time)."""
 
-    def __init__(self, conn: psycopg.Connection[TupleRow]) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
         self._conn = conn
         self._pg = conn.pgconn
         self._adapt = Transformer(conn)
@@ -196,16 +199,11 @@ class Wire:
 
     def _flush(self) -> None:
         while self._pg.flush():
-            self._wait(select.POLLOUT)
+            wait_for_socket(self._pg.socket, write=True)
 
     def _next_result(self) -> pq.abc.PGresult | None:
         pg = self._pg
         while pg.is_busy():
-            self._wait(select.POLLIN)
+            wait_for_socket(pg.socket, write=False)
             pg.consume_input()
         return pg.get_result()
-
-    def _wait(self, events: int) -> None:
-        poller = select.poll()
-        poller.register(self._pg.socket, events)
-        poller.poll()
