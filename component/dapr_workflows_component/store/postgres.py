@@ -38,7 +38,7 @@ from .base import Announcement, Store, StoreTx, StoreUnavailable
 from .postgres_cache import HistoryCache
 from .postgres_loop import await_only, run_on_loop
 from .postgres_schema import _MIGRATIONS, SCHEMA_VERSION
-from .postgres_tx import CHANNEL, PostgresTx, placeholders
+from .postgres_tx import CHANNEL, LISTENER_LOCK, PostgresTx, placeholders
 
 T = TypeVar("T")
 
@@ -57,6 +57,8 @@ _RETRIES = 5  # attempts after the first, on a deadlock or a serialization failu
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.UniqueViolation)
 _LISTEN_BACKOFF_FIRST = 0.5
 _LISTEN_BACKOFF_MAX = 10.0
+# How often a listener counts the other engines' listeners.
+_LISTENERS_CHECK_SECONDS = 1.0
 
 # libpq settings unless the URL sets them: a dead server or network is noticed within half a
 # minute, even on a connection that only waits (a listener, an idle pooled connection).
@@ -107,6 +109,10 @@ class PostgresStore(Store):
         self._origin = uuid.uuid4().hex
         self._closed = False
         self._listen_tasks: set[asyncio.Task[None]] = set()
+        # Whether another engine listens for announcements (`_count_listeners`; until known, yes);
+        # the backend of this store's own listener.
+        self._others_listen = True
+        self._listener_pid = 0
         # Histories kept between transactions, each used only while its version is current.
         self._history = HistoryCache()
         try:
@@ -204,6 +210,7 @@ class PostgresStore(Store):
                 # next one or with the COMMIT, whose answer `end` waits for (a failed COMMIT
                 # raises there, before the result is returned).
                 tx = PostgresTx(conn, self._origin, writable, self._history)
+                tx.announcing = self._others_listen
                 try:
                     tx._send(begin)
                     result = fn(tx)
@@ -280,14 +287,27 @@ class PostgresStore(Store):
                 async with await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, **self._connect_options
                 ) as conn:
+                    # Held while this session lives: the others count it (`listeners_besides`).
+                    await conn.execute(f"SELECT pg_advisory_lock_shared({LISTENER_LOCK})")
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    self._listener_pid = conn.info.backend_pid
+                    # The others announce again at once, if they had stopped for want of listeners.
+                    await conn.execute(
+                        placeholders("SELECT pg_notify(?, ?)"), (CHANNEL, f"{self._origin}|hello||")
+                    )
                     delay = _LISTEN_BACKOFF_FIRST
                     # What others committed while nobody listened is found only by a scan.
                     on_announcement(Announcement("resync", "", ""))
-                    async for notify in conn.notifies():
-                        parts = notify.payload.split("|", 3)  # an instance ID may hold "|"
-                        if len(parts) == 4 and parts[0] != self._origin:
-                            on_announcement(Announcement(parts[1], parts[2], parts[3]))
+                    while True:
+                        async for notify in conn.notifies(timeout=_LISTENERS_CHECK_SECONDS):
+                            parts = notify.payload.split("|", 3)  # an instance ID may hold "|"
+                            if len(parts) != 4 or parts[0] == self._origin:
+                                continue
+                            if parts[1] == "hello":
+                                self._others_listen = True
+                            else:
+                                on_announcement(Announcement(parts[1], parts[2], parts[3]))
+                        await self._count_listeners()
             except Exception as err:  # a lost connection, or anything else: listen again
                 if self._closed:
                     return
@@ -299,6 +319,12 @@ class PostgresStore(Store):
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, _LISTEN_BACKOFF_MAX)
+
+    async def _count_listeners(self) -> None:
+        """Whether another engine listens, so that this one's commits announce only then."""
+        pid = self._listener_pid
+        others = await self.read(lambda t: t.listeners_besides(pid))  # type: ignore[attr-defined]
+        self._others_listen = others > 0
 
     async def close(self) -> None:
         if self._closed:

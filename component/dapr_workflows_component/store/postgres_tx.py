@@ -32,6 +32,15 @@ from .sql import (
 # The NOTIFY channel every engine of one database listens on.
 CHANNEL = "dapr_workflows"
 
+# Every engine's listener holds this advisory lock (shared) while it listens; its two keys are
+# "dapr" and "list" in ASCII.
+LISTENER_LOCK = "1684107378, 1818850164"
+_LISTENERS = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+    "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND classid = 1684107378 AND objid = 1818850164 AND objsubid = 2 AND pid <> ?"
+)
+
 # The database's clock in microseconds since the epoch: the one clock all engines share.
 _DB_NOW = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 
@@ -117,6 +126,8 @@ class PostgresTx(ConcurrencySql, SqlTx):
         self._origin = origin
         self._cache = cache
         self._memo = TxMemo()  # a new one for each attempt (the store's `_transaction`)
+        # False while no other engine listens: `announce` sends nothing.
+        self.announcing = True
         # Statements whose results are not needed are queued and sent with the next one that is,
         # or with the COMMIT (`_send`).
         self._wire = Wire(conn)
@@ -477,9 +488,16 @@ class PostgresTx(ConcurrencySql, SqlTx):
         )
         return [(r[0], r[1]) for r in rows]
 
+    def listeners_besides(self, pid: int) -> int:
+        """How many sessions listen for announcements, the one of backend `pid` aside."""
+        row = self._one(_LISTENERS, (pid,))
+        return int(row[0]) if row else 0
+
     def announce(
         self, ready: list[tuple[str, str]], activities: list[tuple[int, str]], changed: list[str]
     ) -> None:
+        if not self.announcing:
+            return  # nobody else listens: an engine that starts listening scans for work first
         payloads = [f"{self._origin}|instance|{dialect}|{key}" for key, dialect in ready]
         payloads += [f"{self._origin}|activity|{dialect}|{key}" for key, dialect in activities]
         payloads += [f"{self._origin}|changed||{key}" for key in changed]
