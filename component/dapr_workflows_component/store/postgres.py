@@ -39,6 +39,7 @@ from .postgres_cache import HistoryCache
 from .postgres_loop import await_only, run_on_loop
 from .postgres_schema import _MIGRATIONS, SCHEMA_VERSION
 from .postgres_tx import CHANNEL, LISTENER_LOCK, PostgresTx, placeholders
+from .postgres_wire import NeedsTransaction
 
 T = TypeVar("T")
 
@@ -150,6 +151,19 @@ class PostgresStore(Store):
             open=False,
         )
 
+    async def _open_pool(self) -> None:
+        """A pool for the running loop, its first connection made before a transaction asks for
+        one (none is left connecting when a loop that ran one transaction ends)."""
+        if self._pool_loop is not None:  # its loop has ended: its connections close with it
+            self._pool = self._new_pool()
+        self._pool_loop = asyncio.get_running_loop()
+        try:
+            await self._pool.open(wait=True, timeout=self._pool_timeout)
+        except BaseException:
+            self._pool_loop = None  # closed by its failure: the next transaction opens another
+            self._pool = self._new_pool()
+            raise
+
     async def _check_connection(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
         """The pool's check before a transaction takes a connection: a round trip, so skipped for a
         connection that committed within the last `_CHECK_AFTER_IDLE` seconds (a server that went
@@ -205,12 +219,14 @@ class PostgresStore(Store):
         conn = await_only(self._pool.getconn())
         try:
             attempt = 0
+            single_shot = not writable
             while True:
                 # BEGIN goes with the first statement, the statements nobody reads go with the
                 # next one or with the COMMIT, whose answer `end` waits for (a failed COMMIT
                 # raises there, before the result is returned).
                 tx = PostgresTx(conn, self._origin, writable, self._history)
                 tx.announcing = self._others_listen
+                tx._wire.single_shot = single_shot
                 try:
                     tx._send(begin)
                     result = fn(tx)
@@ -218,6 +234,9 @@ class PostgresStore(Store):
                     tx._memo.committed(self._history)
                     self._last_used[conn] = time.monotonic()
                     return result
+                except NeedsTransaction:
+                    self._roll_back(conn, tx)
+                    single_shot = False
                 except _RETRYABLE as err:
                     self._roll_back(conn, tx)
                     if attempt >= _RETRIES:
@@ -258,13 +277,9 @@ class PostgresStore(Store):
         return await self._on_loop(fn, False)
 
     async def _on_loop(self, fn: Callable[[StoreTx], T], writable: bool) -> T:
-        loop = asyncio.get_running_loop()
-        if self._pool_loop is not loop:
-            if self._pool_loop is not None:  # its loop has ended: its connections close with it
-                self._pool = self._new_pool()
-            self._pool_loop = loop
-            await self._pool.open(wait=False)
         try:
+            if self._pool_loop is not asyncio.get_running_loop():
+                await self._open_pool()
             return await run_on_loop(self._transaction, fn, writable)
         except psycopg.OperationalError as err:  # the server or the network is down; no commit
             raise StoreUnavailable(

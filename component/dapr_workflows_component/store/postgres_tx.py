@@ -146,6 +146,9 @@ class PostgresTx(ConcurrencySql, SqlTx):
         """Sends what is held back and `statement` (COMMIT) and waits for the answers; the first
         error of any raises here."""
         self.flush()
+        if self._wire.single_shot:
+            self._wire.finish_single_shot()
+            return
         self._wire.send(statement)
         self._wire.leave()
 

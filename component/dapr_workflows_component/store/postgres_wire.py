@@ -64,6 +64,11 @@ def _format(value: Any) -> PyFormat:
     return PyFormat.TEXT
 
 
+class NeedsTransaction(Exception):
+    """A read in one round trip (`Wire.single_shot`) wanted a second one: it runs again, in a
+    transaction of its own."""
+
+
 class WireResult:
     """What a cursor gives of one statement (`sql.Cursor`): its rows and its row count."""
 
@@ -107,6 +112,10 @@ class Wire:
         self._prepared = prepared
         # Queued: (SQL, arguments, where its result goes; None: nobody reads it).
         self._queue: list[tuple[bytes, Sequence[Any], WireResult | None]] = []
+        # A read that takes one round trip commits in it (BEGIN, the statements, COMMIT): most
+        # reads read one row. One that needs a second raises `NeedsTransaction`.
+        self.single_shot = False
+        self.round_trips = 0
 
     def send(self, sql: str, args: Sequence[Any] = ()) -> None:
         """Queues a statement whose result nobody reads: its error, if any, surfaces at the next
@@ -115,25 +124,36 @@ class Wire:
 
     def fetch(self, sql: str, args: Sequence[Any] = ()) -> WireResult:
         """Runs the queued statements and this one in one round trip; this one's rows."""
-        result = WireResult()
-        self._queue.append((_sql_bytes(sql), args, result))
-        self.round_trip()
-        return result
+        return self.fetch_many(((sql, args),))[0]
 
     def fetch_many(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[WireResult]:
+        if self.single_shot and self.round_trips:
+            raise NeedsTransaction()
         results = []
         for sql, args in statements:
             result = WireResult()
             self._queue.append((_sql_bytes(sql), args, result))
             results.append(result)
+        if self.single_shot:
+            self.send("COMMIT")
         self.round_trip()
         return results
+
+    def finish_single_shot(self) -> None:
+        """The end of a single-shot read: committed in its round trip, or nothing to send (the
+        BEGIN alone) if it took none."""
+        if self.round_trips == 0 and len(self._queue) <= 1:
+            self._queue = []
+        elif self._queue:
+            raise NeedsTransaction()
+        self.leave()
 
     def round_trip(self) -> None:
         """Sends what is queued in one write and reads every answer; raises the first error."""
         queue, self._queue = self._queue, []
         if not queue:
             return
+        self.round_trips += 1
         pg = self._pg
         if pg.pipeline_status == pq.PipelineStatus.OFF:
             pg.enter_pipeline_mode()
