@@ -149,6 +149,15 @@ class PostgresServer:
             # The whole session: the postmaster's children would otherwise linger on their sockets.
             os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
+            # A backend forked as the signal went out (a client reconnecting at that moment) is
+            # killed too: until every one is gone, the server cannot start again on its data.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.02)
 
     def restart(self, timeout: float = 30.0) -> None:
         """Starts the server again, on the same port with the same data, after `kill`."""

@@ -140,10 +140,10 @@ class Wire:
         return results
 
     def finish_single_shot(self) -> None:
-        """The end of a single-shot read: committed in its round trip, or nothing to send (the
-        BEGIN alone) if it took none."""
-        if self.round_trips == 0 and len(self._queue) <= 1:
-            self._queue = []
+        """The end of a single-shot read: committed in its round trip; one that took none still
+        goes to the server (BEGIN, COMMIT: a readiness check asks whether it answers)."""
+        if self.round_trips == 0:
+            self.send("COMMIT")
         elif self._queue:
             raise NeedsTransaction()
         self.leave()
