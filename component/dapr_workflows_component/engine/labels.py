@@ -10,12 +10,15 @@ its worker may take waits behind (concurrency.py).
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 from ..protos import dapr_dialect_pb2 as pb
 from ..store import ActivityRow, Store, StoreTx
 from . import routing
 from .eligibility import ACTIVITY, Eligibility, WorkLabel
+
+log = logging.getLogger("dapr_workflows.engine")
 
 
 class HasEligibility(Protocol):
@@ -43,10 +46,15 @@ def activity_label(tx: StoreTx, row: ActivityRow) -> WorkLabel:
 
 
 async def read_activity_label(store: Store, activity_id: int) -> WorkLabel | None:
-    """The label of a scheduled activity, read without claiming it; None when it is gone."""
+    """The label of a scheduled activity, read without claiming it; None when it is gone, or when
+    the store failed (the claim that follows then meets the failure, and handles it as usual)."""
 
     def read(tx: StoreTx) -> WorkLabel | None:
         row = tx.get_activity(activity_id)
         return activity_label(tx, row) if row is not None else None
 
-    return await store.read(read)
+    try:
+        return await store.read(read)
+    except Exception as err:
+        log.debug("reading the label of activity %d failed: %s", activity_id, err)
+        return None
