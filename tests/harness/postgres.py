@@ -161,8 +161,13 @@ class PostgresServer:
 
     def restart(self, timeout: float = 30.0) -> None:
         """Starts the server again, on the same port with the same data, after `kill`."""
-        if not self._launch(timeout):
-            raise PostgresUnavailable(f"PostgreSQL did not start again:\n{self._log_tail()}")
+        deadline = time.monotonic() + timeout
+        # The killed server's last backends may still be exiting (they hold its shared memory):
+        # then the new one refuses to start, and starting again a moment later works.
+        while not self._launch(max(1.0, deadline - time.monotonic())):
+            if time.monotonic() > deadline:
+                raise PostgresUnavailable(f"PostgreSQL did not start again:\n{self._log_tail()}")
+            time.sleep(0.2)
 
     def _launch(self, timeout: float) -> bool:
         data = self.folder / "data"
