@@ -1,8 +1,9 @@
 """PostgreSQL store: several engines share one database and split the work through leases.
 
-Each transaction runs in a worker thread on a pooled connection (psycopg's blocking API, since a
-store function calls the transaction's methods synchronously). There are as many worker threads as
-pooled connections, so a thread never waits for another thread's connection.
+Each transaction runs on a pooled connection in a greenlet on the event loop's thread
+(`postgres_loop.py`: a store function calls the transaction's methods synchronously, and waits for
+the server on the loop), its statements sent through libpq's pipeline mode (`postgres_wire.py`).
+Commits are announced only while another engine listens.
 
 Leases live in the rows they guard (`lease_token`, `lease_until`) and expire by the database's
 clock, so engines whose clocks disagree still agree on when a lease has lapsed. Writers to one

@@ -31,7 +31,7 @@ DEFAULT_BYTES = 64 * 1024 * 1024
 
 class HistoryCache:
     """Bounded by count and by bytes, least recently stored dropped first; used by the store's
-    worker threads at once, hence the lock."""
+    transactions interleaved on the loop (and any thread), hence the lock."""
 
     def __init__(self, size: int = DEFAULT_SIZE, max_bytes: int = DEFAULT_BYTES) -> None:
         self.size = size
