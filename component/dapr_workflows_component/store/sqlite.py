@@ -196,7 +196,10 @@ class _SQLiteTx(SqlTx):
         return cur.lastrowid
 
     def delete_inbox(self, row_ids: list[int]) -> None:
-        self._c.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in row_ids])
+        if len(row_ids) == 1:  # most turns consume one event: no list of parameters to build
+            self._c.execute("DELETE FROM inbox WHERE id = ?", row_ids)
+        elif row_ids:
+            self._c.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in row_ids])
 
     def add_activity(
         self, instance_id: str, execution_id: str, dialect: str, task_id: int, request: bytes
