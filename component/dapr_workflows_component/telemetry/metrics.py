@@ -65,11 +65,12 @@ def cached_labels(metric: M) -> Callable[..., M]:
     """`metric.labels`, remembering each child by its label values: the hot paths count per work
     item, and prometheus-client checks and converts the values on every call."""
     children: dict[tuple[str, ...], M] = {}
+    child_of = metric.labels  # bound before the metric's own `labels` may be replaced by this
 
     def labels(*values: str) -> M:
         child = children.get(values)
         if child is None:
-            child = children[values] = metric.labels(*values)
+            child = children[values] = child_of(*values)
         return child
 
     return labels
