@@ -1,0 +1,33 @@
+"""Helpers of the engine's hot paths: metric children looked up once, the turn marker recorded as
+given unless the worker reported a version."""
+
+from __future__ import annotations
+
+from dapr_workflows_component.engine.patches import started_marker
+from dapr_workflows_component.engine.wire import history_event, now_us
+from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
+from dapr_workflows_component.telemetry.metrics import Metrics
+from prometheus_client import Histogram
+
+
+def test_a_metric_child_is_looked_up_once_and_still_counts() -> None:
+    m = Metrics()
+    first = m.execution_count.labels("wf", "success")
+    assert m.execution_count.labels("wf", "success") is first
+    assert m.execution_count.labels("wf", "failed") is not first
+    first.inc()
+    m.execution_latency.labels("wf", "success").observe(3)
+    assert m.execution_latency.labels("wf", "success") is m.execution_latency.labels("wf", "success")
+    text = m.render().decode()
+    assert 'dapr_runtime_workflow_execution_count{status="success",workflow_name="wf"} 1.0' in text
+    assert 'dapr_runtime_workflow_execution_latency_count{status="success",workflow_name="wf"} 1.0' in text
+    assert isinstance(m.execution_latency.labels("wf", "success"), Histogram)
+
+
+def test_the_turn_marker_is_kept_as_given_without_a_version() -> None:
+    marker = history_event(now_us(), workflowStarted=pb.WorkflowStartedEvent()).SerializeToString()
+    assert started_marker(marker, pb.WorkflowResponse(instanceId="a")) is marker
+    versioned = pb.WorkflowResponse(instanceId="a", version=pb.WorkflowVersion(patches=["p1"]))
+    recorded = pb.HistoryEvent.FromString(started_marker(marker, versioned))
+    assert list(recorded.workflowStarted.version.patches) == ["p1"]
+    assert recorded.timestamp == pb.HistoryEvent.FromString(marker).timestamp
