@@ -184,7 +184,7 @@ class _SQLiteTx(SqlTx):
 
     def delete_instance(self, instance_id: str) -> None:
         self._known.pop(instance_id, None)
-        self._inbox.cleared(instance_id)
+        self._inbox.drop(instance_id)
         self._activities.forget()  # (rare) which of them were the instance's is not kept
         for table in ("instances", "history", "inbox", "activities"):
             self._c.execute(f"DELETE FROM {table} WHERE instance_id = ?", (instance_id,))
@@ -217,7 +217,8 @@ class _SQLiteTx(SqlTx):
 
     def clear_inbox(self, instance_id: str) -> None:
         super().clear_inbox(instance_id)
-        self._inbox.cleared(instance_id)
+        # Not kept as empty: every finished instance clears its inbox, and is read no more.
+        self._inbox.drop(instance_id)
 
     def delete_inbox(self, row_ids: list[int]) -> None:
         self._inbox.deleted(row_ids)

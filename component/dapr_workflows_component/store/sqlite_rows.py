@@ -61,15 +61,8 @@ class InboxRows:
             if instance_id is not None:
                 self._by_instance[instance_id].pop(row_id, None)
 
-    def cleared(self, instance_id: str) -> None:
-        """Every row of the instance was deleted: its inbox is known to be empty."""
-        self.drop(instance_id)
-        if len(self._by_instance) >= MAX_ENTRIES:
-            self.forget()
-        self._by_instance[instance_id] = {}
-
     def drop(self, instance_id: str) -> None:
-        """The instance's inbox is no longer kept."""
+        """The instance's inbox is no longer kept (its rows were deleted, or are not all known)."""
         kept = self._by_instance.pop(instance_id, None)
         if kept:
             for row_id in kept:
