@@ -10,14 +10,12 @@ with `disable_stateful_history=True` gets full histories only. Outputs are check
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dapr.ext.workflow as wf
 import grpc
-import pytest
 from dapr_workflows_ext import workflow_client, workflow_runtime
 
 from tests.harness.engine_process import EngineProcess
@@ -80,15 +78,6 @@ def register(runtime: wf.WorkflowRuntime) -> None:
         for _ in range(n):
             value = yield ctx.call_activity(add_one, input=value)
         return value
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    proc = EngineProcess(tmp_path).start()
-    try:
-        yield proc
-    finally:
-        proc.kill()
 
 
 def run_chain(engine: EngineProcess, **options: Any) -> tuple[Sent, Any]:

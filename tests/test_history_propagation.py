@@ -10,12 +10,9 @@ first, and the activities the chunks record.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dapr.ext.workflow as wf
-import pytest
 from dapr.ext.workflow.propagation import PropagatedHistory, PropagationScope
 from dapr_workflows_ext import workflow_client, workflow_runtime
 
@@ -60,15 +57,6 @@ def register(runtime: wf.WorkflowRuntime) -> None:
             child_wf, input=None, instance_id=f"{ctx.instance_id}-child", propagation=PropagationScope.LINEAGE
         )
         return {"doubled": doubled, "plain": plain, "own": own, "child": child}
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    proc = EngineProcess(tmp_path).start()
-    try:
-        yield proc
-    finally:
-        proc.kill()
 
 
 def test_propagated_history_reaches_activities_and_children(engine: EngineProcess) -> None:

@@ -61,15 +61,6 @@ class Apps:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    proc = EngineProcess(tmp_path).start()
-    try:
-        yield proc
-    finally:
-        proc.kill()
-
-
-@pytest.fixture
 def apps(engine: EngineProcess, tmp_path: Path) -> Iterator[Apps]:
     running = Apps(engine, tmp_path)
     try:

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dapr_workflows_component.engine.wire import activity_name
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
 from dapr_workflows_component.store import Store
 from dapr_workflows_component.telemetry.http import METRICS_PATH
 from dapr_workflows_component.telemetry.logs import JsonFormatter, configure_logging
 from dapr_workflows_component.telemetry.metrics import DAPR_LATENCY_BUCKETS_MS, Metrics
-from dapr_workflows_component.telemetry.recorder import Telemetry, activity_name, execution_status
+from dapr_workflows_component.telemetry.recorder import Telemetry, execution_status
 from dapr_workflows_component.telemetry.store import ObservedStore
 from dapr_workflows_component.telemetry.tracing import Tracing
 

@@ -553,10 +553,13 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 10_000
 
 
-def page_size(size: int) -> int:
-    """The page size of an instance listing; 0 means the default."""
+def page_size(size: int, clamp: bool = False) -> int:
+    """The page size of an instance listing; 0 means the default; `clamp` serves more than the most
+    as the most (gRPC listings: durabletask's SDK asks 2**31-1 for "all" and follows the token)."""
     if size == 0:
         return DEFAULT_PAGE_SIZE
+    if clamp and size > MAX_PAGE_SIZE:
+        return MAX_PAGE_SIZE
     if not 0 < size <= MAX_PAGE_SIZE:
         raise WorkflowError(
             ErrorCode.INVALID_ARGUMENT, f"the page size must be 1 to {MAX_PAGE_SIZE}, not {size}"
@@ -573,11 +576,8 @@ class InstancePage:
 def page_query(
     size: int, continuation_token: str | None, where: InstanceQuery | None = None
 ) -> InstanceQuery:
-    """The query for one page of a listing by instance ID (of the instances `where` matches, if
-    given); it asks for one more to see if a page follows.
-
-    The continuation token is the last instance ID of the previous page.
-    """
+    """The query for one page of a listing by instance ID (of those `where` matches, if given), one
+    more to see if a page follows; the continuation token is the previous page's last instance ID."""
     fields = {**vars(where or InstanceQuery()), "after_id": continuation_token or None, "limit": size + 1}
     return InstanceQuery(**fields)
 

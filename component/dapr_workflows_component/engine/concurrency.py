@@ -39,12 +39,9 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from google.protobuf.message import DecodeError
-
-from ..protos import dapr_dialect_pb2 as pb
-from ..protos import durabletask_dialect_pb2 as durabletask_pb
 from ..store import ActivityRow, StoreTx
 from ..workflows import ErrorCode, WorkflowError, is_entity_id
+from .wire import activity_name
 
 log = logging.getLogger("dapr_workflows.engine")
 
@@ -136,17 +133,6 @@ class Leasing(Protocol):
     shared: bool
 
     def release_later(self, release: Callable[[StoreTx], None]) -> None: ...
-
-
-def activity_name(request: bytes) -> str:
-    """The activity's name from its stored request (field 1 in both dialects' ActivityRequest; a
-    later field differs, so the other dialect's message reads what one cannot)."""
-    for message in (pb.ActivityRequest, durabletask_pb.ActivityRequest):
-        try:
-            return str(message.FromString(request).name)
-        except DecodeError:
-            continue
-    return ""
 
 
 class Limiter:

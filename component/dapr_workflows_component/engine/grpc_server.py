@@ -21,7 +21,6 @@ from ..protos import dapr_dialect_pb2 as pb
 from ..protos import durabletask_dialect_pb2 as mpb
 from ..telemetry.observer import CALLER_TRACE_PARENT
 from ..workflows import (
-    DEFAULT_PAGE_SIZE,
     ErrorCode,
     Instance,
     InstanceQuery,
@@ -32,6 +31,7 @@ from ..workflows import (
     instance_page,
     page_of,
     page_query,
+    page_size,
     require_instance_id,
     statuses,
 )
@@ -354,7 +354,7 @@ class DaprDialectServer(DialectServer):
 
     async def list_instance_ids(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         req = parse(pb.ListInstanceIDsRequest, raw)
-        size = req.pageSize if req.HasField("pageSize") and req.pageSize > 0 else _DAPR_LIST_PAGE_SIZE
+        size = page_size(req.pageSize, clamp=True) if req.pageSize else _DAPR_LIST_PAGE_SIZE
         after = req.continuationToken if req.HasField("continuationToken") else None
         page = instance_page(await self.engine.query(page_query(size, after)), size)
         resp = pb.ListInstanceIDsResponse(instanceIds=page.instance_ids)
@@ -460,7 +460,7 @@ class DurableTaskDialectServer(DialectServer):
 
     async def query_instances(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         q = parse(mpb.QueryInstancesRequest, raw).query
-        size = q.maxInstanceCount if q.maxInstanceCount > 0 else DEFAULT_PAGE_SIZE
+        size = page_size(q.maxInstanceCount, clamp=True)
         where = InstanceQuery(
             statuses=statuses(q.runtimeStatus),
             created_from=wire.micros_or_none(q, "createdTimeFrom"),
@@ -480,7 +480,7 @@ class DurableTaskDialectServer(DialectServer):
 
     async def list_instance_ids(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         req = parse(mpb.ListInstanceIdsRequest, raw)
-        size = req.pageSize if req.pageSize > 0 else DEFAULT_PAGE_SIZE
+        size = page_size(req.pageSize, clamp=True)
         where = InstanceQuery(
             statuses=statuses(req.runtimeStatus),
             completed_from=wire.micros_or_none(req, "completedTimeFrom"),

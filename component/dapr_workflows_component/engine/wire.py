@@ -17,6 +17,7 @@ from google.protobuf import timestamp_pb2, wrappers_pb2
 from google.protobuf.message import DecodeError, Message
 
 from ..protos import dapr_dialect_pb2 as pb
+from ..protos import durabletask_dialect_pb2 as durabletask_pb
 from ..workflows import ErrorCode, WorkflowError, require_timestamp, unregistered_workflow_message
 
 log = logging.getLogger("dapr_workflows.engine")
@@ -143,3 +144,26 @@ def explain_unregistered(response: pb.WorkflowResponse, workflow_name: str, dial
 def event_type(event: bytes) -> str | None:
     kind: str | None = pb.HistoryEvent.FromString(event).WhichOneof("eventType")
     return kind
+
+
+def activity_name(request: bytes) -> str:
+    """The name of a stored ActivityRequest (field 1 in both dialects), read without parsing the rest
+    (its input may be large): the engine writes field 1 first, as protobuf orders fields by number.
+    Otherwise the whole request is parsed, by the other dialect's message if one cannot; "" if none can."""
+    if request[:1] == b"\x0a":
+        length, shift, pos = 0, 0, 1
+        while pos < len(request) and shift < 35:
+            byte = request[pos]
+            length |= (byte & 0x7F) << shift
+            pos += 1
+            if not byte & 0x80:
+                if pos + length <= len(request):
+                    return request[pos : pos + length].decode("utf-8", "replace")
+                break
+            shift += 7
+    for message in (pb.ActivityRequest, durabletask_pb.ActivityRequest):
+        try:
+            return str(message.FromString(request).name)
+        except DecodeError:
+            continue
+    return ""

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ..engine.wire import activity_name
 from ..protos import dapr_dialect_pb2 as pb
 from .metrics import FAILED, KINDS, RECOVERABLE, SUCCESS, TERMINATED, Metrics
 from .observer import EngineObserver, WorkKey
@@ -17,24 +18,6 @@ from .tracing import Tracing, tracing_from_environment
 DIALECT_NAMES = ("dapr", "durabletask")
 # Queue waits of taken activities kept for their dispatch (one that finds nothing leaves its own).
 _MAX_WAITED = 10_000
-
-
-def activity_name(request: bytes) -> str:
-    """The name of a serialized ActivityRequest, read without parsing the rest (its input may be
-    large): the engine writes field 1 (name) first, as protobuf orders fields by number."""
-    if request[:1] == b"\x0a":
-        length, shift, pos = 0, 0, 1
-        while pos < len(request) and shift < 35:
-            byte = request[pos]
-            length |= (byte & 0x7F) << shift
-            pos += 1
-            if not byte & 0x80:
-                if pos + length <= len(request):
-                    return request[pos : pos + length].decode("utf-8", "replace")
-                break
-            shift += 7
-    name: str = pb.ActivityRequest.FromString(request).name
-    return name
 
 
 def execution_status(runtime_status: str) -> str:
