@@ -221,6 +221,12 @@ SERVE_OPTIONS = (
         "wait for other workers",
     ),
     Option(
+        "worker-max-new-starts",
+        "4",
+        "of those, new starts' first turns at most, so that a busy worker runs the later turns and "
+        "activities of the instances it already has first (docs/architecture.md); 0: no limit",
+    ),
+    Option(
         "max-concurrent-workflows",
         "0",
         "workflow turns running at once (leased to workers), over all the engines sharing the store "
@@ -376,6 +382,9 @@ def _engine_settings(args: argparse.Namespace) -> EngineSettings:
         max_payload_bytes=_int(args.max_payload_bytes, "max-payload-bytes"),
         lifecycle_events=bool(args.socket_name),
         worker_max_in_flight=_int(args.worker_max_in_flight, "worker-max-in-flight"),
+        worker_max_new_starts=_int(args.worker_max_new_starts, "worker-max-new-starts")
+        if str(args.worker_max_new_starts).strip() != "0"
+        else 0,
         poll_seconds=_seconds(args.poll_seconds, "poll-seconds"),
         store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
         keepalive_seconds=_seconds(args.keepalive_seconds, "keepalive-seconds"),

@@ -197,6 +197,27 @@ def test_a_gate_the_shared_store_refused_waits_a_backoff_or_a_local_end() -> Non
     assert lim.admits(Act(2))
 
 
+def test_the_backoff_ends_when_its_timer_fires_whatever_the_clock_says() -> None:
+    """The loop's timer may fire before the limiter's clock reaches the end of the backoff (uvloop
+    counts whole milliseconds): the gate must be open to the takers it wakes then, or they would
+    wait, unwoken, until their next health ping."""
+
+    async def scenario() -> tuple[bool, bool, list[str]]:
+        lim, woken, _ = limiter(shared=True, activities=2)
+        lim.reserve(Act(1))
+        lim.refused(Act(1), Throttled(Gate(ACTIVITY, None, 2, shared=True), "a", running=2, in_store=True))
+        lim.taken(Act(1), leased=False, queued=True)
+        blocked = not lim.admits(Act(1))
+        woken.clear()
+        await asyncio.sleep(0.1)  # past the first backoff (20 ms); the clock stands still
+        return blocked, lim.admits(Act(1)), woken
+
+    blocked, admitted_when_woken, woken = asyncio.run(scenario())
+    assert blocked
+    assert woken == ["dapr"]
+    assert admitted_when_woken
+
+
 def test_an_engine_refused_by_the_shared_store_records_that_it_waits() -> None:
     leases = Leases(shared=True)
     lim = Limiter(ConcurrencyLimits(activities=1), leases, "engine-7", lambda d: None, ("dapr",), Turn)

@@ -513,7 +513,7 @@ def test_a_take_asks_the_rule_once_per_kind_of_work_not_per_item() -> None:
 
 def test_work_goes_only_to_workers_whose_filters_name_it_and_waits_otherwise() -> None:
     async def body() -> None:
-        engine = await engine_on()
+        engine = await engine_on(worker_max_new_starts=0)  # it holds five first turns at once
         orders, refunds = engine.connect_worker("dapr"), engine.connect_worker("dapr")
         engine.filter_work(orders, WorkFilters.of([("order", [])], [("pay", [])]))
         engine.filter_work(refunds, WorkFilters.of([("refund", [])]))

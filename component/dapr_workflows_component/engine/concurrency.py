@@ -253,9 +253,9 @@ class Limiter:
         gate = throttled.gate
         if throttled.in_store:
             delay = self._backoff.get(gate, RETRY_FIRST_SECONDS)
-            self._blocked[gate] = self._clock() + delay
+            until = self._blocked[gate] = self._clock() + delay
             self._backoff[gate] = min(delay * 2, RETRY_MAX_SECONDS)
-            self._schedule_wake(delay)
+            self._schedule_wake(delay, gate, until)
             lock, engine = gate.lock_key, self._engine_id
             self._run_later(lambda t: t.wait_for_slot(lock, engine, WAIT_SECONDS))
         self._log_wait(key, self._kind(key), throttled.name, gate, throttled.running)
@@ -325,11 +325,19 @@ class Limiter:
         for dialect in self._dialects:
             self._notify(dialect)
 
-    def _schedule_wake(self, delay: float) -> None:
+    def _schedule_wake(self, delay: float, gate: Gate, until: float) -> None:
         try:
-            asyncio.get_running_loop().call_later(delay, self._wake_takers)
+            asyncio.get_running_loop().call_later(delay, self._unblock, gate, until)
         except RuntimeError:  # no loop (unit tests drive the clock themselves)
             pass
+
+    def _unblock(self, gate: Gate, until: float) -> None:
+        """The backoff of a refused gate is over. The block ends here, not by the clock: a loop's
+        timer may fire before the clock reaches `until` (uvloop's count whole milliseconds), and a
+        taker woken then would find the gate still blocked and wait, unwoken, for its next ping."""
+        if self._blocked.get(gate) == until:
+            del self._blocked[gate]
+        self._wake_takers()
 
     def _log_wait(self, key: Hashable, kind: str, name: str | None, gate: Gate, running: int) -> None:
         if key in self._logged:

@@ -48,13 +48,14 @@ from ..protos import dapr_dialect_pb2 as pb
 from ..store import Store, StoreTx
 from ..telemetry.observer import EngineObserver
 from ..workflows import Instance, is_entity_id
-from . import eligibility, propagation, routing, wire
+from . import eligibility, labels, propagation, routing, wire
 from .concurrency import Limiter, Throttled
 from .effects import Effects
 from .eligibility import ACTIVITY, ORCHESTRATION, Eligibility, WorkFilters, WorkLabel
 from .history_cache import HistoryCache
 from .history_deltas import KeptHistories
 from .leasing import LeasePolicy
+from .new_starts import NewStarts
 from .settings import EngineSettings
 from .signals import Signal, wait_any
 from .stalls import StallWatch
@@ -168,6 +169,7 @@ class Dispatch:
         self._boot = uuid.uuid4().hex[:12]
         self._worker_ids = itertools.count(1)
         self.stalls = StallWatch(settings.worker_stall_seconds, self._stalled)
+        self.new_starts = NewStarts(settings.worker_max_new_starts)  # first turns per worker
         self.limits = Limiter(settings.concurrency, leasing, self._boot, self._notify, DIALECTS, InstanceWork)
         # Leases a durable entity's batch instead of a turn (entity_service.py); set by the engine.
         self.entity_lease: Callable[[InstanceWork, int], Awaitable[bytes | None]] | None = None
@@ -328,7 +330,7 @@ class Dispatch:
                 if not await self._wait_any(worker.freed, deadline - loop.time()):
                     return None
                 continue
-            key = await self._take(dialect, worker, deadline - loop.time())
+            key = await self._take(dialect, worker, deadline - loop.time(), worker_id)
             if key is None:
                 return None
             if worker.peer and self.stalls.is_stalled(worker.peer) and self._another_can_take(worker):
@@ -356,7 +358,7 @@ class Dispatch:
                 return item
         return None
 
-    async def _take(self, dialect: str, worker: Worker, timeout: float) -> WorkKey | None:
+    async def _take(self, dialect: str, worker: Worker, timeout: float, worker_id: int) -> WorkKey | None:
         """The next key of the dialect's queue the worker may take (work_queue.py), now CLAIMING;
         None when the time ran out or the engine closes."""
         loop = asyncio.get_running_loop()
@@ -375,6 +377,7 @@ class Dispatch:
             key = queue.take(
                 partial(eligibility.may_take, worker.eligibility, served_apps=self.served_apps(dialect)),
                 avoid,
+                self.new_starts.has_room(worker_id),
             )
             if key is not None:
                 break
@@ -508,6 +511,12 @@ class Dispatch:
         )
 
     async def _lease_activity(self, key: ActivityWork, dialect: str, worker_id: int) -> bytes | None:
+        worker = self.workers.get(worker_id)
+        if self.items.label(key) is None and labels.read_first(self.leasing.shared, worker):
+            label = await labels.read_activity_label(self.store, key.activity_id)  # before a claim
+            if label is not None and not self._routed_here(key, worker_id, lambda: label):
+                self._put(key, dialect)  # it waits for a worker that may take it
+                return None
         token = self._next_token()
         try:
             row = await self.leasing.take_activity(key.activity_id, token, self.limits.activity_check(key))
@@ -520,17 +529,8 @@ class Dispatch:
             self.items.forget(key)  # done, or another engine's
             return None
         self.limits.admit_activity(key, row.request)
-        if self.items.label(key) is None:
-            # Work this engine did not create: its app is in the instance's history.
-            inst, history = await self.store.read(
-                lambda t: (t.get_instance(row.instance_id), t.history(row.instance_id))
-            )
-            request = pb.ActivityRequest.FromString(row.request)
-            version = request.version.value if request.HasField("version") else None
-            if version is None and inst is not None:
-                version = inst.version
-            app = routing.activity_app(history, row.task_id)
-            self.items.set_label(key, WorkLabel(ACTIVITY, request.name, version, app))
+        if self.items.label(key) is None:  # work this engine did not create (labels.py)
+            self.items.set_label(key, await self.store.read(partial(labels.activity_label, row=row)))
         if not self._routed_here(key, worker_id, lambda: WorkLabel(ACTIVITY, "")):
             self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
             self._put(key, dialect)
@@ -561,6 +561,8 @@ class Dispatch:
         # again, still to another worker first.
         self._expired_on.pop(lease.key, None)
         self._tokens[lease.token] = lease.key
+        if isinstance(lease, TurnLease) and self.items.fresh(lease.key):
+            self.new_starts.hold(lease.key, lease.worker_id)
         worker = self.workers.get(lease.worker_id)
         if worker is not None:
             worker.held += 1
@@ -602,6 +604,8 @@ class Dispatch:
             self.items.started(lease.turn.instance_id)
         self.observer.lease_ended(lease.token)
         self.limits.free(lease.key)
+        if self.new_starts.end(lease.key):
+            self._notify(lease.dialect)  # its worker may take new starts again
         if lease.expiry:
             lease.expiry.cancel()
         worker = self.workers.get(lease.worker_id)

@@ -21,6 +21,8 @@ class EngineSettings:
     # Work items one worker may hold at once (unless it asks for fewer): the rest stay queued for
     # other workers, and a crash returns no more than this.
     worker_max_in_flight: int = 100
+    # Of those, new starts' first turns at most (new_starts.py); 0: no limit of their own.
+    worker_max_new_starts: int = 4
     history_cache_size: int = 10_000
     # The cached histories' bytes at most (history_cache.py).
     history_cache_bytes: int = 64 * 1024 * 1024

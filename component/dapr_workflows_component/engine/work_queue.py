@@ -76,13 +76,17 @@ class WorkQueue(Generic[K]):
         return created
 
     def take(
-        self, may_take: Callable[[WorkLabel | None], bool], avoid: Callable[[K], bool] = _never
+        self,
+        may_take: Callable[[WorkLabel | None], bool],
+        avoid: Callable[[K], bool] = _never,
+        new_starts: bool = True,
     ) -> K | None:
         """Removes and returns the next key a worker may take; `avoid` names keys it should leave
-        to others if it can. None when it may take nothing queued."""
+        to others if it can; new starts only if `new_starts` (new_starts.py). None when it may take
+        nothing queued."""
         best: dict[bool, tuple[tuple[int, int, K], _Lane[K]]] = {}
         for lane in self._lanes.values():
-            if not may_take(lane.label):
+            if (lane.fresh and not new_starts) or not may_take(lane.label):
                 continue
             head = self._head(lane, avoid)
             if head is None:
