@@ -4,7 +4,7 @@ stalled turn leaves in the store."""
 from __future__ import annotations
 
 import pytest
-from dapr_workflows_component.engine.turns import patch_mismatch
+from dapr_workflows_component.engine.patches import patch_mismatch
 from dapr_workflows_component.engine.wire import history_event, now_us
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
 from dapr_workflows_component.workflows import RuntimeStatus

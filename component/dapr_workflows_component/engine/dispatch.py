@@ -427,7 +427,7 @@ class Dispatch:
                 self.release(lease)
 
     def _next_token(self) -> str:
-        return f"{self._boot}-{secrets.token_urlsafe(TOKEN_BYTES)}"
+        return f"{self._boot}-{secrets.token_hex(TOKEN_BYTES)}"
 
     async def _lease_turn(self, key: InstanceWork, worker_id: int) -> bytes | None:
         instance_id = key.instance_id

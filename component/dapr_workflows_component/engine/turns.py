@@ -37,6 +37,7 @@ from ..workflows import (
 from . import propagation, routing, wire
 from .effects import Effects, NewWork
 from .outbox import LifecycleOutbox
+from .patches import patch_mismatch, started_marker
 from .wire import history_event, now_us
 
 log = logging.getLogger("dapr_workflows.engine")
@@ -81,24 +82,6 @@ def turn_events(rows: list[InboxRow], now: int) -> list[bytes]:
     """The new events of a turn: a workflowStarted marker, then the inbox events."""
     started = history_event(now, workflowStarted=pb.WorkflowStartedEvent()).SerializeToString()
     return [started] + [r.event for r in rows]
-
-
-def patch_mismatch(history: list[bytes], reported: list[str]) -> str | None:
-    """Whether a turn that reports `reported` patches may apply, by daprd's rule: the patches the
-    history recorded (each once, in the order first seen) must begin the reported ones. A worker
-    whose code dropped an `is_patched` check reports fewer: None if the turn may apply, else the
-    stall's description, worded as daprd words it."""
-    recorded: list[str] = []
-    for raw in history:
-        event = pb.HistoryEvent.FromString(raw)
-        if event.HasField("workflowStarted"):
-            recorded.extend(p for p in event.workflowStarted.version.patches if p not in recorded)
-    if not recorded or reported[: len(recorded)] == recorded:
-        return None
-    return (
-        f"Patch mismatch. History patches: [{', '.join(recorded)}], "
-        f"current patches: [{', '.join(reported)}]. "
-    )
 
 
 @dataclass
@@ -173,9 +156,7 @@ class Turns:
         if not runs_execution(inst, turn.execution_id):
             return
         now = now_us()
-        started = pb.HistoryEvent.FromString(turn.new_events[0])
-        if resp.HasField("version"):
-            started.workflowStarted.version.CopyFrom(resp.version)
+        started = started_marker(turn.new_events[0], resp)
         history = history if history is not None else t.history(inst.instance_id)
         mismatch = patch_mismatch(history, list(resp.version.patches))
         if mismatch is not None:
@@ -193,7 +174,7 @@ class Turns:
             check_payload_size("custom status", resp.customStatus.value, self.max_payload_bytes)
             inst.custom_status = resp.customStatus.value
         step = _Step(t, inst, now, fx, history)
-        step.events = [started.SerializeToString(), *turn.new_events[1:]]
+        step.events = [started, *turn.new_events[1:]]
         step.received = turn.propagated
         if entity_messages and self.entity_messages is not None:
             step.events.extend(self.entity_messages(t, inst, entity_messages, now, fx))

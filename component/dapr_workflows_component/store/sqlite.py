@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..workflows import Instance
-from .base import Store, StoreTx, StoreUnavailable
+from .base import ActivityRow, InboxRow, Store, StoreTx, StoreUnavailable
 from .entity_sql import entity_tables
 from .sql import (
     INSTANCE_COLUMNS,
@@ -26,6 +26,7 @@ from .sql import (
     row_instance,
 )
 from .sqlite_guard import FileGuard, store_error
+from .sqlite_rows import ActivityRows, InboxRows
 
 T = TypeVar("T")
 
@@ -115,10 +116,15 @@ class _SQLiteTx(SqlTx):
         # seven a replaced row rewrites, and so far fewer pages to commit).
         self._known: dict[str, tuple[Any, ...]] = {}
         self._updates: dict[tuple[int, ...], str] = {}
+        # Inbox and activity rows, kept alike (sqlite_rows.py).
+        self._inbox = InboxRows()
+        self._activities = ActivityRows()
 
     def forget(self) -> None:
         """The transaction rolled back: the rows seen during it may not be the file's."""
         self._known.clear()
+        self._inbox.forget()
+        self._activities.forget()
 
     def _remember(self, row: tuple[Any, ...]) -> None:
         if sum(len(row[i]) for i in _PAYLOAD_COLUMNS if row[i] is not None) > _KNOWN_ROW_BYTES:
@@ -178,6 +184,8 @@ class _SQLiteTx(SqlTx):
 
     def delete_instance(self, instance_id: str) -> None:
         self._known.pop(instance_id, None)
+        self._inbox.drop(instance_id)
+        self._activities.forget()  # (rare) which of them were the instance's is not kept
         for table in ("instances", "history", "inbox", "activities"):
             self._c.execute(f"DELETE FROM {table} WHERE instance_id = ?", (instance_id,))
 
@@ -193,10 +201,31 @@ class _SQLiteTx(SqlTx):
             (instance_id, visible_at, event),
         )
         assert cur.lastrowid is not None
+        self._inbox.added(InboxRow(cur.lastrowid, instance_id, visible_at, event))
         return cur.lastrowid
 
+    def inbox(self, instance_id: str, visible_before: int) -> list[InboxRow]:
+        rows = self._inbox.rows(instance_id)
+        if rows is None:
+            cur = self._c.execute(
+                "SELECT id, instance_id, visible_at, event FROM inbox WHERE instance_id = ? ORDER BY id",
+                (instance_id,),
+            )
+            rows = [InboxRow(*r) for r in cur.fetchall()]
+            self._inbox.load(instance_id, rows)
+        return [r for r in rows if r.visible_at <= visible_before]
+
+    def clear_inbox(self, instance_id: str) -> None:
+        super().clear_inbox(instance_id)
+        # Not kept as empty: every finished instance clears its inbox, and is read no more.
+        self._inbox.drop(instance_id)
+
     def delete_inbox(self, row_ids: list[int]) -> None:
-        self._c.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in row_ids])
+        self._inbox.deleted(row_ids)
+        if len(row_ids) == 1:  # most turns consume one event: no list of parameters to build
+            self._c.execute("DELETE FROM inbox WHERE id = ?", row_ids)
+        elif row_ids:
+            self._c.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in row_ids])
 
     def add_activity(
         self, instance_id: str, execution_id: str, dialect: str, task_id: int, request: bytes
@@ -207,13 +236,28 @@ class _SQLiteTx(SqlTx):
             (instance_id, execution_id, dialect, task_id, request),
         )
         assert cur.lastrowid is not None
+        row = ActivityRow(cur.lastrowid, instance_id, execution_id, dialect, task_id, request)
+        self._activities.keep(row)
         return cur.lastrowid
+
+    def get_activity(self, activity_id: int) -> ActivityRow | None:
+        row = self._activities.get(activity_id)
+        if row is None:
+            row = super().get_activity(activity_id)
+            if row is not None:
+                self._activities.keep(row)
+        return row
+
+    def delete_activity(self, activity_id: int) -> bool:
+        self._activities.deleted([activity_id])
+        return super().delete_activity(activity_id)
 
     def clear_activities(self, instance_id: str) -> list[int]:
         ids = [
             r[0] for r in self._c.execute("SELECT id FROM activities WHERE instance_id = ?", (instance_id,))
         ]
         self._c.execute("DELETE FROM activities WHERE instance_id = ?", (instance_id,))
+        self._activities.deleted(ids)
         return ids
 
     def add_outbox(self, payload: str, created_at: int) -> int:

@@ -12,7 +12,8 @@ Two families:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -57,6 +58,23 @@ OPERATIONS = (
 # Work kinds, as the `kind` label of the engine's own metrics.
 KINDS = ("orchestration", "activity")
 
+M = TypeVar("M", Counter, Histogram)
+
+
+def cached_labels(metric: M) -> Callable[..., M]:
+    """`metric.labels`, remembering each child by its label values: the hot paths count per work
+    item, and prometheus-client checks and converts the values on every call."""
+    children: dict[tuple[str, ...], M] = {}
+    child_of = metric.labels  # bound before the metric's own `labels` may be replaced by this
+
+    def labels(*values: str) -> M:
+        child = children.get(values)
+        if child is None:
+            child = children[values] = child_of(*values)
+        return child
+
+    return labels
+
 
 class DaprCounter(Collector):
     """A counter exposed as daprd exposes its counts: the samples carry the metric's name itself."""
@@ -64,9 +82,7 @@ class DaprCounter(Collector):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self.name = name
         self.counter = Counter(name, documentation, labelnames, registry=None)
-
-    def labels(self, *values: str) -> Counter:
-        return self.counter.labels(*values)
+        self.labels = cached_labels(self.counter)
 
     def collect(self) -> Iterator[Metric]:
         for family in self.counter.collect():
@@ -210,9 +226,12 @@ class Metrics:
         return counter
 
     def _dapr_histogram(self, name: str, documentation: str, labelnames: Iterable[str]) -> Histogram:
-        return Histogram(
+        histogram = Histogram(
             name, documentation, tuple(labelnames), buckets=DAPR_LATENCY_BUCKETS_MS, registry=self.registry
         )
+        # Only the children are observed: each is looked up once per label values.
+        histogram.labels = cached_labels(histogram)  # type: ignore[method-assign]
+        return histogram
 
     def render(self) -> bytes:
         """The Prometheus text format of every metric."""

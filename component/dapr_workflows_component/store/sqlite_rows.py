@@ -1,0 +1,97 @@
+"""Inbox and activity rows as the SQLite file holds them, kept by its only writer.
+
+The connection that owns the file writes every inbox and activity row through `_SQLiteTx`, so the
+rows it saw (read or wrote) stay true until it changes them itself. Taking a turn or an activity
+then reads them from here instead of running a statement. An instance's inbox is kept only whole
+(every row of it, whatever its visibility time): it is read once from the file (after a restart, or
+once dropped from here), then kept up to date by each write. A rollback forgets everything, as the
+rows seen during it may not be the file's.
+"""
+
+from __future__ import annotations
+
+from .base import ActivityRow, InboxRow
+
+# Instances whose inbox is kept, and activity rows kept, at most this many each (all are dropped
+# when full: the next read of each fills it again); a row whose event or request is larger than
+# ROW_BYTES is not kept (its instance's inbox is then read from the file), nor more than
+# INSTANCE_ROWS rows of one inbox.
+MAX_ENTRIES = 4096
+ROW_BYTES = 16 * 1024
+INSTANCE_ROWS = 64
+
+
+class InboxRows:
+    """Each kept instance's whole inbox, by row ID in ID order (the order of the file's reads)."""
+
+    def __init__(self) -> None:
+        self._by_instance: dict[str, dict[int, InboxRow]] = {}
+        self._instance_of: dict[int, str] = {}
+
+    def rows(self, instance_id: str) -> list[InboxRow] | None:
+        """The instance's whole inbox; None when not kept (read it from the file, then `load`)."""
+        kept = self._by_instance.get(instance_id)
+        return None if kept is None else list(kept.values())
+
+    def load(self, instance_id: str, rows: list[InboxRow]) -> None:
+        """The instance's whole inbox, as just read from the file in ID order."""
+        self.drop(instance_id)
+        if len(rows) > INSTANCE_ROWS or any(len(r.event) > ROW_BYTES for r in rows):
+            return
+        if len(self._by_instance) >= MAX_ENTRIES:
+            self.forget()
+        self._by_instance[instance_id] = {r.id: r for r in rows}
+        for r in rows:
+            self._instance_of[r.id] = instance_id
+
+    def added(self, row: InboxRow) -> None:
+        """A row was inserted (its ID is above every other: IDs only grow)."""
+        kept = self._by_instance.get(row.instance_id)
+        if kept is None:
+            return
+        if len(kept) >= INSTANCE_ROWS or len(row.event) > ROW_BYTES:
+            self.drop(row.instance_id)
+            return
+        kept[row.id] = row
+        self._instance_of[row.id] = row.instance_id
+
+    def deleted(self, row_ids: list[int]) -> None:
+        for row_id in row_ids:
+            instance_id = self._instance_of.pop(row_id, None)
+            if instance_id is not None:
+                self._by_instance[instance_id].pop(row_id, None)
+
+    def drop(self, instance_id: str) -> None:
+        """The instance's inbox is no longer kept (its rows were deleted, or are not all known)."""
+        kept = self._by_instance.pop(instance_id, None)
+        if kept:
+            for row_id in kept:
+                self._instance_of.pop(row_id, None)
+
+    def forget(self) -> None:
+        self._by_instance.clear()
+        self._instance_of.clear()
+
+
+class ActivityRows:
+    """Activity rows by ID."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, ActivityRow] = {}
+
+    def get(self, activity_id: int) -> ActivityRow | None:
+        return self._rows.get(activity_id)
+
+    def keep(self, row: ActivityRow) -> None:
+        if len(row.request) > ROW_BYTES:
+            return
+        if len(self._rows) >= MAX_ENTRIES:
+            self._rows.clear()
+        self._rows[row.id] = row
+
+    def deleted(self, activity_ids: list[int]) -> None:
+        for activity_id in activity_ids:
+            self._rows.pop(activity_id, None)
+
+    def forget(self) -> None:
+        self._rows.clear()
