@@ -25,7 +25,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -39,7 +39,7 @@ from .base import Announcement, Store, StoreTx, StoreUnavailable
 from .postgres_cache import HistoryCache
 from .postgres_loop import await_only, run_on_loop
 from .postgres_schema import _MIGRATIONS, SCHEMA_VERSION
-from .postgres_tx import CHANNEL, LISTENER_LOCK, PostgresTx, placeholders
+from .postgres_tx import CHANNEL, LISTENER_LOCK, PostgresTx, listeners_besides, placeholders
 from .postgres_wire import NeedsTransaction
 
 T = TypeVar("T")
@@ -339,7 +339,7 @@ class PostgresStore(Store):
     async def _count_listeners(self) -> None:
         """Whether another engine listens, so that this one's commits announce only then."""
         pid = self._listener_pid
-        others = await self.read(lambda t: t.listeners_besides(pid))  # type: ignore[attr-defined]
+        others = await self.read(lambda t: listeners_besides(cast(PostgresTx, t), pid))
         self._others_listen = others > 0
 
     async def close(self) -> None:

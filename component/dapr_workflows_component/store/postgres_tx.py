@@ -116,6 +116,26 @@ _HELD_ACTIVITY = (
 )
 
 
+async def _copy_instances(conn: psycopg.AsyncConnection[TupleRow], instances: list[Instance]) -> None:
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS instances_import (LIKE instances) ON COMMIT DELETE ROWS"
+    )
+    async with conn.cursor() as cur:
+        async with cur.copy(f"COPY instances_import ({INSTANCE_COLUMNS}) FROM STDIN") as copy:
+            for inst in instances:
+                await copy.write_row(instance_row(inst))
+        await cur.execute(
+            f"INSERT INTO instances ({INSTANCE_COLUMNS}) SELECT {INSTANCE_COLUMNS} FROM instances_import "
+            f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}"
+        )
+
+
+def listeners_besides(t: PostgresTx, pid: int) -> int:
+    """How many sessions listen for announcements, the one of backend `pid` aside."""
+    row = t._one(_LISTENERS, (pid,))
+    return int(row[0]) if row else 0
+
+
 class PostgresTx(ConcurrencySql, SqlTx):
     _db_now = _DB_NOW
 
@@ -188,20 +208,7 @@ class PostgresTx(ConcurrencySql, SqlTx):
         self.flush()
         self._wire.leave()
         self._memo.instances.clear()
-        await_only(self._copy_instances(instances))
-
-    async def _copy_instances(self, instances: list[Instance]) -> None:
-        await self._c.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS instances_import (LIKE instances) ON COMMIT DELETE ROWS"
-        )
-        async with self._c.cursor() as cur:
-            async with cur.copy(f"COPY instances_import ({INSTANCE_COLUMNS}) FROM STDIN") as copy:
-                for inst in instances:
-                    await copy.write_row(instance_row(inst))
-            await cur.execute(
-                f"INSERT INTO instances ({INSTANCE_COLUMNS}) SELECT {INSTANCE_COLUMNS} FROM instances_import "
-                f"ON CONFLICT (instance_id) DO UPDATE SET {_INSTANCE_UPDATE}"
-            )
+        await_only(_copy_instances(self._c, instances))
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> TupleRow | None:
         row: TupleRow | None = self._execute(sql, args).fetchone()
@@ -490,11 +497,6 @@ class PostgresTx(ConcurrencySql, SqlTx):
             (dialects, limit),
         )
         return [(r[0], r[1]) for r in rows]
-
-    def listeners_besides(self, pid: int) -> int:
-        """How many sessions listen for announcements, the one of backend `pid` aside."""
-        row = self._one(_LISTENERS, (pid,))
-        return int(row[0]) if row else 0
 
     def announce(
         self, ready: list[tuple[str, str]], activities: list[tuple[int, str]], changed: list[str]
