@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,14 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from dapr_workflows_component.store import Announcement, Store, StoreTx, StoreUnavailable, open_store
+from dapr_workflows_component.store import (
+    Announcement,
+    Store,
+    StoreTx,
+    StoreUnavailable,
+    open_store,
+    postgres_loop,
+)
 from dapr_workflows_component.store import postgres as pg_store
 from dapr_workflows_component.store.postgres import SCHEMA_VERSION, PostgresStore
 from dapr_workflows_component.store.postgres_loop import await_only
@@ -263,6 +271,68 @@ def test_url_options_and_description(postgres_url: str, postgres_server: Postgre
 # transactions
 
 
+def hold(seconds: float) -> Callable[[StoreTx], None]:
+    """A transaction that keeps its connection for `seconds`."""
+
+    def tx(t: StoreTx) -> None:
+        t.get_instance("x")
+        await_only(asyncio.sleep(seconds))
+
+    return tx
+
+
+def test_a_backlog_waits_for_a_connection_beyond_the_pool_timeout(postgres_url: str) -> None:
+    # Each connection is held for 6 x 0.2 s in all, far longer than the pool's timeout: a backlog
+    # waits its turn, and only an unreachable server is "unavailable".
+    async def main() -> None:
+        async with stores(postgres_url + "?pool_size=2&pool_timeout=0.5", 1) as (store,):
+            await within(20, asyncio.gather(*(store.run(hold(0.2)) for _ in range(12))))
+
+    asyncio.run(main())
+
+
+def test_cancelled_callers_leave_no_connection_out_and_no_change_half_made(postgres_url: str) -> None:
+    pool_size = 3
+
+    def write_pair(n: int) -> Callable[[StoreTx], None]:
+        def tx(t: StoreTx) -> None:
+            t.put_instance(instance(f"a{n}"))
+            await_only(asyncio.sleep(random.uniform(0, 0.01)))
+            t.get_instance(f"a{n}")
+            t.put_instance(instance(f"b{n}"))
+
+        return tx
+
+    async def main() -> None:
+        async with stores(postgres_url + f"?pool_size={pool_size}&pool_timeout=2", 1) as (store,):
+
+            async def cancelled_soon(n: int) -> None:
+                task = asyncio.ensure_future(store.run(write_pair(n)))
+                await asyncio.sleep(random.uniform(0, 0.03))
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+            await within(30, asyncio.gather(*(cancelled_soon(n) for n in range(150))))
+            # The transactions whose callers went away finish by themselves.
+            deadline = time.monotonic() + 10
+            while postgres_loop._orphans and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert not postgres_loop._orphans
+            stats = store._pool.get_stats()
+            assert stats["pool_size"] == stats["pool_available"], stats
+            # Every connection can be had at once, well within the pool's timeout.
+            everyone = Meeting(pool_size)
+            await within(5, asyncio.gather(*(store.run(lambda t: everyone.wait()) for _ in range(pool_size))))
+            rows = sql(postgres_url, "SELECT instance_id FROM instances")
+            ids = {row[0] for row in rows}
+            # A transaction that had begun when its caller was cancelled still commits.
+            assert ids
+            for n in range(150):
+                assert (f"a{n}" in ids) == (f"b{n}" in ids), n
+
+    asyncio.run(main())
+
+
 def test_store_methods_round_trip(postgres_url: str) -> None:
     async def main() -> None:
         async with stores(postgres_url, 1) as (store,):
@@ -479,7 +549,8 @@ def test_a_deadlock_is_retried_until_both_commit(postgres_url: str, caplog: pyte
             for instance_id in ("p", "q"):
                 row = await a.read(get(instance_id))
                 assert row is not None and sorted(row.custom_status or "") == ["A", "B"]
-            assert len(attempts) == 3  # one side ran again
+            # At least one side ran again (under load a second deadlock may cost another retry).
+            assert len(attempts) >= 3 and {"A", "B"} <= set(attempts)
             assert "DeadlockDetected" in caplog.text
 
     asyncio.run(main())

@@ -9,6 +9,7 @@ import time
 
 import psycopg
 from dapr_workflows_component.store import StoreTx
+from dapr_workflows_component.store.postgres_tx import PostgresTx
 
 from tests.test_postgres_store import (
     RESYNC,
@@ -78,5 +79,26 @@ def test_an_engine_alone_announces_nothing_until_another_listens(postgres_url: s
                     for task in listening:
                         task.cancel()
                     await asyncio.gather(*listening, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_a_round_trip_larger_than_the_socket_buffers_completes(postgres_url: str) -> None:
+    # The server answers while we still send: once both sides' buffers are full it waits for us to
+    # read, so sending must read what arrived meanwhile instead of waiting only to write.
+    big = "x" * 100_000
+    echoes = 300  # 30 MB each way, far more than the sockets buffer
+
+    def echo_a_lot(t: StoreTx) -> int:
+        assert isinstance(t, PostgresTx)
+        for _ in range(echoes):
+            t._send("SELECT ?::text", (big,))
+        row = t._one("SELECT count(*) FROM instances")
+        assert row is not None
+        return int(row[0])
+
+    async def main() -> None:
+        async with stores(postgres_url, 1) as (store,):
+            assert await asyncio.wait_for(store.run(echo_a_lot), 30) == 0
 
     asyncio.run(main())

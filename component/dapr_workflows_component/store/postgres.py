@@ -136,6 +136,8 @@ class PostgresStore(Store):
         # store from several loops one after the other: each gets a pool of its own).
         self._pool_loop: asyncio.AbstractEventLoop | None = None
         self._pool = self._new_pool()
+        # A transaction's turn for one of the pool's connections (made again with the pool).
+        self._turns = asyncio.Semaphore(pool_size)
 
     def _new_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
         return AsyncConnectionPool(
@@ -158,9 +160,10 @@ class PostgresStore(Store):
         if self._pool_loop is not None:  # its loop has ended: its connections close with it
             self._pool = self._new_pool()
         self._pool_loop = asyncio.get_running_loop()
+        self._turns = asyncio.Semaphore(self._pool_size)
         try:
             await self._pool.open(wait=True, timeout=self._pool_timeout)
-        except BaseException:
+        except Exception:  # a cancelled caller leaves the pool opening for the others
             self._pool_loop = None  # closed by its failure: the next transaction opens another
             self._pool = self._new_pool()
             raise
@@ -217,7 +220,17 @@ class PostgresStore(Store):
         """Runs in a greenlet on the loop (`postgres_loop.py`): it waits for the pool and the
         server there, and the loop runs other tasks meanwhile."""
         begin = "BEGIN" if writable else "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-        conn = await_only(self._pool.getconn())
+        # A backlog queues here without a time limit, so the pool's timeout is only how long a
+        # connection may take to make: a busy store is not taken for an unreachable one.
+        await_only(self._turns.acquire(), cancellable=True)
+        try:
+            return self._on_connection(fn, writable, begin)
+        finally:
+            self._turns.release()
+
+    def _on_connection(self, fn: Callable[[StoreTx], T], writable: bool, begin: str) -> T:
+        pool = self._pool  # the one the connection goes back to, even if another replaced it
+        conn = await_only(pool.getconn())
         try:
             attempt = 0
             single_shot = not writable
@@ -258,7 +271,7 @@ class PostgresStore(Store):
                     self._roll_back(conn, tx)
                     raise
         finally:
-            await_only(self._pool.putconn(conn))
+            await_only(pool.putconn(conn))
 
     @staticmethod
     def _roll_back(conn: psycopg.AsyncConnection[TupleRow], tx: PostgresTx) -> None:

@@ -8,9 +8,11 @@ socket to become readable or writable: `wait_for_socket`) or for a coroutine (th
 `getconn`: `await_only`), it switches back to the loop, which resumes it once that is done. Other
 tasks run meanwhile, as they did beside the thread.
 
-As in a thread, a caller cancelled while its transaction waits for the server stops waiting, and
-the transaction goes on to its end (its COMMIT or ROLLBACK, the connection back in the pool) by
-itself.
+As in a thread, a caller cancelled while its function runs stops waiting, and the function goes on
+to its end (its COMMIT or ROLLBACK, the connection back in the pool) by itself: neither a wait for
+the server nor an `await_only` is interrupted by the caller's cancellation. Only a wait the function
+marks as `cancellable` (a wait before it has taken anything, such as its turn for a connection)
+ends with the caller's `CancelledError` raised inside it.
 """
 
 from __future__ import annotations
@@ -34,31 +36,38 @@ class _Bridged(greenlet):  # type: ignore[misc]
 
 class _Socket(NamedTuple):
     fd: int
+    read: bool
     write: bool
+
+
+class _Cancellable(NamedTuple):
+    awaitable: Awaitable[Any]
 
 
 # Transactions whose callers were cancelled, finishing by themselves (kept from the collector).
 _orphans: set[asyncio.Task[Any]] = set()
 
 
-def await_only(awaitable: Awaitable[T]) -> T:
-    """Waits for `awaitable` on the loop, from inside `run_on_loop`'s function."""
+def await_only(awaitable: Awaitable[T], cancellable: bool = False) -> T:
+    """Waits for `awaitable` on the loop, from inside `run_on_loop`'s function; the caller's
+    cancellation does not interrupt it unless `cancellable` (see the module's docstring)."""
     current = getcurrent()
     if not isinstance(current, _Bridged):
         raise RuntimeError("await_only is for functions run by run_on_loop")
-    result: T = current.parent.switch(awaitable)
+    result: T = current.parent.switch(_Cancellable(awaitable) if cancellable else awaitable)
     return result
 
 
-def wait_for_socket(fd: int, write: bool) -> None:
-    """Waits until `fd` is readable (or writable): on the loop inside `run_on_loop`, else blocking."""
+def wait_for_socket(fd: int, read: bool = True, write: bool = False) -> bool:
+    """Waits until `fd` is readable or writable (as asked): on the loop inside `run_on_loop`, else
+    blocking. Returns whether it is readable."""
     current = getcurrent()
     if isinstance(current, _Bridged):
-        current.parent.switch(_Socket(fd, write))
-        return
+        readable: bool = current.parent.switch(_Socket(fd, read, write))
+        return readable
     poller = select.poll()
-    poller.register(fd, select.POLLOUT if write else select.POLLIN)
-    poller.poll()
+    poller.register(fd, (select.POLLIN if read else 0) | (select.POLLOUT if write else 0))
+    return any(events & select.POLLIN for _, events in poller.poll())
 
 
 async def run_on_loop(fn: Callable[..., T], *args: Any) -> T:
@@ -70,26 +79,51 @@ async def run_on_loop(fn: Callable[..., T], *args: Any) -> T:
 
 async def _drive(child: greenlet, request: Any) -> Any:
     while not child.dead:
-        if isinstance(request, _Socket):
+        if isinstance(request, _Socket):  # the most frequent wait: no task of its own
             try:
-                await _ready(request)
+                readable = await _ready(request)
             except asyncio.CancelledError:
-                _finish_alone(child)
+                _finish_alone(child, request)  # which waits for the socket again
                 raise
-            request = child.switch(None)
-            continue
-        try:
-            value = await request
-        except BaseException as err:  # into the function, which may still clean up
-            request = child.throw(err)
+            request = child.switch(readable)
+        elif isinstance(request, _Cancellable):
+            try:
+                value = await request.awaitable
+            except BaseException as err:  # the caller's cancellation too
+                request = child.throw(err)
+            else:
+                request = child.switch(value)
         else:
-            request = child.switch(value)
+            step = asyncio.ensure_future(request)
+            try:
+                await asyncio.shield(step)
+            except asyncio.CancelledError:
+                if not step.cancelled():  # the caller's: the step goes on, the function after it
+                    _finish_alone(child, step)
+                    raise
+            except Exception:  # the step's own failure, handed to the function below
+                pass
+            request = _resume(child, step)
     return request
 
 
-def _finish_alone(child: greenlet) -> None:
+def _resume(child: greenlet, step: asyncio.Future[Any]) -> Any:
+    """Hands the finished `step`'s outcome to the function; returns its next request."""
+    if step.cancelled():
+        return child.throw(asyncio.CancelledError())
+    err = step.exception()
+    if err is not None:  # into the function, which may still clean up
+        return child.throw(err)
+    return child.switch(step.result())
+
+
+def _finish_alone(child: greenlet, pending: _Socket | asyncio.Future[Any]) -> None:
     async def finish() -> None:
-        await _drive(child, child.switch(None))
+        if isinstance(pending, _Socket):
+            await _drive(child, pending)
+        else:
+            await asyncio.wait([pending])
+            await _drive(child, _resume(child, pending))
 
     task = asyncio.get_running_loop().create_task(finish())
     _orphans.add(task)
@@ -102,22 +136,22 @@ def _forget(task: asyncio.Task[Any]) -> None:
         log.debug("a transaction whose caller went away failed: %s", task.exception())
 
 
-async def _ready(socket: _Socket) -> None:
+async def _ready(socket: _Socket) -> bool:
     loop = asyncio.get_running_loop()
-    ready = loop.create_future()
+    ready: asyncio.Future[bool] = loop.create_future()
+    if socket.read:
+        loop.add_reader(socket.fd, _wake, ready, True)
     if socket.write:
-        loop.add_writer(socket.fd, _wake, ready)
-    else:
-        loop.add_reader(socket.fd, _wake, ready)
+        loop.add_writer(socket.fd, _wake, ready, False)
     try:
-        await ready
+        return await ready
     finally:
+        if socket.read:
+            loop.remove_reader(socket.fd)
         if socket.write:
             loop.remove_writer(socket.fd)
-        else:
-            loop.remove_reader(socket.fd)
 
 
-def _wake(ready: asyncio.Future[None]) -> None:
+def _wake(ready: asyncio.Future[bool], readable: bool) -> None:
     if not ready.done():
-        ready.set_result(None)
+        ready.set_result(readable)

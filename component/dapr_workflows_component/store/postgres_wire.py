@@ -218,12 +218,15 @@ class Wire:
             self._pg.exit_pipeline_mode()
 
     def _flush(self) -> None:
+        # While the server cannot take more, it may be waiting for us to read its answers (libpq:
+        # wait for either, and consume what arrived before flushing again).
         while self._pg.flush():
-            wait_for_socket(self._pg.socket, write=True)
+            if wait_for_socket(self._pg.socket, read=True, write=True):
+                self._pg.consume_input()
 
     def _next_result(self) -> pq.abc.PGresult | None:
         pg = self._pg
         while pg.is_busy():
-            wait_for_socket(pg.socket, write=False)
+            wait_for_socket(pg.socket)
             pg.consume_input()
         return pg.get_result()
