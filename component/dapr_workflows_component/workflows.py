@@ -554,9 +554,9 @@ MAX_PAGE_SIZE = 10_000
 
 
 def page_size(size: int, clamp: bool = False) -> int:
-    """The page size of an instance listing; 0 means the default; `clamp` serves more than the most
-    as the most (gRPC listings: durabletask's SDK asks 2**31-1 for "all" and follows the token)."""
-    if size == 0:
+    """The page size of an instance listing; 0 means the default; `clamp` (gRPC listings: durabletask's
+    SDK asks 2**31-1 for "all", following the token) serves more as the most, less than 0 as 0."""
+    if size == 0 or (clamp and size < 0):
         return DEFAULT_PAGE_SIZE
     if clamp and size > MAX_PAGE_SIZE:
         return MAX_PAGE_SIZE

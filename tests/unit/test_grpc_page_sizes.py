@@ -20,8 +20,9 @@ def test_page_size_clamps_only_when_asked() -> None:
     assert page_size(0, clamp=True) == workflows.DEFAULT_PAGE_SIZE
     with pytest.raises(WorkflowError):
         page_size(MAX_PAGE_SIZE + 1)
+    assert page_size(-1, clamp=True) == workflows.DEFAULT_PAGE_SIZE
     with pytest.raises(WorkflowError):
-        page_size(-1, clamp=True)
+        page_size(-1)
 
 
 def test_every_grpc_listing_serves_a_huge_page_as_the_largest(monkeypatch: pytest.MonkeyPatch) -> None:

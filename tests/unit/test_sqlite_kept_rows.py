@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dapr_workflows_component.store import StoreTx
+from dapr_workflows_component.store import StoreTx, sqlite_rows
 from dapr_workflows_component.store.base import InboxRow
 from dapr_workflows_component.store.sqlite import SQLiteStore
 from dapr_workflows_component.store.sqlite_rows import INSTANCE_ROWS, ROW_BYTES
@@ -144,3 +144,20 @@ def test_a_rolled_back_activity_is_forgotten(store: SQLiteStore) -> None:
     with pytest.raises(RuntimeError):
         _run(store, fail)
     assert asyncio.run(store.read(lambda t: t.get_activity(added[0]))) is None
+
+
+def test_kept_inboxes_hold_a_bounded_number_of_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_rows, "INBOX_BYTES", 1000)
+    kept = sqlite_rows.InboxRows()
+    event = b"x" * 300
+    for n, instance_id in enumerate(["a", "b", "c"]):
+        kept.load(instance_id, [InboxRow(n * 10 + 1, instance_id, 0, event)])
+    assert kept.kept_bytes == 900 and kept.rows("c") is not None
+    kept.added(InboxRow(40, "a", 0, event))  # past the budget: everything is dropped
+    assert kept.kept_bytes == 0 and kept.rows("a") is None and kept.rows("c") is None
+    kept.load("a", [InboxRow(50, "a", 0, event), InboxRow(51, "a", 0, event)])
+    kept.deleted([50])
+    kept.load("b", [InboxRow(60, "b", 0, event)])
+    assert kept.kept_bytes == 600
+    kept.drop("a")
+    assert kept.kept_bytes == 300 and [r.id for r in kept.rows("b") or []] == [60]

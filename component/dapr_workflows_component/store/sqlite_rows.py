@@ -15,10 +15,12 @@ from .base import ActivityRow, InboxRow
 # Instances whose inbox is kept, and activity rows kept, at most this many each (all are dropped
 # when full: the next read of each fills it again); a row whose event or request is larger than
 # ROW_BYTES is not kept (its instance's inbox is then read from the file), nor more than
-# INSTANCE_ROWS rows of one inbox.
+# INSTANCE_ROWS rows of one inbox; the kept inboxes' events hold at most INBOX_BYTES in all (past
+# it, all are dropped too): suspended instances' inboxes may grow, and memory must not with them.
 MAX_ENTRIES = 4096
 ROW_BYTES = 16 * 1024
 INSTANCE_ROWS = 64
+INBOX_BYTES = 16 * 1024 * 1024
 
 
 class InboxRows:
@@ -27,6 +29,7 @@ class InboxRows:
     def __init__(self) -> None:
         self._by_instance: dict[str, dict[int, InboxRow]] = {}
         self._instance_of: dict[int, str] = {}
+        self._bytes = 0
 
     def rows(self, instance_id: str) -> list[InboxRow] | None:
         """The instance's whole inbox; None when not kept (read it from the file, then `load`)."""
@@ -38,9 +41,11 @@ class InboxRows:
         self.drop(instance_id)
         if len(rows) > INSTANCE_ROWS or any(len(r.event) > ROW_BYTES for r in rows):
             return
-        if len(self._by_instance) >= MAX_ENTRIES:
+        size = sum(len(r.event) for r in rows)
+        if len(self._by_instance) >= MAX_ENTRIES or self._bytes + size > INBOX_BYTES:
             self.forget()
         self._by_instance[instance_id] = {r.id: r for r in rows}
+        self._bytes += size
         for r in rows:
             self._instance_of[r.id] = instance_id
 
@@ -52,25 +57,36 @@ class InboxRows:
         if len(kept) >= INSTANCE_ROWS or len(row.event) > ROW_BYTES:
             self.drop(row.instance_id)
             return
+        if self._bytes + len(row.event) > INBOX_BYTES:
+            self.forget()
+            return
         kept[row.id] = row
+        self._bytes += len(row.event)
         self._instance_of[row.id] = row.instance_id
 
     def deleted(self, row_ids: list[int]) -> None:
         for row_id in row_ids:
             instance_id = self._instance_of.pop(row_id, None)
             if instance_id is not None:
-                self._by_instance[instance_id].pop(row_id, None)
+                row = self._by_instance[instance_id].pop(row_id, None)
+                self._bytes -= len(row.event) if row is not None else 0
 
     def drop(self, instance_id: str) -> None:
         """The instance's inbox is no longer kept (its rows were deleted, or are not all known)."""
         kept = self._by_instance.pop(instance_id, None)
         if kept:
-            for row_id in kept:
+            for row_id, row in kept.items():
                 self._instance_of.pop(row_id, None)
+                self._bytes -= len(row.event)
 
     def forget(self) -> None:
         self._by_instance.clear()
         self._instance_of.clear()
+        self._bytes = 0
+
+    @property
+    def kept_bytes(self) -> int:
+        return self._bytes
 
 
 class ActivityRows:
