@@ -37,7 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .base import Announcement, Store, StoreTx, StoreUnavailable
 from .postgres_cache import HistoryCache
-from .postgres_loop import await_only, run_on_loop
+from .postgres_loop import await_only, await_started_here, run_on_loop
 from .postgres_schema import _MIGRATIONS, SCHEMA_VERSION
 from .postgres_tx import CHANNEL, LISTENER_LOCK, PostgresTx, listeners_besides, placeholders
 from .postgres_wire import NeedsTransaction
@@ -230,7 +230,8 @@ class PostgresStore(Store):
 
     def _on_connection(self, fn: Callable[[StoreTx], T], writable: bool, begin: str) -> T:
         pool = self._pool  # the one the connection goes back to, even if another replaced it
-        conn = await_only(pool.getconn())
+        # The pool gives a connection back itself if its caller is cancelled while it waits.
+        conn = await_only(pool.getconn(), cancellable=True)
         try:
             attempt = 0
             single_shot = not writable
@@ -271,7 +272,7 @@ class PostgresStore(Store):
                     self._roll_back(conn, tx)
                     raise
         finally:
-            await_only(pool.putconn(conn))
+            await_started_here(pool.putconn(conn))
 
     @staticmethod
     def _roll_back(conn: psycopg.AsyncConnection[TupleRow], tx: PostgresTx) -> None:

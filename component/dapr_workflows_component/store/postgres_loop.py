@@ -18,9 +18,10 @@ ends with the caller's `CancelledError` raised inside it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import select
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NamedTuple, TypeVar
 
 from greenlet import getcurrent, greenlet  # type: ignore[import-untyped]
@@ -44,6 +45,10 @@ class _Cancellable(NamedTuple):
     awaitable: Awaitable[Any]
 
 
+class _StartHere(NamedTuple):
+    coroutine: Coroutine[Any, Any, Any]
+
+
 # Transactions whose callers were cancelled, finishing by themselves (kept from the collector).
 _orphans: set[asyncio.Task[Any]] = set()
 
@@ -55,6 +60,17 @@ def await_only(awaitable: Awaitable[T], cancellable: bool = False) -> T:
     if not isinstance(current, _Bridged):
         raise RuntimeError("await_only is for functions run by run_on_loop")
     result: T = current.parent.switch(_Cancellable(awaitable) if cancellable else awaitable)
+    return result
+
+
+def await_started_here(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`await_only` for a coroutine that mostly ends without waiting and ties nothing to its task
+    (no `asyncio.timeout`): started on the caller's task, it gets a task of its own only if it
+    waits, which saves a turn of the loop on the way."""
+    current = getcurrent()
+    if not isinstance(current, _Bridged):
+        raise RuntimeError("await_started_here is for functions run by run_on_loop")
+    result: T = current.parent.switch(_StartHere(coroutine))
     return result
 
 
@@ -94,7 +110,18 @@ async def _drive(child: greenlet, request: Any) -> Any:
             else:
                 request = child.switch(value)
         else:
-            step = asyncio.ensure_future(request)
+            if isinstance(request, _StartHere):
+                try:
+                    yielded = request.coroutine.send(None)
+                except StopIteration as done:
+                    request = child.switch(done.value)
+                    continue
+                except BaseException as err:  # into the function, which may still clean up
+                    request = child.throw(err)
+                    continue
+                step = asyncio.ensure_future(_go_on(request.coroutine, yielded))
+            else:
+                step = asyncio.ensure_future(request)
             try:
                 await asyncio.shield(step)
             except asyncio.CancelledError:
@@ -105,6 +132,30 @@ async def _drive(child: greenlet, request: Any) -> Any:
                 pass
             request = _resume(child, step)
     return request
+
+
+async def _go_on(coroutine: Coroutine[Any, Any, T], yielded: Any) -> T:
+    """Runs `coroutine` on from where it yielded `yielded` to the task that started it (as a task
+    does: a future to wait for, or None to let the loop go round once)."""
+    while True:
+        resume: Callable[[], Any]
+        try:
+            if yielded is None:
+                await asyncio.sleep(0)
+            else:
+                yielded._asyncio_future_blocking = False
+                await asyncio.wait([yielded])
+        except asyncio.CancelledError as err:  # the loop is closing: the coroutine hears it
+            if yielded is not None:
+                yielded.cancel()
+            resume = functools.partial(coroutine.throw, err)
+        else:
+            resume = functools.partial(coroutine.send, None)
+        try:
+            yielded = resume()
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
 
 def _resume(child: greenlet, step: asyncio.Future[Any]) -> Any:
