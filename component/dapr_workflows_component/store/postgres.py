@@ -110,6 +110,7 @@ class PostgresStore(Store):
         # Tells this store's own announcements apart from the other engines'.
         self._origin = uuid.uuid4().hex
         self._closed = False
+        self._down = False  # the last transaction failed for the server or the network: logged once
         self._listen_tasks: set[asyncio.Task[None]] = set()
         # Whether another engine listens for announcements (`_count_listeners`; until known, yes);
         # the backend of this store's own listener.
@@ -295,11 +296,18 @@ class PostgresStore(Store):
         try:
             if self._pool_loop is not asyncio.get_running_loop():
                 await self._open_pool()
-            return await run_on_loop(self._transaction, fn, writable)
+            result: T = await run_on_loop(self._transaction, fn, writable)
         except psycopg.OperationalError as err:  # the server or the network is down; no commit
-            raise StoreUnavailable(
-                f"the store ({self.description}) is unavailable: {str(err).strip()}"
-            ) from err
+            reason = str(err).strip()
+            unavailable = StoreUnavailable(f"the store ({self.description}) is unavailable: {reason}")
+            if not self._down:
+                self._down = True
+                log.warning("%s; calls answer UNAVAILABLE until it is back", unavailable.message)
+            raise unavailable from err
+        if self._down:
+            self._down = False
+            log.info("the store (%s) is available again", self.description)
+        return result
 
     async def listen(self, on_announcement: Callable[[Announcement], None]) -> None:
         task = asyncio.current_task()
