@@ -220,3 +220,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
     while not await check():
         assert loop.time() < deadline, "the condition did not come true in time"
         await asyncio.sleep(0.01)
+
+
+def traced_statements(store: SQLiteStore) -> list[str]:
+    """The SQL statements the store's connection runs from now on, as they run."""
+    seen: list[str] = []
+    store._conn.set_trace_callback(seen.append)
+    return seen

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from dapr_workflows_component.store import StoreTx, sqlite_rows
@@ -17,22 +15,10 @@ from dapr_workflows_component.store.base import InboxRow
 from dapr_workflows_component.store.sqlite import SQLiteStore
 from dapr_workflows_component.store.sqlite_rows import INSTANCE_ROWS, ROW_BYTES
 
+from tests.unit.engine_parts import traced_statements
 from tests.unit.store_contract import instance
 
 END = 2**62
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(str(tmp_path / "kept.db"))
-    yield s
-    asyncio.run(s.close())
-
-
-def _statements(store: SQLiteStore) -> list[str]:
-    seen: list[str] = []
-    store._conn.set_trace_callback(seen.append)
-    return seen
 
 
 def _file_inbox(store: SQLiteStore, instance_id: str, visible_before: int = END) -> list[InboxRow]:
@@ -55,7 +41,7 @@ def _run(store: SQLiteStore, fn: object) -> object:
 def test_an_inbox_read_once_is_read_again_without_a_statement(store: SQLiteStore) -> None:
     _run(store, lambda t: [t.add_inbox("a", b"one", 10), t.add_inbox("a", b"later", 500)])
     store._tx.forget()  # as after a restart: nothing kept
-    seen = _statements(store)
+    seen = traced_statements(store)
     first = asyncio.run(store.read(lambda t: t.inbox("a", 100)))
     assert [r.event for r in first] == [b"one"]
     assert len([s for s in seen if "FROM inbox" in s]) == 1
@@ -112,7 +98,7 @@ def test_large_or_many_inbox_rows_are_read_from_the_file(store: SQLiteStore) -> 
     big = b"x" * (ROW_BYTES + 1)
     _run(store, lambda t: [t.add_inbox("big", big, 0), t.add_inbox("many", b"0", 0)])
     _run(store, lambda t: [t.add_inbox("many", str(n).encode(), 0) for n in range(INSTANCE_ROWS + 1)])
-    seen = _statements(store)
+    seen = traced_statements(store)
     for instance_id in ("big", "many"):
         for _ in range(2):
             rows = asyncio.run(store.read(lambda t, i=instance_id: t.inbox(i, END)))
@@ -124,7 +110,7 @@ def test_an_activity_row_is_kept_until_deleted(store: SQLiteStore) -> None:
     _run(store, lambda t: t.put_instance(instance("a")))
     first = _run(store, lambda t: t.add_activity("a", "exec", "dapr", 1, b"req"))
     second = _run(store, lambda t: t.add_activity("a", "exec", "dapr", 2, b"req2"))
-    seen = _statements(store)
+    seen = traced_statements(store)
     row = asyncio.run(store.read(lambda t: t.get_activity(first)))  # type: ignore[arg-type]
     assert row is not None and (row.instance_id, row.task_id, row.request) == ("a", 1, b"req")
     assert seen == []

@@ -7,28 +7,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from dapr_workflows_component.store import StoreTx
 from dapr_workflows_component.store.sqlite import SQLiteStore
 from dapr_workflows_component.workflows import Instance, RuntimeStatus
 
+from tests.unit.engine_parts import traced_statements
 from tests.unit.store_contract import full_instance, instance
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(str(tmp_path / "known.db"))
-    yield s
-    asyncio.run(s.close())
-
-
-def _statements(store: SQLiteStore) -> list[str]:
-    seen: list[str] = []
-    store._conn.set_trace_callback(seen.append)
-    return seen
 
 
 def _on_file(store: SQLiteStore, instance_id: str) -> tuple[object, ...] | None:
@@ -44,7 +30,7 @@ def _on_file(store: SQLiteStore, instance_id: str) -> tuple[object, ...] | None:
 
 def test_a_known_row_is_read_without_a_statement_and_written_by_its_changes(store: SQLiteStore) -> None:
     asyncio.run(store.run(lambda t: t.put_instance(full_instance("a"))))
-    seen = _statements(store)
+    seen = traced_statements(store)
 
     def finish(t: StoreTx) -> None:
         inst = t.get_instance("a")
@@ -63,7 +49,7 @@ def test_a_known_row_is_read_without_a_statement_and_written_by_its_changes(stor
 
 def test_an_unchanged_row_is_not_written_again(store: SQLiteStore) -> None:
     asyncio.run(store.run(lambda t: t.put_instance(instance("a"))))
-    seen = _statements(store)
+    seen = traced_statements(store)
     asyncio.run(store.run(lambda t: t.put_instance(instance("a"))))
     assert not [s for s in seen if "instances" in s]
 
@@ -97,7 +83,7 @@ def test_deleted_and_bulk_written_rows_are_read_from_the_file(store: SQLiteStore
 
 def test_a_row_with_a_large_payload_is_not_kept(store: SQLiteStore) -> None:
     asyncio.run(store.run(lambda t: t.put_instance(instance("big", input="x" * 100_000))))
-    seen = _statements(store)
+    seen = traced_statements(store)
     got = asyncio.run(store.read(lambda t: t.get_instance("big")))
     assert got is not None and got.input == "x" * 100_000
     assert [s for s in seen if s.startswith("SELECT")]
