@@ -178,7 +178,7 @@ def main() -> None:
     runtime = WorkflowRuntime(host=host, port=port, logger_options=_quiet(logging.ERROR))
     work = WorkCount()
     register(runtime, work.workflow, work.activity)
-    runtime.start()
+    runtime.start()  # type: ignore[no-untyped-call]  # the SDK's methods carry no annotations
     driver = DaprDriver(args.address, args.start_concurrency, args.timeout, args.id_prefix)
     loop = asyncio.new_event_loop()
     try:
@@ -197,7 +197,7 @@ def main() -> None:
             print(json.dumps(result), flush=True)
     finally:
         loop.close()  # the SDK's async client has no close(); its channel goes with the process
-        runtime.shutdown()
+        runtime.shutdown()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

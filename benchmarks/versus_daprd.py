@@ -1,7 +1,8 @@
 """`python -m benchmarks.run --reference daprd`: our engine next to daprd's built-in workflow engine.
 
-Backends, each driven by its own `benchmarks.dapr_driver` process (the same `dapr.ext.workflow` 1.19
-worker and async client, default options; only the address differs):
+Backends, each driven by `--drivers K` `benchmarks.dapr_driver` processes (`benchmarks.driver_pool`:
+like K replicas of one app, each the same `dapr.ext.workflow` 1.19 worker and async client, default
+options, on the one server; only the address differs between backends):
 - `dapr-workflows`: `dapr-workflows serve` on Dapr's dialect, SQLite file (WAL, sync=normal);
 - `dapr-workflows (postgresql)` with `--postgresql`: the same on a PostgreSQL database of a server
   started for the run (fsync on, synchronous_commit=off);
@@ -9,10 +10,11 @@ worker and async client, default options; only the address differs):
   (appendonly yes, appendfsync everysec); `daprd (in-memory)`: the same with the in-memory store.
 
 Figures per shape (median of the rounds; the backends are taken in a rotating order each round):
-throughput (N / makespan), p50/p99 of completion minus creation, burst p50 (completion minus the
-batch's first start call), server CPU per workflow (our engine's process; daprd + scheduler +
-placement + Redis), PostgreSQL's own CPU per workflow when it is the store, read from
-/proc/PID/stat (utime + stime) before and after each batch. Then idle latency (one workflow at a
+throughput (N / makespan, across all drivers), p50/p99 of completion minus creation, burst p50
+(completion minus the batch's first start call of any driver), server CPU per workflow (our
+engine's process; daprd + scheduler + placement + Redis), PostgreSQL's own CPU per workflow when it
+is the store, the drivers' CPU per workflow, read from /proc/PID/stat (utime + stime) before and
+after each batch; and each worker's part of the activities run. Then idle latency (one workflow at a
 time) and long histories (chains of 10, 100 and 500 activities: server CPU per activity).
 """
 
