@@ -220,7 +220,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         if args.idle:
             for c in contenders:
+                c.driver.resize(1)  # one at a time: no hops between driver processes (driver_pool.py)
                 batch, reply = c.measure("single", args.idle, idle=True)
+                if args.long_n:
+                    c.driver.resize(args.drivers)
                 figures["idle"][c.name] = {
                     "p50_ms": batch.p50_ms,
                     "p99_ms": batch.p99_ms,
