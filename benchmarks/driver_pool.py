@@ -14,9 +14,7 @@ them). The figures are those of the whole batch:
 
 An idle batch (one workflow at a time) goes to the first driver alone; any worker may run it.
 The idle figures are measured with one driver (`resize(1)`, then back): with several, each step may
-hop to another process, and on a loaded machine waking it costs up to a scheduler slice (measured:
-p50 9.7 ms and p99 132 ms for our engine, p50 90 ms for daprd, with 2 drivers at load average 10,
-against 6.5 and 11.1 ms with one).
+hop to another process, which on a loaded machine waits to be woken (benchmarks/README.md).
 """
 
 from __future__ import annotations
