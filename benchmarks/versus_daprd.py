@@ -390,6 +390,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    if args.drivers < 1:
+        raise SystemExit(f"--drivers must be at least 1, not {args.drivers}")
     args.daprd_stores = [s.strip() for s in args.daprd_stores.split(",") if s.strip()]
     figures = run(args)
     figures["ratios"] = ratios(figures)
