@@ -35,23 +35,21 @@ starts are never starved: one waits at most 4 takes of its dialect per new start
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
 
-from ..protos import dapr_dialect_pb2 as pb
-from ..store import Store, StoreTx
+from ..store import Store
 from ..telemetry.observer import EngineObserver
-from ..workflows import Instance, is_entity_id
-from . import eligibility, labels, propagation, routing, wire
+from ..workflows import is_entity_id
+from . import eligibility
+from .activity_leasing import lease_activity
 from .concurrency import Limiter, Throttled
 from .effects import Effects
-from .eligibility import ACTIVITY, ORCHESTRATION, Eligibility, WorkFilters, WorkLabel
+from .eligibility import WorkFilters, WorkLabel
 from .history_cache import HistoryCache
 from .history_deltas import KeptHistories
 from .leasing import LeasePolicy
@@ -59,9 +57,9 @@ from .new_starts import NewStarts
 from .settings import EngineSettings
 from .signals import Signal, wait_any
 from .stalls import StallWatch
-from .turns import Turn, deliverable, turn_events
-from .wire import now_us
+from .turn_leasing import TurnLeasing
 from .work_items import ActivityWork, InstanceWork, WorkItems, WorkKey
+from .work_leases import ActivityLease, Lease, TurnLease, Worker, WorkState
 from .work_queue import WorkQueue
 
 log = logging.getLogger("dapr_workflows.engine")
@@ -71,63 +69,17 @@ DIALECTS = ("dapr", "durabletask")
 TOKEN_BYTES = 16
 
 
-__all__ = ["ActivityWork", "InstanceWork", "WorkKey"]  # (work_items.py) with the rest
-
-
-class WorkState(enum.Enum):
-    QUEUED = "queued"  # in its dialect's queue, offered to the next worker that asks
-    CLAIMING = "claiming"  # taken by a worker; the store is being read (and, if shared, locked)
-    LEASED = "leased"  # held by a worker under a token until it completes, gives up or expires
-
-
-@dataclass
-class TurnLease:
-    turn: Turn
-    dialect: str
-    token: str
-    worker_id: int
-    expiry: asyncio.TimerHandle | None = None
-    past_count: int = 0  # committed events the worker replays (it keeps them, if stateful)
-
-    @property
-    def key(self) -> InstanceWork:
-        return InstanceWork(self.turn.instance_id)
-
-
-@dataclass
-class ActivityLease:
-    activity_id: int
-    dialect: str
-    token: str
-    worker_id: int
-    expiry: asyncio.TimerHandle | None = None
-    # What the activity is: a result must name the same instance and task as its token's lease.
-    instance_id: str = ""
-    task_id: int = -1
-
-    @property
-    def key(self) -> ActivityWork:
-        return ActivityWork(self.activity_id)
-
-
-Lease = TurnLease | ActivityLease
-
-
-@dataclass
-class Worker:
-    """A connected worker's stream: what it holds, and how much it may hold."""
-
-    dialect: str
-    capacity: int
-    held: int = 0
-    freed: Signal = field(default_factory=Signal)
-    peer: str = ""  # its connection, when known (stalls.py)
-    app_id: str | None = None  # the app it serves (`dapr-app-id`); None: it did not say
-    filters: WorkFilters | None = None  # the work it said it handles; None: all
-
-    @property
-    def eligibility(self) -> Eligibility:
-        return Eligibility(self.app_id, self.filters)
+# (work_items.py and work_leases.py) with the rest
+__all__ = [
+    "ActivityLease",
+    "ActivityWork",
+    "InstanceWork",
+    "Lease",
+    "TurnLease",
+    "WorkKey",
+    "WorkState",
+    "Worker",
+]
 
 
 class Dispatch:
@@ -156,8 +108,6 @@ class Dispatch:
         self.items = WorkItems()
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
         self.kept = KeptHistories()
-        # What each child workflow was given by its parent (propagation.py), once read.
-        self._received: dict[str, pb.PropagatedHistory | None] = {}
         self._state: dict[WorkKey, WorkState] = {}
         self._arrived_while_busy: set[str] = set()  # instances
         self._expired_on: dict[WorkKey, Worker] = {}  # the worker whose lease of it ran out
@@ -173,6 +123,7 @@ class Dispatch:
         self.limits = Limiter(settings.concurrency, leasing, self._boot, self._notify, DIALECTS, InstanceWork)
         # Leases a durable entity's batch instead of a turn (entity_service.py); set by the engine.
         self.entity_lease: Callable[[InstanceWork, int], Awaitable[bytes | None]] | None = None
+        self.turn_leasing = TurnLeasing(self)
 
     def start(self) -> None:
         for dialect in DIALECTS:
@@ -187,6 +138,13 @@ class Dispatch:
 
     def arrived_while_busy(self, instance_id: str) -> bool:
         return instance_id in self._arrived_while_busy
+
+    def drop_arrival(self, instance_id: str) -> bool:
+        """Forgets that events arrived for the instance while it was busy; whether they had."""
+        if instance_id not in self._arrived_while_busy:
+            return False
+        self._arrived_while_busy.discard(instance_id)
+        return True
 
     def queued(self) -> list[WorkKey]:
         """What waits in the queues to be offered to a worker."""
@@ -204,17 +162,17 @@ class Dispatch:
             return
         if state == WorkState.QUEUED:
             return
-        self._put(key, dialect)
+        self.put(key, dialect)
         self.observer.work_queued("orchestration", key, dialect)
 
     def queue_activity(self, activity_id: int, dialect: str) -> None:
         key = ActivityWork(activity_id)
         if key in self._state:
             return
-        self._put(key, dialect)
+        self.put(key, dialect)
         self.observer.work_queued("activity", key, dialect)
 
-    def _put(self, key: WorkKey, dialect: str) -> None:
+    def put(self, key: WorkKey, dialect: str) -> None:
         self._state[key] = WorkState.QUEUED
         label = self.items.label_in(key, dialect)
         first_of_its_kind = self._queues[dialect].put(key, label, self.items.age(key), self.items.fresh(key))
@@ -340,9 +298,9 @@ class Dispatch:
             try:
                 if isinstance(key, InstanceWork):
                     entity = dialect == "durabletask" and is_entity_id(key.instance_id)
-                    item = await ((entity and self.entity_lease) or self._lease_turn)(key, worker_id)
+                    item = await ((entity and self.entity_lease) or self.turn_leasing.lease)(key, worker_id)
                 else:
-                    item = await self._lease_activity(key, dialect, worker_id)
+                    item = await lease_activity(self, key, dialect, worker_id)
             except asyncio.CancelledError:
                 # The stream went away between taking the key and leasing it: offer it again.
                 self._reoffer(key, dialect)
@@ -426,123 +384,14 @@ class Dispatch:
             for lease in turns:
                 self.release(lease)
 
-    def _next_token(self) -> str:
+    def next_token(self) -> str:
         return f"{self._boot}-{secrets.token_hex(TOKEN_BYTES)}"
 
-    async def _lease_turn(self, key: InstanceWork, worker_id: int) -> bytes | None:
-        instance_id = key.instance_id
-        now = now_us()
-        cached = self.history.get(instance_id) if self.leasing.caches_history else None
-        token = self._next_token()
-        leasing = self.leasing
+    def end_claim(self, key: WorkKey) -> None:
+        """The key's store read is over (CLAIMING no more): leased, queued again or done."""
+        self._state.pop(key, None)
 
-        received = self._received.get(instance_id, False)
-
-        def take(tx: StoreTx) -> tuple[Instance | None, list[int], list[bytes], list[bytes]]:
-            nonlocal received
-            if not leasing.claim_instance(tx, instance_id, token):
-                return None, [], [], []  # another engine's worker has it
-            inst = tx.get_instance(instance_id)
-            rows = deliverable(
-                inst, [] if inst is None or inst.status.is_terminal else tx.inbox(instance_id, now)
-            )
-            if not rows:
-                tx.release_instance(instance_id, token)
-                return inst, [], [], []
-            if inst is not None:
-                self.limits.check_store(tx, key, inst.name)
-            history = cached if cached is not None else tx.history(instance_id)
-            if received is False and inst is not None:
-                received = propagation.received_by(tx, inst)
-            return inst, [r.id for r in rows], turn_events(rows, now), history
-
-        # A shared store claims the lease in the same transaction that reads the turn.
-        try:
-            inst, inbox_ids, new_events, history = await leasing.take_turn(take)
-        except asyncio.CancelledError:
-            # The claim may still commit in the store's thread: give it back.
-            leasing.release_later(lambda t: t.release_instance(instance_id, token))
-            raise
-        finally:
-            # No longer CLAIMING, whatever happened (a store that failed loses the key until a
-            # sweep or a restart finds the work again); leased again below if a turn was read.
-            self._state.pop(key, None)
-        if inst is None or not inbox_ids:
-            if inst is None or inst.status.is_terminal:  # gone, done, or another engine's now
-                self.items.forget(key)
-            if instance_id in self._arrived_while_busy:  # an event came while the store was read
-                self._arrived_while_busy.discard(instance_id)
-                if inst is not None:
-                    self.mark_ready(instance_id, inst.dialect)
-            return None
-        if cached is None:
-            self.history.remember(instance_id, history)
-        self.limits.admit(key, inst.name)
-
-        def learn() -> WorkLabel:
-            app = routing.instance_app(history + new_events)
-            return WorkLabel(ORCHESTRATION, inst.name, inst.version, app)
-
-        if not self._routed_here(key, worker_id, learn):
-            leasing.release_later(lambda t: t.release_instance(instance_id, token))
-            self._arrived_while_busy.discard(instance_id)
-            self._put(key, inst.dialect)
-            return None
-        given = received if isinstance(received, pb.PropagatedHistory) else None
-        cached_count = self.kept.base(worker_id, instance_id, len(history))
-        self._received[instance_id] = given
-        lease = TurnLease(
-            Turn(instance_id, inst.execution_id, inbox_ids, new_events, inst.name, given),
-            inst.dialect,
-            token,
-            worker_id,
-        )
-        lease.past_count = len(history)
-        self._hold(lease, self.settings.orchestration_lease_seconds)
-        self.observer.turn_started(instance_id, inst.name, token, history, new_events)
-        return wire.encode_workflow_work_item(
-            instance_id,
-            inst.execution_id,
-            history[cached_count:],
-            new_events,
-            token,
-            given.SerializeToString() if given is not None else None,
-            cached_count,
-        )
-
-    async def _lease_activity(self, key: ActivityWork, dialect: str, worker_id: int) -> bytes | None:
-        worker = self.workers.get(worker_id)
-        if self.items.label(key) is None and labels.read_first(self.leasing.shared, worker):
-            label = await labels.read_activity_label(self.store, key.activity_id)  # before a claim
-            if label is not None and not self._routed_here(key, worker_id, lambda: label):
-                self._put(key, dialect)  # it waits for a worker that may take it
-                return None
-        token = self._next_token()
-        try:
-            row = await self.leasing.take_activity(key.activity_id, token, self.limits.activity_check(key))
-        except asyncio.CancelledError:
-            self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
-            raise
-        finally:
-            self._state.pop(key, None)
-        if row is None:
-            self.items.forget(key)  # done, or another engine's
-            return None
-        self.limits.admit_activity(key, row.request)
-        if self.items.label(key) is None:  # work this engine did not create (labels.py)
-            self.items.set_label(key, await self.store.read(partial(labels.activity_label, row=row)))
-        if not self._routed_here(key, worker_id, lambda: WorkLabel(ACTIVITY, "")):
-            self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
-            self._put(key, dialect)
-            return None
-        lease = ActivityLease(
-            key.activity_id, dialect, token, worker_id, instance_id=row.instance_id, task_id=row.task_id
-        )
-        self._hold(lease, self.settings.activity_lease_seconds)
-        self.observer.activity_dispatched(token, key, row.request)
-        return wire.encode_activity_work_item(row.request, token)
-
-    def _routed_here(self, key: WorkKey, worker_id: int, learn: Callable[[], WorkLabel]) -> bool:
+    def routed_here(self, key: WorkKey, worker_id: int, learn: Callable[[], WorkLabel]) -> bool:
         """Whether the worker may take the key it leases; a label not known yet is learned first."""
         label = self.items.label(key)
         if label is None:
@@ -553,7 +402,7 @@ class Dispatch:
 
     # ------------------------------------------------------------ leases
 
-    def _hold(self, lease: Lease, seconds: float) -> None:
+    def hold(self, lease: Lease, seconds: float) -> None:
         """Records that the worker holds the lease, until it ends or `seconds` pass."""
         self._state[lease.key] = WorkState.LEASED
         self._leases[lease.key] = lease
@@ -685,7 +534,7 @@ class Dispatch:
             self.history.forget(instance_id)
         for instance_id in fx.dropped | fx.finished:
             self.items.forget(InstanceWork(instance_id))
-            self._received.pop(instance_id, None)
+            self.turn_leasing.forget(instance_id)
             self.kept.forget(instance_id)
         for instance_id, events in fx.history.items():
             if not events:  # a new execution: what any worker kept is void

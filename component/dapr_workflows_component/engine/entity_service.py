@@ -61,7 +61,7 @@ class EntityService:
         d = self.dispatch
         entity_id = key.instance_id
         now = now_us()
-        token = d._next_token()
+        token = d.next_token()
         leasing = d.leasing
         machine = self.machine
 
@@ -92,7 +92,7 @@ class EntityService:
             return None
         name, inbox_ids, operations, state = taken
         lease = TurnLease(Turn(entity_id, "", inbox_ids, operations, name), DIALECT, token, worker_id)
-        d._hold(lease, d.settings.orchestration_lease_seconds)
+        d.hold(lease, d.settings.orchestration_lease_seconds)
         request = mpb.EntityRequest(instanceId=entity_id)
         if state is not None:
             request.entityState.value = state

@@ -1,0 +1,116 @@
+"""An orchestration turn leased to a worker: its instance claimed, its turn read, its work item.
+
+Dispatch (dispatch.py) decides which key a worker takes; this reads what the key's turn is (the
+instance, its deliverable inbox rows, its history, what its parent gave it) and holds the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ..protos import dapr_dialect_pb2 as pb
+from ..store import StoreTx
+from ..workflows import Instance
+from . import propagation, routing, wire
+from .eligibility import ORCHESTRATION, WorkLabel
+from .turns import Turn, deliverable, turn_events
+from .wire import now_us
+from .work_items import InstanceWork
+from .work_leases import TurnLease
+
+if TYPE_CHECKING:
+    from .dispatch import Dispatch
+
+
+class TurnLeasing:
+    def __init__(self, dispatch: Dispatch) -> None:
+        self.dispatch = dispatch
+        # What each child workflow was given by its parent (propagation.py), once read.
+        self._received: dict[str, pb.PropagatedHistory | None] = {}
+
+    def forget(self, instance_id: str) -> None:
+        """The instance is done or gone."""
+        self._received.pop(instance_id, None)
+
+    async def lease(self, key: InstanceWork, worker_id: int) -> bytes | None:
+        """The instance's next turn as a work item for the worker, or None when nothing may run now."""
+        d = self.dispatch
+        instance_id = key.instance_id
+        now = now_us()
+        cached = d.history.get(instance_id) if d.leasing.caches_history else None
+        token = d.next_token()
+        leasing = d.leasing
+
+        received = self._received.get(instance_id, False)
+
+        def take(tx: StoreTx) -> tuple[Instance | None, list[int], list[bytes], list[bytes]]:
+            nonlocal received
+            if not leasing.claim_instance(tx, instance_id, token):
+                return None, [], [], []  # another engine's worker has it
+            inst = tx.get_instance(instance_id)
+            rows = deliverable(
+                inst, [] if inst is None or inst.status.is_terminal else tx.inbox(instance_id, now)
+            )
+            if not rows:
+                tx.release_instance(instance_id, token)
+                return inst, [], [], []
+            if inst is not None:
+                d.limits.check_store(tx, key, inst.name)
+            history = cached if cached is not None else tx.history(instance_id)
+            if received is False and inst is not None:
+                received = propagation.received_by(tx, inst)
+            return inst, [r.id for r in rows], turn_events(rows, now), history
+
+        # A shared store claims the lease in the same transaction that reads the turn.
+        try:
+            inst, inbox_ids, new_events, history = await leasing.take_turn(take)
+        except asyncio.CancelledError:
+            # The claim may still commit in the store's thread: give it back.
+            leasing.release_later(lambda t: t.release_instance(instance_id, token))
+            raise
+        finally:
+            # No longer CLAIMING, whatever happened (a store that failed loses the key until a
+            # sweep or a restart finds the work again); leased again below if a turn was read.
+            d.end_claim(key)
+        if inst is None or not inbox_ids:
+            if inst is None or inst.status.is_terminal:  # gone, done, or another engine's now
+                d.items.forget(key)
+            if d.drop_arrival(instance_id):  # an event came while the store was read
+                if inst is not None:
+                    d.mark_ready(instance_id, inst.dialect)
+            return None
+        if cached is None:
+            d.history.remember(instance_id, history)
+        d.limits.admit(key, inst.name)
+
+        def learn() -> WorkLabel:
+            app = routing.instance_app(history + new_events)
+            return WorkLabel(ORCHESTRATION, inst.name, inst.version, app)
+
+        if not d.routed_here(key, worker_id, learn):
+            leasing.release_later(lambda t: t.release_instance(instance_id, token))
+            d.drop_arrival(instance_id)
+            d.put(key, inst.dialect)
+            return None
+        given = received if isinstance(received, pb.PropagatedHistory) else None
+        cached_count = d.kept.base(worker_id, instance_id, len(history))
+        self._received[instance_id] = given
+        lease = TurnLease(
+            Turn(instance_id, inst.execution_id, inbox_ids, new_events, inst.name, given),
+            inst.dialect,
+            token,
+            worker_id,
+        )
+        lease.past_count = len(history)
+        d.hold(lease, d.settings.orchestration_lease_seconds)
+        d.observer.turn_started(instance_id, inst.name, token, history, new_events)
+        return wire.encode_workflow_work_item(
+            instance_id,
+            inst.execution_id,
+            history[cached_count:],
+            new_events,
+            token,
+            given.SerializeToString() if given is not None else None,
+            cached_count,
+        )
