@@ -54,8 +54,9 @@ from .history_cache import HistoryCache
 from .history_deltas import KeptHistories
 from .leasing import LeasePolicy
 from .new_starts import NewStarts
+from .ready_queues import ReadyQueues
 from .settings import EngineSettings
-from .signals import Signal, wait_any
+from .signals import Signal
 from .stalls import StallWatch
 from .turn_leasing import TurnLeasing
 from .work_items import ActivityWork, InstanceWork, WorkItems, WorkKey
@@ -100,10 +101,7 @@ class Dispatch:
             settings.history_cache_size, settings.history_cache_bytes, leasing.caches_history, observer
         )
         self.workers: dict[int, Worker] = {}
-        # Per dialect, the queued keys, in the order they are offered (work_queue.py).
-        self._queues: dict[str, WorkQueue[WorkKey]] = {}
-        # Set (and replaced) when a dialect's queue gets a key or its workers change.
-        self._wake: dict[str, Signal] = {}
+        self.ready = ReadyQueues(closing)  # the queued keys, and the signals their takers wait on
         # What each work item is (for who may take it) and its age (for the order), where known.
         self.items = WorkItems()
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
@@ -120,15 +118,15 @@ class Dispatch:
         self._worker_ids = itertools.count(1)
         self.stalls = StallWatch(settings.worker_stall_seconds, self._stalled)
         self.new_starts = NewStarts(settings.worker_max_new_starts)  # first turns per worker
-        self.limits = Limiter(settings.concurrency, leasing, self._boot, self._notify, DIALECTS, InstanceWork)
+        self.limits = Limiter(
+            settings.concurrency, leasing, self._boot, self.ready.notify, DIALECTS, InstanceWork
+        )
         # Leases a durable entity's batch instead of a turn (entity_service.py); set by the engine.
         self.entity_lease: Callable[[InstanceWork, int], Awaitable[bytes | None]] | None = None
         self.turn_leasing = TurnLeasing(self)
 
     def start(self) -> None:
-        for dialect in DIALECTS:
-            self._queues[dialect] = WorkQueue()
-            self._wake[dialect] = Signal()
+        self.ready.start(DIALECTS)
 
     # ------------------------------------------------------------ what is ready
 
@@ -151,7 +149,7 @@ class Dispatch:
         return [key for key, state in self._state.items() if state == WorkState.QUEUED]
 
     def knows_dialect(self, dialect: str) -> bool:
-        return dialect in self._queues
+        return self.ready.knows(dialect)
 
     def mark_ready(self, instance_id: str, dialect: str) -> None:
         """The instance has events a turn should see."""
@@ -175,18 +173,11 @@ class Dispatch:
     def put(self, key: WorkKey, dialect: str) -> None:
         self._state[key] = WorkState.QUEUED
         label = self.items.label_in(key, dialect)
-        first_of_its_kind = self._queues[dialect].put(key, label, self.items.age(key), self.items.fresh(key))
-        self._notify(dialect)
+        first_of_its_kind = self.ready.put(key, dialect, label, self.items.age(key), self.items.fresh(key))
         workers = [w for w in self.workers.values() if w.dialect == dialect] if first_of_its_kind else []
         if label is not None and first_of_its_kind and not any(self.may_take(w, label) for w in workers):
             what = f"workflow {key.instance_id!r}" if isinstance(key, InstanceWork) else "an activity"
             log.info("%s waits for a worker %s: none is connected", what, eligibility.describe(label))
-
-    def _notify(self, dialect: str) -> None:
-        wake = self._wake.get(dialect)
-        if wake is not None:
-            wake.set()
-            self._wake[dialect] = Signal()
 
     # ------------------------------------------------------------ routing
 
@@ -209,7 +200,7 @@ class Dispatch:
             worker.filters = filters
             counts = ", ".join(f"{len(names)} {kind} names" for kind, names in filters.names.items())
             log.info("worker %d takes only the work its filters name (%s)", worker_id, counts)
-            self._notify(worker.dialect)
+            self.ready.notify(worker.dialect)
 
     def identify_worker(self, worker_id: int, app_id: str) -> None:
         """The worker serves `app_id` (it said so when it connected)."""
@@ -217,7 +208,7 @@ class Dispatch:
         if worker is not None and app_id:
             worker.app_id = app_id
             log.info("worker %d serves app %r", worker_id, app_id)
-            self._notify(worker.dialect)
+            self.ready.notify(worker.dialect)
 
     def _reoffer(self, key: WorkKey, dialect: str) -> None:
         """Queues a taken key again."""
@@ -258,7 +249,7 @@ class Dispatch:
             self.observer.worker_disconnected(gone.dialect)
             if gone.peer and not any(other.peer == gone.peer for other in self.workers.values()):
                 self.stalls.forget(gone.peer)
-            self._notify(gone.dialect)  # unidentified workers may now take what it served
+            self.ready.notify(gone.dialect)  # unidentified workers may now take what it served
         log.info("worker %d disconnected; %d leased work items returned to the queue", worker_id, len(held))
 
     def worker_dialects(self) -> list[str]:
@@ -285,7 +276,7 @@ class Dispatch:
             if worker.held >= worker.capacity:
                 # Full: wait until the worker finishes something (or a ping is due).
                 worker.freed.clear()
-                if not await self._wait_any(worker.freed, deadline - loop.time()):
+                if not await self.ready.wait_any(worker.freed, deadline - loop.time()):
                     return None
                 continue
             key = await self._take(dialect, worker, deadline - loop.time(), worker_id)
@@ -319,9 +310,6 @@ class Dispatch:
     async def _take(self, dialect: str, worker: Worker, timeout: float, worker_id: int) -> WorkKey | None:
         """The next key of the dialect's queue the worker may take (work_queue.py), now CLAIMING;
         None when the time ran out or the engine closes."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(timeout, 0.0)
-        queue = self._queues[dialect]
 
         def avoid(k: WorkKey) -> bool:
             # A concurrency limit it is under is full (concurrency.py); or its lease ran out on this
@@ -330,25 +318,19 @@ class Dispatch:
                 return True
             return self._expired_on.get(k) is worker and self._another_can_take(worker)
 
-        while True:
-            wake = self._wake[dialect]
-            key = queue.take(
+        def pick(queue: WorkQueue[WorkKey]) -> WorkKey | None:
+            return queue.take(
                 partial(eligibility.may_take, worker.eligibility, served_apps=self.served_apps(dialect)),
                 avoid,
                 self.new_starts.has_room(worker_id),
             )
-            if key is not None:
-                break
-            if not await self._wait_any(wake, deadline - loop.time()):
-                return None
+
+        key = await self.ready.take(dialect, pick, timeout)
+        if key is None:
+            return None
         self._state[key] = WorkState.CLAIMING
         self.observer.work_taken(key)
         return key
-
-    async def _wait_any(self, event: Signal, timeout: float) -> bool:
-        """Waits for `event` or the engine closing; False when the time ran out or the engine closes."""
-        await wait_any((event, self.closing), timeout)
-        return event.is_set() and not self.closing.is_set()
 
     def _another_can_take(self, worker: Worker) -> bool:
         """Whether a worker of the dialect on another connection, not stalled, has room for work."""
@@ -454,7 +436,7 @@ class Dispatch:
         self.observer.lease_ended(lease.token)
         self.limits.free(lease.key)
         if self.new_starts.end(lease.key):
-            self._notify(lease.dialect)  # its worker may take new starts again
+            self.ready.notify(lease.dialect)  # its worker may take new starts again
         if lease.expiry:
             lease.expiry.cancel()
         worker = self.workers.get(lease.worker_id)
