@@ -41,8 +41,9 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import TypeVar
 
-from ..store import Store
+from ..store import Store, StoreTx
 from ..telemetry.observer import EngineObserver
 from ..workflows import is_entity_id
 from . import eligibility
@@ -64,6 +65,8 @@ from .work_leases import ActivityLease, Lease, TurnLease, Worker, WorkState
 from .work_queue import WorkQueue
 
 log = logging.getLogger("dapr_workflows.engine")
+
+T = TypeVar("T")
 
 DIALECTS = ("dapr", "durabletask")
 # Random bytes of a completion token (128 bits).
@@ -369,6 +372,34 @@ class Dispatch:
     def next_token(self) -> str:
         return f"{self._boot}-{secrets.token_hex(TOKEN_BYTES)}"
 
+    async def lease_instance(
+        self, key: InstanceWork, read: Callable[[StoreTx, str], T]
+    ) -> tuple[str, T | None]:
+        """Claims the instance's lease and reads what its worker gets, in one transaction on a shared
+        store: a turn (turn_leasing.py) or an entity's batch (entity_service.py). `read` gets the
+        transaction and the lease's token, and gives the claim back itself when there is nothing to
+        do. Returns the token and what `read` returned; None instead when another engine's worker
+        holds the instance. The caller then holds the lease (`hold`) or settles the key."""
+        instance_id = key.instance_id
+        token = self.next_token()
+        leasing = self.leasing
+
+        def take(tx: StoreTx) -> T | None:
+            if not leasing.claim_instance(tx, instance_id, token):
+                return None  # another engine's worker has it
+            return read(tx, token)
+
+        try:
+            return token, await leasing.take_turn(take)
+        except asyncio.CancelledError:
+            # The claim may still commit in the store's thread: give it back.
+            leasing.release_later(lambda t: t.release_instance(instance_id, token))
+            raise
+        finally:
+            # No longer CLAIMING, whatever happened (a store that failed loses the key until a
+            # sweep or a restart finds the work again); leased again if the caller holds it.
+            self.end_claim(key)
+
     def end_claim(self, key: WorkKey) -> None:
         """The key's store read is over (CLAIMING no more): leased, queued again or done."""
         self._state.pop(key, None)
@@ -408,11 +439,16 @@ class Dispatch:
             return None
         return lease
 
-    def activity_lease(self, token: str) -> ActivityLease | None:
-        """The activity lease with that token, if it is still current."""
+    def lease_of(self, token: str) -> Lease | None:
+        """The lease with that token, if it is still current."""
         key = self._tokens.get(token)
         lease = self._leases.get(key) if key is not None else None
-        return lease if isinstance(lease, ActivityLease) and lease.token == token else None
+        return lease if lease is not None and lease.token == token else None
+
+    def activity_lease(self, token: str) -> ActivityLease | None:
+        """The activity lease with that token, if it is still current."""
+        lease = self.lease_of(token)
+        return lease if isinstance(lease, ActivityLease) else None
 
     def knows_token(self, token: str) -> bool:
         """Whether the token is a current lease's (of whatever work item)."""

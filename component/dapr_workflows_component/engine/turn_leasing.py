@@ -6,7 +6,6 @@ instance, its deliverable inbox rows, its history, what its parent gave it) and 
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from ..protos import dapr_dialect_pb2 as pb
@@ -39,15 +38,12 @@ class TurnLeasing:
         instance_id = key.instance_id
         now = now_us()
         cached = d.history.get(instance_id) if d.leasing.caches_history else None
-        token = d.next_token()
         leasing = d.leasing
 
         received = self._received.get(instance_id, False)
 
-        def take(tx: StoreTx) -> tuple[Instance | None, list[int], list[bytes], list[bytes]]:
+        def take(tx: StoreTx, token: str) -> tuple[Instance | None, list[int], list[bytes], list[bytes]]:
             nonlocal received
-            if not leasing.claim_instance(tx, instance_id, token):
-                return None, [], [], []  # another engine's worker has it
             inst = tx.get_instance(instance_id)
             rows = deliverable(
                 inst, [] if inst is None or inst.status.is_terminal else tx.inbox(instance_id, now)
@@ -62,17 +58,8 @@ class TurnLeasing:
                 received = propagation.received_by(tx, inst)
             return inst, [r.id for r in rows], turn_events(rows, now), history
 
-        # A shared store claims the lease in the same transaction that reads the turn.
-        try:
-            inst, inbox_ids, new_events, history = await leasing.take_turn(take)
-        except asyncio.CancelledError:
-            # The claim may still commit in the store's thread: give it back.
-            leasing.release_later(lambda t: t.release_instance(instance_id, token))
-            raise
-        finally:
-            # No longer CLAIMING, whatever happened (a store that failed loses the key until a
-            # sweep or a restart finds the work again); leased again below if a turn was read.
-            d.end_claim(key)
+        token, taken = await d.lease_instance(key, take)
+        inst, inbox_ids, new_events, history = taken or (None, [], [], [])
         if inst is None or not inbox_ids:
             if inst is None or inst.status.is_terminal:  # gone, done, or another engine's now
                 d.items.forget(key)
