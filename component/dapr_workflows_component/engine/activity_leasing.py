@@ -40,7 +40,13 @@ async def lease_activity(d: Dispatch, key: ActivityWork, dialect: str, worker_id
         return None
     d.limits.admit_activity(key, row.request)
     if d.items.label(key) is None:  # work this engine did not create (labels.py)
-        d.items.set_label(key, await d.store.read(partial(labels.activity_label, row=row)))
+        try:
+            learned = await d.store.read(partial(labels.activity_label, row=row))
+        except BaseException:
+            # Not leased here after all: the claim goes back now, not when its store lease expires.
+            d.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
+            raise
+        d.items.set_label(key, learned)
     if not d.routed_here(key, worker_id, lambda: WorkLabel(ACTIVITY, "")):
         d.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
         d.put(key, dialect)
