@@ -23,7 +23,8 @@ app; `label_of`), each worker an eligibility (its app, its work-item filters), a
 decides, for multi-app routing and durabletask's filters alike. An item's label comes with the work
 when this engine created it, and is read from the store otherwise (after a restart, or work another
 engine sharing the store created): such an item is offered to the first worker that asks, which
-learns its label while leasing it and gives it back when it may not take it. Work no connected
+learns its label while leasing it and gives it back when it may not take it (with a shared store,
+a worker that may take only some work reads it before the claim instead: labels.py). Work no connected
 worker may take waits QUEUED (logged once per kind of work) until one connects.
 
 Order (work_queue.py): continuing work (later turns, activities, children) of the instances that

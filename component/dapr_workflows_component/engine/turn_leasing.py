@@ -2,6 +2,8 @@
 
 Dispatch (dispatch.py) decides which key a worker takes; this reads what the key's turn is (the
 instance, its deliverable inbox rows, its history, what its parent gave it) and holds the lease.
+A turn whose label is not known yet is read before the claim when the worker may take only some
+work on a shared store (labels.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..protos import dapr_dialect_pb2 as pb
 from ..store import StoreTx
 from ..workflows import Instance
-from . import propagation, routing, wire
+from . import labels, propagation, routing, wire
 from .eligibility import ORCHESTRATION, WorkLabel
 from .turns import Turn, deliverable, turn_events
 from .wire import now_us
@@ -37,6 +39,13 @@ class TurnLeasing:
         d = self.dispatch
         instance_id = key.instance_id
         now = now_us()
+        worker = d.workers.get(worker_id)
+        if worker is not None and d.items.label(key) is None and labels.read_first(d.leasing.shared, worker):
+            label = await labels.read_turn_label(d.store, instance_id, now)  # before a claim
+            if label is not None and not d.routed_here(key, worker_id, lambda: label):
+                d.drop_arrival(instance_id)  # queued again, its turn will see what arrived
+                d.put(key, worker.dialect)  # it waits for a worker that may take it
+                return None
         cached = d.history.get(instance_id) if d.leasing.caches_history else None
         leasing = d.leasing
 
