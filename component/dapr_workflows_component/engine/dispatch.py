@@ -553,6 +553,7 @@ class Dispatch:
             self.history.forget(instance_id)
         for instance_id in fx.dropped | fx.finished:
             self.items.forget(InstanceWork(instance_id))
+            self.limits.forget(InstanceWork(instance_id))
             self.turn_leasing.forget(instance_id)
             self.kept.forget(instance_id)
         for instance_id, events in fx.history.items():
@@ -560,6 +561,7 @@ class Dispatch:
                 self.kept.forget(instance_id)
         for activity_id in fx.cancelled_activities:
             self.items.forget(ActivityWork(activity_id))
+            self.limits.forget(ActivityWork(activity_id))
         self.items.learn(fx)
         self.stalled.update(fx.stalled)
         for instance_id, dialect in fx.ready.items():
