@@ -458,7 +458,7 @@ class Dispatch:
 
         # A shared store claims the lease in the same transaction that reads the turn.
         try:
-            inst, inbox_ids, new_events, history = await leasing.take_turn(take)
+            inst, inbox_ids, new_events, history = await leasing.take_turn(take, self.limits.enabled)
         except asyncio.CancelledError:
             # The claim may still commit in the store's thread: give it back.
             leasing.release_later(lambda t: t.release_instance(instance_id, token))
