@@ -153,7 +153,7 @@ class Dispatch:
         # Set (and replaced) when a dialect's queue gets a key or its workers change.
         self._wake: dict[str, Signal] = {}
         # What each work item is (for who may take it) and its age (for the order), where known.
-        self.items = WorkItems()
+        self.items = WorkItems(self.mark_ready, self._queues, leasing.shared, lambda: len(self._leases))
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
         self.kept = KeptHistories()
         # What each child workflow was given by its parent (propagation.py), once read.
@@ -202,8 +202,8 @@ class Dispatch:
         if state in (WorkState.CLAIMING, WorkState.LEASED):
             self._arrived_while_busy.add(instance_id)
             return
-        if state == WorkState.QUEUED:
-            return
+        if state == WorkState.QUEUED or self.items.fan_in.holds(instance_id, dialect):
+            return  # (fan_in.py: held while other work waits, for the rest of its activities)
         self._put(key, dialect)
         self.observer.work_queued("orchestration", key, dialect)
 
