@@ -680,7 +680,7 @@ class Dispatch:
                 self.end(act)
         for instance_id, events in fx.history.items():
             if instance_id not in fx.dropped and instance_id not in fx.finished:
-                self.history.remember(instance_id, events)
+                self.history.remember(instance_id, events, fx.patches.get(instance_id))
         for instance_id in fx.finished:
             self.history.forget(instance_id)
         for instance_id in fx.dropped | fx.finished:
