@@ -172,9 +172,16 @@ class DriverProcess:
         return str(self._read()["ready"])
 
     def batch(self, shape: str, n: int, **options: Any) -> dict[str, Any]:
+        self.send({"shape": shape, "n": n, **options})
+        return self._read()
+
+    def send(self, request: dict[str, Any]) -> None:
+        """One request, its answer read later (`receive`): so that several drivers work at once."""
         assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"shape": shape, "n": n, **options}) + "\n")
+        self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
         return self._read()
 
     def _read(self) -> dict[str, Any]:

@@ -7,17 +7,25 @@ only the address differs between backends.
 
 Protocol, one JSON object per line, as `benchmarks.driver`: {"ready": ADDRESS} once the worker is
 started, then requests {"shape": NAME, "n": N, "idle": BOOL} answered with the batch's figures
-(`run_batch`); it exits at end of input. Nothing else goes to stdout.
+(`run_batch`), and {"work": true} answered with what this process's worker has run so far
+({"turns": T, "activities": A}); it exits at end of input. Nothing else goes to stdout.
+
+Several drivers may serve one backend (`benchmarks.driver_pool`), like replicas of one app: each
+worker runs whatever work items the backend hands it, whichever driver's client started the
+workflow, so the work each worker did is counted in the worker itself (`WorkCount`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,6 +34,41 @@ from dapr.ext.workflow.aio import DaprWorkflowClient
 from dapr.ext.workflow.logger import LoggerOptions
 
 from .dapr_shapes import DAPR_SHAPES, DaprShape, register
+
+
+class WorkCount:
+    """Workflow turns (calls of a workflow function: one per orchestration work item) and activities
+    this process's worker ran; activities run on the SDK's thread pool, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.turns = 0
+        self.activities = 0
+
+    def _add(self, turns: int, activities: int) -> None:
+        with self._lock:
+            self.turns += turns
+            self.activities += activities
+
+    def workflow(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)  # the SDK reads the signature: whether the workflow takes an input
+        def counted(ctx: Any, value: Any) -> Any:
+            self._add(1, 0)
+            return fn(ctx, value)
+
+        return counted
+
+    def activity(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def counted(ctx: Any, value: Any) -> Any:
+            self._add(0, 1)
+            return fn(ctx, value)
+
+        return counted
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"turns": self.turns, "activities": self.activities}
 
 
 def _epoch(utc: datetime) -> float:
@@ -55,7 +98,10 @@ class DaprDriver:
         Returns, in seconds: makespan (first start call to the last completion the backend recorded),
         wall, start (to start all n), cpu_seconds (this process); in ms per workflow: latencies_ms
         (completion minus creation as the backend records them), burst_ms (completion minus the
-        batch's first start call), round_trip_ms (start call to the wait's answer, idle only).
+        batch's first start call), round_trip_ms (start call to the wait's answer, idle only); as
+        epoch seconds (this host's clock, for a pool of drivers to aggregate): started_at (the first
+        start call), completed_at (each completion the backend recorded), done_at (the last wait's
+        answer); ids (the instance IDs, in start order).
         """
         if self.client is None:
             self.client = DaprWorkflowClient(
@@ -110,6 +156,10 @@ class DaprDriver:
             "latencies_ms": latencies,
             "burst_ms": [(c - t0) * 1000 for c in completions],
             "round_trip_ms": round_trips,
+            "started_at": t0,
+            "completed_at": completions,
+            "done_at": t_done,
+            "ids": ids,
         }
 
 
@@ -126,8 +176,9 @@ def main() -> None:
 
     host, port = args.address.rsplit(":", 1)
     runtime = WorkflowRuntime(host=host, port=port, logger_options=_quiet(logging.ERROR))
-    register(runtime)
-    runtime.start()
+    work = WorkCount()
+    register(runtime, work.workflow, work.activity)
+    runtime.start()  # type: ignore[no-untyped-call]  # the SDK's methods carry no annotations
     driver = DaprDriver(args.address, args.start_concurrency, args.timeout, args.id_prefix)
     loop = asyncio.new_event_loop()
     try:
@@ -136,6 +187,9 @@ def main() -> None:
             if not line.strip():
                 continue
             request = json.loads(line)
+            if request.get("work"):
+                print(json.dumps(work.snapshot()), flush=True)
+                continue
             shape = DAPR_SHAPES[request["shape"]]
             result = loop.run_until_complete(
                 driver.run_batch(shape, int(request["n"]), bool(request.get("idle")))
@@ -143,7 +197,7 @@ def main() -> None:
             print(json.dumps(result), flush=True)
     finally:
         loop.close()  # the SDK's async client has no close(); its channel goes with the process
-        runtime.shutdown()
+        runtime.shutdown()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

@@ -208,7 +208,9 @@ class DaprdStack:
         named = {"daprd": self.daprd, "redis": self.redis}
         out = {k: p.pid for k, p in named.items() if p is not None}
         for proc in self.control_plane.procs:
-            out[Path(str(proc.args[0])).name] = proc.pid
+            command = proc.args
+            assert isinstance(command, list)  # started with an argument list
+            out[Path(str(command[0])).name] = proc.pid
         return out
 
     def cpu_parts(self) -> dict[str, float]:

@@ -528,7 +528,7 @@ def paired_ratio(results: dict[str, Any], name: str, base: str, mode: str) -> fl
     """The median over rounds of the variant's figure over the first variant's in the same round: the
     machine's load moves both alike within a round, so this is steadier than a ratio of medians."""
     ours, theirs = results[name][mode]["rounds_us"], results[base][mode]["rounds_us"]
-    return median(a / b for a, b in zip(ours, theirs, strict=True))
+    return float(median(a / b for a, b in zip(ours, theirs, strict=True)))
 
 
 def report(results: dict[str, Any], modes: Sequence[str]) -> None:

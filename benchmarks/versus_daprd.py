@@ -1,7 +1,8 @@
 """`python -m benchmarks.run --reference daprd`: our engine next to daprd's built-in workflow engine.
 
-Backends, each driven by its own `benchmarks.dapr_driver` process (the same `dapr.ext.workflow` 1.19
-worker and async client, default options; only the address differs):
+Backends, each driven by `--drivers K` `benchmarks.dapr_driver` processes (`benchmarks.driver_pool`:
+like K replicas of one app, each the same `dapr.ext.workflow` 1.19 worker and async client, default
+options, on the one server; only the address differs between backends):
 - `dapr-workflows`: `dapr-workflows serve` on Dapr's dialect, SQLite file (WAL, sync=normal);
 - `dapr-workflows (postgresql)` with `--postgresql`: the same on a PostgreSQL database of a server
   started for the run (fsync on, synchronous_commit=off);
@@ -9,10 +10,11 @@ worker and async client, default options; only the address differs):
   (appendonly yes, appendfsync everysec); `daprd (in-memory)`: the same with the in-memory store.
 
 Figures per shape (median of the rounds; the backends are taken in a rotating order each round):
-throughput (N / makespan), p50/p99 of completion minus creation, burst p50 (completion minus the
-batch's first start call), server CPU per workflow (our engine's process; daprd + scheduler +
-placement + Redis), PostgreSQL's own CPU per workflow when it is the store, read from
-/proc/PID/stat (utime + stime) before and after each batch. Then idle latency (one workflow at a
+throughput (N / makespan, across all drivers), p50/p99 of completion minus creation, burst p50
+(completion minus the batch's first start call of any driver), server CPU per workflow (our
+engine's process; daprd + scheduler + placement + Redis), PostgreSQL's own CPU per workflow when it
+is the store, the drivers' CPU per workflow, read from /proc/PID/stat (utime + stime) before and
+after each batch; and each worker's part of the activities run. Then idle latency (one workflow at a
 time) and long histories (chains of 10, 100 and 500 activities: server CPU per activity).
 """
 
@@ -31,12 +33,15 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from .backends import DriverProcess, EngineProcess
+from .backends import EngineProcess
 from .dapr_shapes import LONG_CHAINS
 from .daprd_backend import DaprdStack, DaprEngineProcess, tree_cpu_seconds
+from .driver_pool import DriverPool
 
 OURS = "dapr-workflows"
 THROUGHPUT_SHAPES = ("single", "chain", "fanout")
+# One Python driver process uses about one core and was the bottleneck on 2 cores (benchmarks/README.md).
+DEFAULT_DRIVERS = 2
 
 
 @dataclass
@@ -49,6 +54,7 @@ class Round:
     store_cpu_ms_per_wf: float | None
     driver_cpu_ms_per_wf: float
     cpu_parts_ms_per_wf: dict[str, float] = field(default_factory=dict)
+    drivers: list[dict[str, Any]] = field(default_factory=list)  # per driver: started, ran, CPU
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -58,15 +64,15 @@ def _pct(values: list[float], p: float) -> float:
 
 
 class Contender:
-    """A backend (server process or daprd stack) and its Dapr-dialect driver process."""
+    """A backend (server process or daprd stack) and its Dapr-dialect driver processes."""
 
-    def __init__(self, name: str, server: Any, workdir: Path, store_pid: int | None = None) -> None:
+    def __init__(
+        self, name: str, server: Any, workdir: Path, store_pid: int | None = None, drivers: int = 1
+    ) -> None:
         self.name = name
         self.server = server
         self.store_pid = store_pid  # PostgreSQL's postmaster, when it is the store
-        self.driver = DriverProcess(
-            [], workdir / f"driver-{name.replace(' ', '_')}.log", "benchmarks.dapr_driver"
-        )
+        self.driver = DriverPool(drivers, workdir / f"driver-{name.replace(' ', '_')}")
 
     def start(self, args: argparse.Namespace) -> None:
         self.server.start()
@@ -95,6 +101,8 @@ class Contender:
     def measure(self, shape: str, n: int, idle: bool = False) -> tuple[Round, dict[str, Any]]:
         cpu0, store0, parts0 = self._cpu()
         reply = self.driver.batch(shape, n, idle=idle)
+        if len(reply["latencies_ms"]) != n or len(set(reply["ids"])) != n:
+            raise RuntimeError(f"{self.name}: {len(reply['latencies_ms'])} of {n} workflows counted")
         cpu1, store1, parts1 = self._cpu()
         per_wf = 1000 / n
         batch = Round(
@@ -108,15 +116,29 @@ class Contender:
             else None,
             driver_cpu_ms_per_wf=reply["cpu_seconds"] * per_wf,
             cpu_parts_ms_per_wf={k: (parts1[k] - parts0[k]) * per_wf for k in parts0},
+            drivers=reply["drivers"],
         )
         print(
             f"  {shape:<9} {self.name:<28} {batch.wf_per_s:>7.1f} wf/s  p50 {batch.p50_ms:>6.0f} ms  "
             f"burst p50 {batch.burst_p50_ms:>6.0f} ms  server {batch.server_cpu_ms_per_wf:>6.2f} ms/wf"
+            + _split(batch.drivers)
             + (" (idle)" if idle else ""),
             file=sys.stderr,
             flush=True,
         )
         return batch, reply
+
+
+def activity_shares(drivers: list[dict[str, Any]]) -> list[float]:
+    """Each driver's worker's part of the activities run (the backend's spread of the work)."""
+    total = sum(d["activities"] for d in drivers)
+    return [d["activities"] / total if total else 0.0 for d in drivers]
+
+
+def _split(drivers: list[dict[str, Any]]) -> str:
+    if len(drivers) < 2:
+        return ""
+    return "  activities per worker " + "/".join(f"{x:.0%}" for x in activity_shares(drivers))
 
 
 def _median_round(rounds: list[Round]) -> dict[str, Any]:
@@ -136,11 +158,16 @@ def _median_round(rounds: list[Round]) -> dict[str, Any]:
     out["wf_per_s_max"] = max(r.wf_per_s for r in rounds)
     parts = rounds[0].cpu_parts_ms_per_wf.keys()
     out["cpu_parts_ms_per_wf"] = {k: median(r.cpu_parts_ms_per_wf[k] for r in rounds) for k in parts}
+    by_round = [activity_shares(r.drivers) for r in rounds]
+    out["activity_shares"] = [median(x[i] for x in by_round) for i in range(len(by_round[0]))]
     return out
 
 
 def build(args: argparse.Namespace, workdir: Path) -> tuple[list[Contender], Any]:
-    contenders = [Contender(OURS, DaprEngineProcess(workdir / "sqlite", args.engine_log_level), workdir)]
+    k = args.drivers
+    contenders = [
+        Contender(OURS, DaprEngineProcess(workdir / "sqlite", args.engine_log_level), workdir, drivers=k)
+    ]
     (workdir / "sqlite").mkdir()
     postgres = None
     if args.postgresql:
@@ -152,9 +179,11 @@ def build(args: argparse.Namespace, workdir: Path) -> tuple[list[Contender], Any
         engine: EngineProcess = DaprEngineProcess(
             workdir / "pg", args.engine_log_level, store_url=postgres.create_database()
         )
-        contenders.append(Contender(f"{OURS} (postgresql)", engine, workdir, store_pid=postgres._proc.pid))
+        contenders.append(
+            Contender(f"{OURS} (postgresql)", engine, workdir, store_pid=postgres._proc.pid, drivers=k)
+        )
     for store in args.daprd_stores:
-        contenders.append(Contender(f"daprd ({store})", DaprdStack(workdir, store), workdir))
+        contenders.append(Contender(f"daprd ({store})", DaprdStack(workdir, store), workdir, drivers=k))
     return contenders, postgres
 
 
@@ -162,6 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="dapr-workflows-vs-daprd-"))
     figures: dict[str, Any] = {
         "n": args.n,
+        "drivers": args.drivers,
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "shapes": {},
@@ -190,7 +220,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         if args.idle:
             for c in contenders:
+                c.driver.resize(1)  # one at a time: no hops between driver processes (driver_pool.py)
                 batch, reply = c.measure("single", args.idle, idle=True)
+                if args.long_n:
+                    c.driver.resize(args.drivers)
                 figures["idle"][c.name] = {
                     "p50_ms": batch.p50_ms,
                     "p99_ms": batch.p99_ms,
@@ -239,10 +272,12 @@ def report(figures: dict[str, Any]) -> str:
         f"N={figures['n']} workflows per batch, median of {figures['rounds']} rounds; "
         f"{figures['cpus']} CPUs, load average {load['before']:.1f} before / {load['after']:.1f} after; "
         f"whole run {figures['seconds']:.0f}s",
-        "server cpu: our engine's process / daprd + scheduler + placement + Redis; store cpu: PostgreSQL",
+        f"{figures.get('drivers', 1)} driver process(es) per backend (worker + client each, one server); "
+        "server cpu: our engine's process / daprd + scheduler + placement + Redis; store cpu: PostgreSQL; "
+        "driver cpu: all drivers; split: each worker's part of the activities run",
         "",
         f"{'shape':<8} {'backend':<28} {'wf/s':>7} {'(min-max)':>11} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'burst p50':>9} {'server ms/wf':>12} {'store ms/wf':>11} {'driver ms/wf':>12}",
+        f"{'burst p50':>9} {'server ms/wf':>12} {'store ms/wf':>11} {'driver ms/wf':>12} split",
     ]
     for shape, by_backend in figures["shapes"].items():
         for name, r in by_backend.items():
@@ -251,7 +286,8 @@ def report(figures: dict[str, Any]) -> str:
                 f"{shape:<8} {name:<28} {r['wf_per_s']:>7.1f} {spread:>11} "
                 f"{r['p50_ms']:>7.0f} {r['p99_ms']:>7.0f} "
                 f"{r['burst_p50_ms']:>9.0f} {r['server_cpu_ms_per_wf']:>12.2f} "
-                f"{_fmt(r['store_cpu_ms_per_wf']):>11} {r['driver_cpu_ms_per_wf']:>12.2f}"
+                f"{_fmt(r['store_cpu_ms_per_wf']):>11} {r['driver_cpu_ms_per_wf']:>12.2f} "
+                + "/".join(f"{x:.0%}" for x in r.get("activity_shares", []))
             )
     ratio_rows = ratios(figures)
     if ratio_rows:
@@ -320,6 +356,14 @@ def ratios(figures: dict[str, Any]) -> list[dict[str, Any]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("with --reference daprd")
     group.add_argument(
+        "--drivers",
+        type=int,
+        default=DEFAULT_DRIVERS,
+        metavar="K",
+        help="driver processes per backend, like replicas of one app: each its own worker and client on "
+        f"the same server, a batch split across them (default {DEFAULT_DRIVERS})",
+    )
+    group.add_argument(
         "--daprd-stores",
         default="redis,in-memory",
         help="daprd's actor state stores to measure: redis (append-only file), in-memory (default: both)",
@@ -346,6 +390,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    if args.drivers < 1:
+        raise SystemExit(f"--drivers must be at least 1, not {args.drivers}")
     args.daprd_stores = [s.strip() for s in args.daprd_stores.split(",") if s.strip()]
     figures = run(args)
     figures["ratios"] = ratios(figures)

@@ -105,3 +105,36 @@ def test_adapters_use_the_engines_public_api_and_not_each_other(module: str) -> 
     own = ADAPTER_MODULES[module]
     others = sorted(m for m in imported if ADAPTER_MODULES.get(m, own) != own)
     assert not others, f"{module} ({own}) imports another adapter: {others}"
+
+
+def _private_names_defined(tree: ast.AST) -> set[str]:
+    """The private names a module defines itself: its functions and methods, and what it assigns
+    to `self._x`."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+    return {name for name in names if name.startswith("_")}
+
+
+ENGINE_MODULES = sorted(p for p in (_PACKAGE / "engine").glob("*.py") if not _exempt(p))
+
+
+@pytest.mark.parametrize("path", ENGINE_MODULES, ids=_name)
+def test_engine_parts_use_each_others_public_names_only(path: Path) -> None:
+    """A part of the engine reads another part's state through its methods (e.g. an entity's
+    batch is leased through `Dispatch.lease_instance`), never through its private attributes."""
+    tree = ast.parse(path.read_text())
+    own = _private_names_defined(tree)
+    reached = sorted(
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        and node.attr not in own
+    )
+    assert not reached, f"{_name(path)} reaches private parts of others: " + "; ".join(reached)

@@ -159,6 +159,16 @@ def test_a_wait_is_logged_once_per_item_with_what_holds_it_back(caplog: pytest.L
     assert lim.waiting_logged() == 0
 
 
+def test_what_a_waiting_key_taught_goes_when_its_work_goes() -> None:
+    lim, _, _ = limiter(activity_names={"send_email": 1})
+    assert take_now(lim, Act(1), "send_email")
+    assert not take_now(lim, Act(2), "send_email")  # refused once read: its name is kept, its wait logged
+    assert lim.waiting_named() == 1 and lim.waiting_logged() == 1
+    lim.forget(Act(2))  # e.g. its instance purged while it waited
+    assert lim.waiting_named() == 0 and lim.waiting_logged() == 0
+    assert lim.running(ACTIVITY, "send_email") == 1  # what is leased still counts
+
+
 def test_thousands_waiting_behind_one_gate_log_a_few_lines(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "dapr_workflows.engine")
     lim, _, clock = limiter(workflows=1)
@@ -478,6 +488,26 @@ def test_an_engine_holds_workflow_turns_to_the_cap() -> None:
         await engine.complete_orchestration(response(first))
         second = await take(engine, worker)
         assert second.workflowRequest.instanceId == "b"
+        await engine.stop()
+
+    run(body())
+
+
+def test_an_engine_forgets_the_waits_of_workflows_purged_while_queued() -> None:
+    async def body() -> None:
+        engine = await engine_on(concurrency=ConcurrencyLimits(workflow_names={"wf": 1}))
+        limits = engine.dispatch.limits
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        await take(engine, worker)  # holds the one slot of "wf"
+        for instance_id in ("b", "c", "d"):
+            await start(engine, instance_id)
+        assert await next_item(engine, worker) is None  # each refused once read: they wait, named
+        assert limits.waiting_named() == 3 and limits.waiting_logged() == 3
+        for instance_id in ("b", "c"):
+            await engine.purge(instance_id, force=True)
+        assert limits.waiting_named() == 1 and limits.waiting_logged() == 1
+        assert engine.dispatch.state(InstanceWork("d")) == WorkState.QUEUED
         await engine.stop()
 
     run(body())

@@ -1,9 +1,19 @@
-"""An activity's label read back from the store (engine/labels.py), and when it is read before a claim."""
+"""A work item's label read back from the store (engine/labels.py), and when it is read before a claim."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from dapr_workflows_component.engine import labels
-from dapr_workflows_component.engine.eligibility import ACTIVITY, Eligibility, WorkFilters, WorkLabel
+from dapr_workflows_component.engine.eligibility import (
+    ACTIVITY,
+    ORCHESTRATION,
+    Eligibility,
+    WorkFilters,
+    WorkLabel,
+)
+from dapr_workflows_component.engine.wire import now_us
+from dapr_workflows_component.workflows import StartRequest
 
 from tests.unit.engine_parts import engine_on, response, run, schedule, start, take
 
@@ -32,6 +42,29 @@ def test_an_activitys_label_is_read_from_its_request_and_its_instance() -> None:
         label = await labels.read_activity_label(engine.store, lease.activity_id)
         assert label == WorkLabel(ACTIVITY, "quote", None, "")
         assert await labels.read_activity_label(engine.store, lease.activity_id + 100) is None  # gone
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_turns_label_is_read_from_its_instance_and_its_execution_started_router() -> None:
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await engine.start_workflow(StartRequest(name="wf", instance_id="i", version="2", app_id="pricing"))
+
+        def label() -> Awaitable[WorkLabel | None]:
+            return labels.read_turn_label(engine.store, "i", now_us())
+
+        # A new start: its executionStarted (with the router) is still in the inbox.
+        assert await label() == WorkLabel(ORCHESTRATION, "wf", "2", "pricing")
+        await engine.complete_orchestration(response(await take(engine, worker), schedule(1, "quote")))
+        assert await label() == WorkLabel(ORCHESTRATION, "wf", "2", "pricing")  # now in the history
+        await engine.start_workflow(StartRequest(name="wf", instance_id="plain"))
+        assert await labels.read_turn_label(engine.store, "plain", now_us()) == WorkLabel(
+            ORCHESTRATION, "wf", None, ""
+        )
+        assert await labels.read_turn_label(engine.store, "gone", now_us()) is None
         await engine.stop()
 
     run(body())

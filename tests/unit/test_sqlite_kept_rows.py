@@ -147,3 +147,27 @@ def test_kept_inboxes_hold_a_bounded_number_of_bytes(monkeypatch: pytest.MonkeyP
     assert kept.kept_bytes == 600
     kept.drop("a")
     assert kept.kept_bytes == 300 and [r.id for r in kept.rows("b") or []] == [60]
+
+
+def test_a_failed_transaction_forgets_every_row_cache(store: SQLiteStore) -> None:
+    _run(store, lambda t: [t.put_instance(instance("a")), t.add_inbox("a", b"e", 0)])
+    _run(
+        store,
+        lambda t: [t.get_instance("a"), t.inbox("a", END), t.add_activity("a", "exec", "dapr", 1, b"r")],
+    )
+    caches = {
+        name: cache for name, cache in vars(store._tx).items() if isinstance(cache, sqlite_rows.RowCache)
+    }
+    # Instance, inbox and activity rows: each one a RowCache, each holding rows now.
+    assert sorted(caches) == ["_activities", "_inbox", "_known"]
+    assert store._tx._known and store._tx._inbox.rows("a") and store._tx._activities.get(1)
+
+    def fail(t: StoreTx) -> None:
+        t.add_inbox("a", b"undone", 0)
+        raise RuntimeError("undo")
+
+    with pytest.raises(RuntimeError):
+        _run(store, fail)
+    assert (
+        not store._tx._known and store._tx._inbox.rows("a") is None and store._tx._activities.get(1) is None
+    )

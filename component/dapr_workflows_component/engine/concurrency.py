@@ -279,6 +279,12 @@ class Limiter:
             self._logged.discard(key)
             self._release(key, lease_ended=True)
 
+    def forget(self, key: Hashable) -> None:
+        """The key's work is gone (purged, finished, cancelled), maybe while it waited queued:
+        what was learned about its wait goes with it (a queued key may never be taken again)."""
+        self._names.pop(key, None)
+        self._logged.discard(key)
+
     def running(self, kind: str, name: str | None = None) -> int:
         """Items of the kind (and name) taken or leased here, as a gate of theirs counts them."""
         counts = [n for gate, n in self._counts.items() if gate.kind == kind and gate.name == name]
@@ -286,6 +292,10 @@ class Limiter:
 
     def waiting_logged(self) -> int:
         return len(self._logged)
+
+    def waiting_named(self) -> int:
+        """Waiting keys whose name is known (learned when refused)."""
+        return len(self._names)
 
     # ------------------------------------------------------------ inside
 

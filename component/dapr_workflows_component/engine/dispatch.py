@@ -23,7 +23,8 @@ app; `label_of`), each worker an eligibility (its app, its work-item filters), a
 decides, for multi-app routing and durabletask's filters alike. An item's label comes with the work
 when this engine created it, and is read from the store otherwise (after a restart, or work another
 engine sharing the store created): such an item is offered to the first worker that asks, which
-learns its label while leasing it and gives it back when it may not take it. Work no connected
+learns its label while leasing it and gives it back when it may not take it (with a shared store,
+a worker that may take only some work reads it before the claim instead: labels.py). Work no connected
 worker may take waits QUEUED (logged once per kind of work) until one connects.
 
 Order (work_queue.py): continuing work (later turns, activities, children) of the instances that
@@ -35,99 +36,55 @@ starts are never starved: one waits at most 4 takes of its dialect per new start
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
-from ..protos import dapr_dialect_pb2 as pb
 from ..store import Store, StoreTx
 from ..telemetry.observer import EngineObserver
-from ..workflows import Instance, is_entity_id
-from . import eligibility, labels, propagation, routing, wire
+from ..workflows import is_entity_id
+from . import eligibility
+from .activity_leasing import lease_activity
 from .concurrency import Limiter, Throttled
 from .effects import Effects
-from .eligibility import ACTIVITY, ORCHESTRATION, Eligibility, WorkFilters, WorkLabel
+from .eligibility import WorkFilters, WorkLabel
 from .history_cache import HistoryCache
 from .history_deltas import KeptHistories
 from .leasing import LeasePolicy
 from .new_starts import NewStarts
+from .ready_queues import ReadyQueues
 from .settings import EngineSettings
-from .signals import Signal, wait_any
+from .signals import Signal
 from .stalls import StallWatch
-from .turns import Turn, deliverable, turn_events
-from .wire import now_us
+from .turn_leasing import TurnLeasing
 from .work_items import ActivityWork, InstanceWork, WorkItems, WorkKey
+from .work_leases import ActivityLease, Lease, TurnLease, Worker, WorkState
 from .work_queue import WorkQueue
 
 log = logging.getLogger("dapr_workflows.engine")
+
+T = TypeVar("T")
 
 DIALECTS = ("dapr", "durabletask")
 # Random bytes of a completion token (128 bits).
 TOKEN_BYTES = 16
 
 
-__all__ = ["ActivityWork", "InstanceWork", "WorkKey"]  # (work_items.py) with the rest
-
-
-class WorkState(enum.Enum):
-    QUEUED = "queued"  # in its dialect's queue, offered to the next worker that asks
-    CLAIMING = "claiming"  # taken by a worker; the store is being read (and, if shared, locked)
-    LEASED = "leased"  # held by a worker under a token until it completes, gives up or expires
-
-
-@dataclass
-class TurnLease:
-    turn: Turn
-    dialect: str
-    token: str
-    worker_id: int
-    expiry: asyncio.TimerHandle | None = None
-    past_count: int = 0  # committed events the worker replays (it keeps them, if stateful)
-
-    @property
-    def key(self) -> InstanceWork:
-        return InstanceWork(self.turn.instance_id)
-
-
-@dataclass
-class ActivityLease:
-    activity_id: int
-    dialect: str
-    token: str
-    worker_id: int
-    expiry: asyncio.TimerHandle | None = None
-    # What the activity is: a result must name the same instance and task as its token's lease.
-    instance_id: str = ""
-    task_id: int = -1
-
-    @property
-    def key(self) -> ActivityWork:
-        return ActivityWork(self.activity_id)
-
-
-Lease = TurnLease | ActivityLease
-
-
-@dataclass
-class Worker:
-    """A connected worker's stream: what it holds, and how much it may hold."""
-
-    dialect: str
-    capacity: int
-    held: int = 0
-    freed: Signal = field(default_factory=Signal)
-    peer: str = ""  # its connection, when known (stalls.py)
-    app_id: str | None = None  # the app it serves (`dapr-app-id`); None: it did not say
-    filters: WorkFilters | None = None  # the work it said it handles; None: all
-
-    @property
-    def eligibility(self) -> Eligibility:
-        return Eligibility(self.app_id, self.filters)
+# (work_items.py and work_leases.py) with the rest
+__all__ = [
+    "ActivityLease",
+    "ActivityWork",
+    "InstanceWork",
+    "Lease",
+    "TurnLease",
+    "WorkKey",
+    "WorkState",
+    "Worker",
+]
 
 
 class Dispatch:
@@ -148,16 +105,11 @@ class Dispatch:
             settings.history_cache_size, settings.history_cache_bytes, leasing.caches_history, observer
         )
         self.workers: dict[int, Worker] = {}
-        # Per dialect, the queued keys, in the order they are offered (work_queue.py).
-        self._queues: dict[str, WorkQueue[WorkKey]] = {}
-        # Set (and replaced) when a dialect's queue gets a key or its workers change.
-        self._wake: dict[str, Signal] = {}
+        self.ready = ReadyQueues(closing)  # the queued keys, and the signals their takers wait on
         # What each work item is (for who may take it) and its age (for the order), where known.
-        self.items = WorkItems(self.mark_ready, self._queues, leasing.shared, lambda: len(self._leases))
+        self.items = WorkItems(self.mark_ready, self.ready.queues, leasing.shared, lambda: len(self._leases))
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
         self.kept = KeptHistories()
-        # What each child workflow was given by its parent (propagation.py), once read.
-        self._received: dict[str, pb.PropagatedHistory | None] = {}
         self._state: dict[WorkKey, WorkState] = {}
         self._arrived_while_busy: set[str] = set()  # instances
         self._expired_on: dict[WorkKey, Worker] = {}  # the worker whose lease of it ran out
@@ -170,14 +122,15 @@ class Dispatch:
         self._worker_ids = itertools.count(1)
         self.stalls = StallWatch(settings.worker_stall_seconds, self._stalled)
         self.new_starts = NewStarts(settings.worker_max_new_starts)  # first turns per worker
-        self.limits = Limiter(settings.concurrency, leasing, self._boot, self._notify, DIALECTS, InstanceWork)
+        self.limits = Limiter(
+            settings.concurrency, leasing, self._boot, self.ready.notify, DIALECTS, InstanceWork
+        )
         # Leases a durable entity's batch instead of a turn (entity_service.py); set by the engine.
         self.entity_lease: Callable[[InstanceWork, int], Awaitable[bytes | None]] | None = None
+        self.turn_leasing = TurnLeasing(self)
 
     def start(self) -> None:
-        for dialect in DIALECTS:
-            self._queues[dialect] = WorkQueue()
-            self._wake[dialect] = Signal()
+        self.ready.start(DIALECTS)
 
     # ------------------------------------------------------------ what is ready
 
@@ -188,12 +141,19 @@ class Dispatch:
     def arrived_while_busy(self, instance_id: str) -> bool:
         return instance_id in self._arrived_while_busy
 
+    def drop_arrival(self, instance_id: str) -> bool:
+        """Forgets that events arrived for the instance while it was busy; whether they had."""
+        if instance_id not in self._arrived_while_busy:
+            return False
+        self._arrived_while_busy.discard(instance_id)
+        return True
+
     def queued(self) -> list[WorkKey]:
         """What waits in the queues to be offered to a worker."""
         return [key for key, state in self._state.items() if state == WorkState.QUEUED]
 
     def knows_dialect(self, dialect: str) -> bool:
-        return dialect in self._queues
+        return self.ready.knows(dialect)
 
     def mark_ready(self, instance_id: str, dialect: str) -> None:
         """The instance has events a turn should see."""
@@ -204,31 +164,24 @@ class Dispatch:
             return
         if state == WorkState.QUEUED or self.items.fan_in.holds(instance_id, dialect):
             return  # (fan_in.py: held while other work waits, for the rest of its activities)
-        self._put(key, dialect)
+        self.put(key, dialect)
         self.observer.work_queued("orchestration", key, dialect)
 
     def queue_activity(self, activity_id: int, dialect: str) -> None:
         key = ActivityWork(activity_id)
         if key in self._state:
             return
-        self._put(key, dialect)
+        self.put(key, dialect)
         self.observer.work_queued("activity", key, dialect)
 
-    def _put(self, key: WorkKey, dialect: str) -> None:
+    def put(self, key: WorkKey, dialect: str) -> None:
         self._state[key] = WorkState.QUEUED
         label = self.items.label_in(key, dialect)
-        first_of_its_kind = self._queues[dialect].put(key, label, self.items.age(key), self.items.fresh(key))
-        self._notify(dialect)
+        first_of_its_kind = self.ready.put(key, dialect, label, self.items.age(key), self.items.fresh(key))
         workers = [w for w in self.workers.values() if w.dialect == dialect] if first_of_its_kind else []
         if label is not None and first_of_its_kind and not any(self.may_take(w, label) for w in workers):
             what = f"workflow {key.instance_id!r}" if isinstance(key, InstanceWork) else "an activity"
             log.info("%s waits for a worker %s: none is connected", what, eligibility.describe(label))
-
-    def _notify(self, dialect: str) -> None:
-        wake = self._wake.get(dialect)
-        if wake is not None:
-            wake.set()
-            self._wake[dialect] = Signal()
 
     # ------------------------------------------------------------ routing
 
@@ -251,7 +204,7 @@ class Dispatch:
             worker.filters = filters
             counts = ", ".join(f"{len(names)} {kind} names" for kind, names in filters.names.items())
             log.info("worker %d takes only the work its filters name (%s)", worker_id, counts)
-            self._notify(worker.dialect)
+            self.ready.notify(worker.dialect)
 
     def identify_worker(self, worker_id: int, app_id: str) -> None:
         """The worker serves `app_id` (it said so when it connected)."""
@@ -259,7 +212,7 @@ class Dispatch:
         if worker is not None and app_id:
             worker.app_id = app_id
             log.info("worker %d serves app %r", worker_id, app_id)
-            self._notify(worker.dialect)
+            self.ready.notify(worker.dialect)
 
     def _reoffer(self, key: WorkKey, dialect: str) -> None:
         """Queues a taken key again."""
@@ -300,7 +253,7 @@ class Dispatch:
             self.observer.worker_disconnected(gone.dialect)
             if gone.peer and not any(other.peer == gone.peer for other in self.workers.values()):
                 self.stalls.forget(gone.peer)
-            self._notify(gone.dialect)  # unidentified workers may now take what it served
+            self.ready.notify(gone.dialect)  # unidentified workers may now take what it served
         log.info("worker %d disconnected; %d leased work items returned to the queue", worker_id, len(held))
 
     def worker_dialects(self) -> list[str]:
@@ -327,7 +280,7 @@ class Dispatch:
             if worker.held >= worker.capacity:
                 # Full: wait until the worker finishes something (or a ping is due).
                 worker.freed.clear()
-                if not await self._wait_any(worker.freed, deadline - loop.time()):
+                if not await self.ready.wait_any(worker.freed, deadline - loop.time()):
                     return None
                 continue
             key = await self._take(dialect, worker, deadline - loop.time(), worker_id)
@@ -340,9 +293,9 @@ class Dispatch:
             try:
                 if isinstance(key, InstanceWork):
                     entity = dialect == "durabletask" and is_entity_id(key.instance_id)
-                    item = await ((entity and self.entity_lease) or self._lease_turn)(key, worker_id)
+                    item = await ((entity and self.entity_lease) or self.turn_leasing.lease)(key, worker_id)
                 else:
-                    item = await self._lease_activity(key, dialect, worker_id)
+                    item = await lease_activity(self, key, dialect, worker_id)
             except asyncio.CancelledError:
                 # The stream went away between taking the key and leasing it: offer it again.
                 self._reoffer(key, dialect)
@@ -361,9 +314,6 @@ class Dispatch:
     async def _take(self, dialect: str, worker: Worker, timeout: float, worker_id: int) -> WorkKey | None:
         """The next key of the dialect's queue the worker may take (work_queue.py), now CLAIMING;
         None when the time ran out or the engine closes."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(timeout, 0.0)
-        queue = self._queues[dialect]
 
         def avoid(k: WorkKey) -> bool:
             # A concurrency limit it is under is full (concurrency.py); or its lease ran out on this
@@ -372,25 +322,19 @@ class Dispatch:
                 return True
             return self._expired_on.get(k) is worker and self._another_can_take(worker)
 
-        while True:
-            wake = self._wake[dialect]
-            key = queue.take(
+        def pick(queue: WorkQueue[WorkKey]) -> WorkKey | None:
+            return queue.take(
                 partial(eligibility.may_take, worker.eligibility, served_apps=self.served_apps(dialect)),
                 avoid,
                 self.new_starts.has_room(worker_id),
             )
-            if key is not None:
-                break
-            if not await self._wait_any(wake, deadline - loop.time()):
-                return None
+
+        key = await self.ready.take(dialect, pick, timeout)
+        if key is None:
+            return None
         self._state[key] = WorkState.CLAIMING
         self.observer.work_taken(key)
         return key
-
-    async def _wait_any(self, event: Signal, timeout: float) -> bool:
-        """Waits for `event` or the engine closing; False when the time ran out or the engine closes."""
-        await wait_any((event, self.closing), timeout)
-        return event.is_set() and not self.closing.is_set()
 
     def _another_can_take(self, worker: Worker) -> bool:
         """Whether a worker of the dialect on another connection, not stalled, has room for work."""
@@ -426,123 +370,42 @@ class Dispatch:
             for lease in turns:
                 self.release(lease)
 
-    def _next_token(self) -> str:
+    def next_token(self) -> str:
         return f"{self._boot}-{secrets.token_hex(TOKEN_BYTES)}"
 
-    async def _lease_turn(self, key: InstanceWork, worker_id: int) -> bytes | None:
+    async def lease_instance(
+        self, key: InstanceWork, read: Callable[[StoreTx, str], T]
+    ) -> tuple[str, T | None]:
+        """Claims the instance's lease and reads what its worker gets, in one transaction on a shared
+        store: a turn (turn_leasing.py) or an entity's batch (entity_service.py). `read` gets the
+        transaction and the lease's token, and gives the claim back itself when there is nothing to
+        do. Returns the token and what `read` returned; None instead when another engine's worker
+        holds the instance. The caller then holds the lease (`hold`) or settles the key."""
         instance_id = key.instance_id
-        now = now_us()
-        cached = self.history.get(instance_id) if self.leasing.caches_history else None
-        token = self._next_token()
+        token = self.next_token()
         leasing = self.leasing
 
-        received = self._received.get(instance_id, False)
-
-        def take(tx: StoreTx) -> tuple[Instance | None, list[int], list[bytes], list[bytes]]:
-            nonlocal received
+        def take(tx: StoreTx) -> T | None:
             if not leasing.claim_instance(tx, instance_id, token):
-                return None, [], [], []  # another engine's worker has it
-            inst = tx.get_instance(instance_id)
-            rows = deliverable(
-                inst, [] if inst is None or inst.status.is_terminal else tx.inbox(instance_id, now)
-            )
-            if not rows:
-                tx.release_instance(instance_id, token)
-                return inst, [], [], []
-            if inst is not None:
-                self.limits.check_store(tx, key, inst.name)
-            history = cached if cached is not None else tx.history(instance_id)
-            if received is False and inst is not None:
-                received = propagation.received_by(tx, inst)
-            return inst, [r.id for r in rows], turn_events(rows, now), history
+                return None  # another engine's worker has it
+            return read(tx, token)
 
-        # A shared store claims the lease in the same transaction that reads the turn.
         try:
-            inst, inbox_ids, new_events, history = await leasing.take_turn(take)
+            return token, await leasing.take_turn(take)
         except asyncio.CancelledError:
             # The claim may still commit in the store's thread: give it back.
             leasing.release_later(lambda t: t.release_instance(instance_id, token))
             raise
         finally:
             # No longer CLAIMING, whatever happened (a store that failed loses the key until a
-            # sweep or a restart finds the work again); leased again below if a turn was read.
-            self._state.pop(key, None)
-        if inst is None or not inbox_ids:
-            if inst is None or inst.status.is_terminal:  # gone, done, or another engine's now
-                self.items.forget(key)
-            if instance_id in self._arrived_while_busy:  # an event came while the store was read
-                self._arrived_while_busy.discard(instance_id)
-                if inst is not None:
-                    self.mark_ready(instance_id, inst.dialect)
-            return None
-        if cached is None:
-            self.history.remember(instance_id, history)
-        self.limits.admit(key, inst.name)
+            # sweep or a restart finds the work again); leased again if the caller holds it.
+            self.end_claim(key)
 
-        def learn() -> WorkLabel:
-            app = routing.instance_app(history + new_events)
-            return WorkLabel(ORCHESTRATION, inst.name, inst.version, app)
+    def end_claim(self, key: WorkKey) -> None:
+        """The key's store read is over (CLAIMING no more): leased, queued again or done."""
+        self._state.pop(key, None)
 
-        if not self._routed_here(key, worker_id, learn):
-            leasing.release_later(lambda t: t.release_instance(instance_id, token))
-            self._arrived_while_busy.discard(instance_id)
-            self._put(key, inst.dialect)
-            return None
-        given = received if isinstance(received, pb.PropagatedHistory) else None
-        cached_count = self.kept.base(worker_id, instance_id, len(history))
-        self._received[instance_id] = given
-        lease = TurnLease(
-            Turn(instance_id, inst.execution_id, inbox_ids, new_events, inst.name, given),
-            inst.dialect,
-            token,
-            worker_id,
-        )
-        lease.past_count = len(history)
-        self._hold(lease, self.settings.orchestration_lease_seconds)
-        self.observer.turn_started(instance_id, inst.name, token, history, new_events)
-        return wire.encode_workflow_work_item(
-            instance_id,
-            inst.execution_id,
-            history[cached_count:],
-            new_events,
-            token,
-            given.SerializeToString() if given is not None else None,
-            cached_count,
-        )
-
-    async def _lease_activity(self, key: ActivityWork, dialect: str, worker_id: int) -> bytes | None:
-        worker = self.workers.get(worker_id)
-        if self.items.label(key) is None and labels.read_first(self.leasing.shared, worker):
-            label = await labels.read_activity_label(self.store, key.activity_id)  # before a claim
-            if label is not None and not self._routed_here(key, worker_id, lambda: label):
-                self._put(key, dialect)  # it waits for a worker that may take it
-                return None
-        token = self._next_token()
-        try:
-            row = await self.leasing.take_activity(key.activity_id, token, self.limits.activity_check(key))
-        except asyncio.CancelledError:
-            self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
-            raise
-        finally:
-            self._state.pop(key, None)
-        if row is None:
-            self.items.forget(key)  # done, or another engine's
-            return None
-        self.limits.admit_activity(key, row.request)
-        if self.items.label(key) is None:  # work this engine did not create (labels.py)
-            self.items.set_label(key, await self.store.read(partial(labels.activity_label, row=row)))
-        if not self._routed_here(key, worker_id, lambda: WorkLabel(ACTIVITY, "")):
-            self.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
-            self._put(key, dialect)
-            return None
-        lease = ActivityLease(
-            key.activity_id, dialect, token, worker_id, instance_id=row.instance_id, task_id=row.task_id
-        )
-        self._hold(lease, self.settings.activity_lease_seconds)
-        self.observer.activity_dispatched(token, key, row.request)
-        return wire.encode_activity_work_item(row.request, token)
-
-    def _routed_here(self, key: WorkKey, worker_id: int, learn: Callable[[], WorkLabel]) -> bool:
+    def routed_here(self, key: WorkKey, worker_id: int, learn: Callable[[], WorkLabel]) -> bool:
         """Whether the worker may take the key it leases; a label not known yet is learned first."""
         label = self.items.label(key)
         if label is None:
@@ -553,7 +416,7 @@ class Dispatch:
 
     # ------------------------------------------------------------ leases
 
-    def _hold(self, lease: Lease, seconds: float) -> None:
+    def hold(self, lease: Lease, seconds: float) -> None:
         """Records that the worker holds the lease, until it ends or `seconds` pass."""
         self._state[lease.key] = WorkState.LEASED
         self._leases[lease.key] = lease
@@ -577,11 +440,16 @@ class Dispatch:
             return None
         return lease
 
-    def activity_lease(self, token: str) -> ActivityLease | None:
-        """The activity lease with that token, if it is still current."""
+    def lease_of(self, token: str) -> Lease | None:
+        """The lease with that token, if it is still current."""
         key = self._tokens.get(token)
         lease = self._leases.get(key) if key is not None else None
-        return lease if isinstance(lease, ActivityLease) and lease.token == token else None
+        return lease if lease is not None and lease.token == token else None
+
+    def activity_lease(self, token: str) -> ActivityLease | None:
+        """The activity lease with that token, if it is still current."""
+        lease = self.lease_of(token)
+        return lease if isinstance(lease, ActivityLease) else None
 
     def knows_token(self, token: str) -> bool:
         """Whether the token is a current lease's (of whatever work item)."""
@@ -605,7 +473,7 @@ class Dispatch:
         self.observer.lease_ended(lease.token)
         self.limits.free(lease.key)
         if self.new_starts.end(lease.key):
-            self._notify(lease.dialect)  # its worker may take new starts again
+            self.ready.notify(lease.dialect)  # its worker may take new starts again
         if lease.expiry:
             lease.expiry.cancel()
         worker = self.workers.get(lease.worker_id)
@@ -685,13 +553,15 @@ class Dispatch:
             self.history.forget(instance_id)
         for instance_id in fx.dropped | fx.finished:
             self.items.forget(InstanceWork(instance_id))
-            self._received.pop(instance_id, None)
+            self.limits.forget(InstanceWork(instance_id))
+            self.turn_leasing.forget(instance_id)
             self.kept.forget(instance_id)
         for instance_id, events in fx.history.items():
             if not events:  # a new execution: what any worker kept is void
                 self.kept.forget(instance_id)
         for activity_id in fx.cancelled_activities:
             self.items.forget(ActivityWork(activity_id))
+            self.limits.forget(ActivityWork(activity_id))
         self.items.learn(fx)
         self.stalled.update(fx.stalled)
         for instance_id, dialect in fx.ready.items():

@@ -7,7 +7,6 @@ asks `lease` for the work item of an entity's key. The state machine is `entitie
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -61,13 +60,9 @@ class EntityService:
         d = self.dispatch
         entity_id = key.instance_id
         now = now_us()
-        token = d._next_token()
-        leasing = d.leasing
         machine = self.machine
 
-        def take(tx: StoreTx) -> tuple[str, list[int], list[bytes], str | None] | None:
-            if not leasing.claim_instance(tx, entity_id, token):
-                return None  # another engine's worker has it
+        def take(tx: StoreTx, token: str) -> tuple[str, list[int], list[bytes], str | None] | None:
             inst = tx.get_instance(entity_id)
             if inst is None or inst.status.is_terminal:
                 tx.release_instance(entity_id, token)
@@ -78,21 +73,13 @@ class EntityService:
                 return None
             return inst.name, batch.inbox_ids, batch.operations, batch.state
 
-        try:
-            taken = await leasing.take_turn(take)
-        except asyncio.CancelledError:
-            leasing.release_later(lambda t: t.release_instance(entity_id, token))
-            raise
-        finally:
-            d._state.pop(key, None)
+        token, taken = await d.lease_instance(key, take)
         if taken is None:
-            if d.arrived_while_busy(entity_id):  # a message came while the store was read
-                d._arrived_while_busy.discard(entity_id)
-                d.mark_ready(entity_id, DIALECT)
+            d.settle(entity_id, DIALECT)  # a message may have come while the store was read
             return None
         name, inbox_ids, operations, state = taken
         lease = TurnLease(Turn(entity_id, "", inbox_ids, operations, name), DIALECT, token, worker_id)
-        d._hold(lease, d.settings.orchestration_lease_seconds)
+        d.hold(lease, d.settings.orchestration_lease_seconds)
         request = mpb.EntityRequest(instanceId=entity_id)
         if state is not None:
             request.entityState.value = state
@@ -103,11 +90,8 @@ class EntityService:
     async def complete(self, result: mpb.EntityBatchResult) -> None:
         """A worker's result of a batch; one under a token no current lease has is ignored."""
         d = self.dispatch
-        key = d._tokens.get(result.completionToken)
-        lease = (
-            d.turn_lease(key.instance_id, result.completionToken) if isinstance(key, InstanceWork) else None
-        )
-        if lease is None or not is_entity_id(lease.turn.instance_id):
+        lease = d.lease_of(result.completionToken)
+        if not isinstance(lease, TurnLease) or not is_entity_id(lease.turn.instance_id):
             log.info("ignored a stale entity result (its lease is gone)")
             return
         fx = Effects()

@@ -26,7 +26,7 @@ from .sql import (
     row_instance,
 )
 from .sqlite_guard import FileGuard, store_error
-from .sqlite_rows import ActivityRows, InboxRows
+from .sqlite_rows import ActivityRows, InboxRows, InstanceRows, forget_all
 
 T = TypeVar("T")
 
@@ -114,7 +114,7 @@ class _SQLiteTx(SqlTx):
         # A read then needs no statement, and a write changes only the columns that differ (an
         # UPDATE of the status and times touches three of the table's indexes instead of the
         # seven a replaced row rewrites, and so far fewer pages to commit).
-        self._known: dict[str, tuple[Any, ...]] = {}
+        self._known = InstanceRows()
         self._updates: dict[tuple[int, ...], str] = {}
         # Inbox and activity rows, kept alike (sqlite_rows.py).
         self._inbox = InboxRows()
@@ -122,9 +122,7 @@ class _SQLiteTx(SqlTx):
 
     def forget(self) -> None:
         """The transaction rolled back: the rows seen during it may not be the file's."""
-        self._known.clear()
-        self._inbox.forget()
-        self._activities.forget()
+        forget_all(self)
 
     def _remember(self, row: tuple[Any, ...]) -> None:
         if sum(len(row[i]) for i in _PAYLOAD_COLUMNS if row[i] is not None) > _KNOWN_ROW_BYTES:

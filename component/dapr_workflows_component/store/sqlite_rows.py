@@ -4,11 +4,13 @@ The connection that owns the file writes every inbox and activity row through `_
 rows it saw (read or wrote) stay true until it changes them itself. Taking a turn or an activity
 then reads them from here instead of running a statement. An instance's inbox is kept only whole
 (every row of it, whatever its visibility time): it is read once from the file (after a restart, or
-once dropped from here), then kept up to date by each write. A rollback forgets everything, as the
-rows seen during it may not be the file's.
+once dropped from here), then kept up to date by each write. A rollback forgets everything
+(`forget_all`, instance rows too), as the rows seen during it may not be the file's.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .base import ActivityRow, InboxRow
 
@@ -23,7 +25,30 @@ INSTANCE_ROWS = 64
 INBOX_BYTES = 16 * 1024 * 1024
 
 
-class InboxRows:
+class RowCache:
+    """A cache of the file's rows. Every one is a RowCache, so that one hook (`forget_all`) drops
+    them all after a rollback or a failed COMMIT: a cache it missed would serve rows the file does
+    not hold."""
+
+    def forget(self) -> None:
+        raise NotImplementedError
+
+
+def forget_all(owner: object) -> None:
+    """Forgets every row cache `owner` keeps (each of its attributes that is a RowCache)."""
+    for value in vars(owner).values():
+        if isinstance(value, RowCache):
+            value.forget()
+
+
+class InstanceRows(dict[str, tuple[Any, ...]], RowCache):
+    """Instance rows (the table's columns, in order) by instance ID."""
+
+    def forget(self) -> None:
+        self.clear()
+
+
+class InboxRows(RowCache):
     """Each kept instance's whole inbox, by row ID in ID order (the order of the file's reads)."""
 
     def __init__(self) -> None:
@@ -89,7 +114,7 @@ class InboxRows:
         return self._bytes
 
 
-class ActivityRows:
+class ActivityRows(RowCache):
     """Activity rows by ID."""
 
     def __init__(self) -> None:
