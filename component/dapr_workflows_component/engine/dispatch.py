@@ -107,7 +107,7 @@ class Dispatch:
         self.workers: dict[int, Worker] = {}
         self.ready = ReadyQueues(closing)  # the queued keys, and the signals their takers wait on
         # What each work item is (for who may take it) and its age (for the order), where known.
-        self.items = WorkItems()
+        self.items = WorkItems(self.mark_ready, self.ready.queues, leasing.shared, lambda: len(self._leases))
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
         self.kept = KeptHistories()
         self._state: dict[WorkKey, WorkState] = {}
@@ -162,8 +162,8 @@ class Dispatch:
         if state in (WorkState.CLAIMING, WorkState.LEASED):
             self._arrived_while_busy.add(instance_id)
             return
-        if state == WorkState.QUEUED:
-            return
+        if state == WorkState.QUEUED or self.items.fan_in.holds(instance_id, dialect):
+            return  # (fan_in.py: held while other work waits, for the rest of its activities)
         self.put(key, dialect)
         self.observer.work_queued("orchestration", key, dialect)
 
@@ -549,7 +549,7 @@ class Dispatch:
                 self.end(act)
         for instance_id, events in fx.history.items():
             if instance_id not in fx.dropped and instance_id not in fx.finished:
-                self.history.remember(instance_id, events)
+                self.history.remember(instance_id, events, fx.patches.get(instance_id))
         for instance_id in fx.finished:
             self.history.forget(instance_id)
         for instance_id in fx.dropped | fx.finished:
