@@ -4,7 +4,8 @@ Starts a PostgreSQL server for the run with `log_statement = all` on the engine'
 engine on it and one durabletask driver (`benchmarks.driver`), runs a warm-up batch and then a
 batch of N workflows of a shape, and counts the statements the server logged during that batch:
 per workflow, by kind (the first words of each statement), with the transactions (BEGIN) split
-into writes and read-only snapshots. The server's own CPU and the engine's are printed per
+into writes and read-only snapshots, and the round trips the engine waited for (counted by a relay
+between the engine and the server, `pg_round_trips.py`). The server's own CPU and the engine's are printed per
 workflow too. Under load the counts stay exact; the CPU figures do not.
 """
 
@@ -25,6 +26,7 @@ from tests.harness.postgres import PostgresServer
 
 from .backends import DriverProcess, EngineProcess
 from .daprd_backend import tree_cpu_seconds
+from .pg_round_trips import RoundTripRelay
 
 _LOGGED = re.compile(r"LOG:  (?:statement|execute [^:]*): (.*)$")
 _NORMALISE = re.compile(r"\s+")
@@ -61,11 +63,13 @@ def main() -> None:
     server = PostgresServer(durable=True).start()
     engine: EngineProcess | None = None
     driver: DriverProcess | None = None
+    relay: RoundTripRelay | None = None
     try:
         url = server.create_database()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"ALTER DATABASE \"{url.rsplit('/', 1)[1]}\" SET log_statement = 'all'")
-        engine = EngineProcess(workdir, store_url=url)
+        relay = RoundTripRelay(url)
+        engine = EngineProcess(workdir, store_url=relay.url)
         engine.start()
         driver = DriverProcess(["--address", engine.address], workdir / "driver.log")
         driver.start()
@@ -74,8 +78,10 @@ def main() -> None:
         assert server._proc is not None
         mark = server.log_path.stat().st_size
         cpu0, engine0 = tree_cpu_seconds(server._proc.pid), engine.cpu_seconds()
+        trips0 = relay.round_trips
         driver.batch(args.shape, args.n)
         cpu1, engine1 = tree_cpu_seconds(server._proc.pid), engine.cpu_seconds()
+        trips = relay.round_trips - trips0
         time.sleep(1)
         with open(server.log_path, errors="replace") as log:
             log.seek(mark)
@@ -86,6 +92,8 @@ def main() -> None:
         if engine is not None:
             engine.stop()
         server.stop()
+        if relay is not None:
+            relay.close()
         shutil.rmtree(workdir, ignore_errors=True)
     counts = Counter(kind(m.group(1)) for line in lines if (m := _LOGGED.search(line)))
     total = sum(counts.values())
@@ -93,8 +101,8 @@ def main() -> None:
     print(
         f"{args.shape}, N={args.n}: per workflow {total / args.n:.1f} statements in "
         f"{(writes + reads) / args.n:.1f} transactions ({writes / args.n:.1f} writes, "
-        f"{reads / args.n:.1f} read only); CPU ms/wf: PostgreSQL {(cpu1 - cpu0) * 1000 / args.n:.2f}, engine "
-        f"{(engine1 - engine0) * 1000 / args.n:.2f}"
+        f"{reads / args.n:.1f} read only), {trips / args.n:.1f} round trips; CPU ms/wf: "
+        f"PostgreSQL {(cpu1 - cpu0) * 1000 / args.n:.2f}, engine {(engine1 - engine0) * 1000 / args.n:.2f}"
     )
     for name, count in counts.most_common():
         print(f"{count / args.n:>7.2f}  {name}")

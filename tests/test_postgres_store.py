@@ -376,9 +376,11 @@ def test_store_methods_round_trip(postgres_url: str) -> None:
             assert await store.read(lambda t: t.history("full")) == []
 
             # The inbox shows what is visible by then, in order; timers wait.
-            soon = await store.run(lambda t: t.add_inbox("full", b"soon", 100))
-            later = await store.run(lambda t: t.add_inbox("full", b"later", 200))
-            first = await store.run(lambda t: t.add_inbox("full", b"first", 50))
+            for event, visible_at in ((b"soon", 100), (b"later", 200), (b"first", 50)):
+                await store.run(lambda t, e=event, v=visible_at: t.add_inbox("full", e, v))
+            ids = {r.event: r.id for r in await store.read(lambda t: t.inbox("full", 10_000))}
+            soon, later, first = ids[b"soon"], ids[b"later"], ids[b"first"]
+            assert soon < later < first  # IDs grow: the inbox's order is arrival
             rows = await store.read(lambda t: t.inbox("full", 150))
             assert [(r.id, r.event, r.visible_at) for r in rows] == [
                 (soon, b"soon", 100),
@@ -412,9 +414,9 @@ def test_store_methods_round_trip(postgres_url: str) -> None:
             assert await store.read(lambda t: t.all_activities()) == []
 
             # Outbox.
-            o1 = await store.run(lambda t: t.add_outbox('{"n":1}', 10))
-            o2 = await store.run(lambda t: t.add_outbox('{"n":2}', 20))
-            o3 = await store.run(lambda t: t.add_outbox('{"n":3}', 30))
+            for n in (1, 2, 3):
+                await store.run(lambda t, n=n: t.add_outbox(f'{{"n":{n}}}', 10 * n))
+            o1, o2, o3 = [event_id for event_id, _ in await store.read(lambda t: t.outbox(0, 10))]
             assert await store.read(lambda t: t.outbox(0, 2)) == [(o1, '{"n":1}'), (o2, '{"n":2}')]
             assert await store.read(lambda t: t.outbox(o1, 10)) == [(o2, '{"n":2}'), (o3, '{"n":3}')]
             assert await store.run(lambda t: t.delete_outbox(o2))

@@ -96,7 +96,13 @@ class Completions:
                     t,
                     lease,
                     lambda: self.turns.record(
-                        t, lease.turn, response, fx, history.get(lease.turn.instance_id), entity_messages
+                        t,
+                        lease.turn,
+                        response,
+                        fx,
+                        history.get(lease.turn.instance_id),
+                        entity_messages,
+                        history.patches(lease.turn.instance_id),
                     ),
                 ),
                 fx,

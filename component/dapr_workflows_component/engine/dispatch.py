@@ -107,7 +107,7 @@ class Dispatch:
         self.workers: dict[int, Worker] = {}
         self.ready = ReadyQueues(closing)  # the queued keys, and the signals their takers wait on
         # What each work item is (for who may take it) and its age (for the order), where known.
-        self.items = WorkItems()
+        self.items = WorkItems(self.mark_ready, self.ready.queues, leasing.shared, lambda: len(self._leases))
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
         self.kept = KeptHistories()
         self._state: dict[WorkKey, WorkState] = {}
@@ -162,8 +162,8 @@ class Dispatch:
         if state in (WorkState.CLAIMING, WorkState.LEASED):
             self._arrived_while_busy.add(instance_id)
             return
-        if state == WorkState.QUEUED:
-            return
+        if state == WorkState.QUEUED or self.items.fan_in.holds(instance_id, dialect):
+            return  # (fan_in.py: held while other work waits, for the rest of its activities)
         self.put(key, dialect)
         self.observer.work_queued("orchestration", key, dialect)
 
@@ -374,13 +374,14 @@ class Dispatch:
         return f"{self._boot}-{secrets.token_hex(TOKEN_BYTES)}"
 
     async def lease_instance(
-        self, key: InstanceWork, read: Callable[[StoreTx, str], T]
+        self, key: InstanceWork, read: Callable[[StoreTx, str], T], may_refuse: bool = True
     ) -> tuple[str, T | None]:
         """Claims the instance's lease and reads what its worker gets, in one transaction on a shared
         store: a turn (turn_leasing.py) or an entity's batch (entity_service.py). `read` gets the
         transaction and the lease's token, and gives the claim back itself when there is nothing to
         do. Returns the token and what `read` returned; None instead when another engine's worker
-        holds the instance. The caller then holds the lease (`hold`) or settles the key."""
+        holds the instance. The caller then holds the lease (`hold`) or settles the key. `may_refuse`:
+        `read` may raise to undo the claim (else the claim may commit in its own round trip)."""
         instance_id = key.instance_id
         token = self.next_token()
         leasing = self.leasing
@@ -391,7 +392,7 @@ class Dispatch:
             return read(tx, token)
 
         try:
-            return token, await leasing.take_turn(take)
+            return token, await leasing.take_turn(take, may_refuse)
         except asyncio.CancelledError:
             # The claim may still commit in the store's thread: give it back.
             leasing.release_later(lambda t: t.release_instance(instance_id, token))
@@ -548,7 +549,7 @@ class Dispatch:
                 self.end(act)
         for instance_id, events in fx.history.items():
             if instance_id not in fx.dropped and instance_id not in fx.finished:
-                self.history.remember(instance_id, events)
+                self.history.remember(instance_id, events, fx.patches.get(instance_id))
         for instance_id in fx.finished:
             self.history.forget(instance_id)
         for instance_id in fx.dropped | fx.finished:

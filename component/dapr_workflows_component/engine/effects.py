@@ -38,6 +38,7 @@ class Effects:
     instance_work: dict[str, NewWork] = field(default_factory=dict)  # each new execution
     activity_work: dict[int, NewWork] = field(default_factory=dict)  # each new activity
     history: dict[str, list[bytes]] = field(default_factory=dict)  # new full history per instance
+    patches: dict[str, list[str]] = field(default_factory=dict)  # the patches each of those records
     stalled: dict[str, str] = field(default_factory=dict)  # instance_id -> dialect, for a new worker
     outbox: bool = False  # lifecycle events were recorded
     notes: list[Callable[[], None]] = field(default_factory=list)  # observer calls after the commit

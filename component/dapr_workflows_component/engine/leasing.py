@@ -73,8 +73,9 @@ class LeasePolicy:
         """Takes the instance's lease in the store; False when another engine holds it."""
         return True
 
-    async def take_turn(self, fn: Callable[[StoreTx], T]) -> T:
-        """Runs the transaction that reads a turn (and claims its lease)."""
+    async def take_turn(self, fn: Callable[[StoreTx], T], may_refuse: bool = True) -> T:
+        """Runs the transaction that reads a turn (and claims its lease); `may_refuse`: `fn` may
+        raise after its claim to undo it (a concurrency gate full in the store)."""
         return await self.store.read(fn)
 
     async def take_activity(
@@ -153,8 +154,9 @@ class SharedLeases(LeasePolicy):
     def claim_instance(self, t: StoreTx, instance_id: str, token: str) -> bool:
         return t.claim_instance(instance_id, token, self.store_lease_seconds)
 
-    async def take_turn(self, fn: Callable[[StoreTx], T]) -> T:
-        return await self.store.run(fn)
+    async def take_turn(self, fn: Callable[[StoreTx], T], may_refuse: bool = True) -> T:
+        # A claim that cannot be refused commits in the round trip that claims it.
+        return await (self.store.run(fn) if may_refuse else self.store.run_claim(fn))
 
     async def take_activity(
         self, activity_id: int, token: str, check: Callable[[StoreTx, ActivityRow], None] | None = None
@@ -167,7 +169,7 @@ class SharedLeases(LeasePolicy):
                 check(tx, row)
             return row
 
-        return await self.store.run(claim)
+        return await (self.store.run(claim) if check is not None else self.store.run_claim(claim))
 
     def release_later(self, release: Callable[[StoreTx], None]) -> None:
         async def run() -> None:

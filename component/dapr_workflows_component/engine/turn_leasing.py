@@ -67,7 +67,8 @@ class TurnLeasing:
                 received = propagation.received_by(tx, inst)
             return inst, [r.id for r in rows], turn_events(rows, now), history
 
-        token, taken = await d.lease_instance(key, take)
+        # Only a concurrency gate kept in the store refuses a claimed turn (check_store).
+        token, taken = await d.lease_instance(key, take, may_refuse=d.limits.enabled)
         inst, inbox_ids, new_events, history = taken or (None, [], [], [])
         if inst is None or not inbox_ids:
             if inst is None or inst.status.is_terminal:  # gone, done, or another engine's now

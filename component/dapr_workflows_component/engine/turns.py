@@ -37,7 +37,7 @@ from ..workflows import (
 from . import propagation, routing, wire
 from .effects import Effects, NewWork
 from .outbox import LifecycleOutbox
-from .patches import patch_mismatch, started_marker
+from .patches import patch_mismatch, patches_after, recorded_patches, started_marker
 from .wire import history_event, now_us
 
 log = logging.getLogger("dapr_workflows.engine")
@@ -109,6 +109,7 @@ class _Step:
     ended: bool = False  # the execution finished or continued as new: the turn is written already
     _app: str | None = None
     received: pb.PropagatedHistory | None = None  # what this instance was given by its parent
+    patches: list[str] = field(default_factory=list)  # those `history` records (patches.py)
 
     @property
     def app(self) -> str:
@@ -150,17 +151,22 @@ class Turns:
         fx: Effects,
         history: list[bytes] | None,
         entity_messages: list[tuple[int, bytes]] | None = None,
+        patches: list[str] | None = None,
     ) -> None:
-        """Records the worker's answer to `turn`; `history` is the instance's history if known."""
+        """Records the worker's answer to `turn`; `history` is the instance's history if known, and
+        `patches` the patches it records, if known."""
         inst = t.get_instance(turn.instance_id)
         if not runs_execution(inst, turn.execution_id):
             return
         now = now_us()
         started = started_marker(turn.new_events[0], resp)
-        history = history if history is not None else t.history(inst.instance_id)
-        mismatch = patch_mismatch(history, list(resp.version.patches))
+        if history is None:
+            history, patches = t.history(inst.instance_id), None
+        patches = recorded_patches(history) if patches is None else patches
+        mismatch = patch_mismatch(history, list(resp.version.patches), patches)
         if mismatch is not None:
             self._stall_on_patches(t, inst, history, mismatch, now, fx)
+            fx.patches[inst.instance_id] = patches  # (a stall event records none)
             return
         t.delete_inbox(turn.inbox_ids)
         if inst.status == RuntimeStatus.PENDING:
@@ -173,7 +179,7 @@ class Turns:
         if resp.HasField("customStatus"):
             check_payload_size("custom status", resp.customStatus.value, self.max_payload_bytes)
             inst.custom_status = resp.customStatus.value
-        step = _Step(t, inst, now, fx, history)
+        step = _Step(t, inst, now, fx, history, patches=patches)
         step.events = [started, *turn.new_events[1:]]
         step.received = turn.propagated
         if entity_messages and self.entity_messages is not None:
@@ -231,6 +237,7 @@ class Turns:
     def _append_turn(step: _Step) -> None:
         step.t.append_history(step.inst.instance_id, len(step.history), step.events)
         step.fx.history[step.inst.instance_id] = step.history + step.events
+        step.fx.patches[step.inst.instance_id] = patches_after(step.patches, step.events)
 
     # ------------------------------------------------------------ one handler per action kind
 

@@ -7,16 +7,19 @@ dispatch: work_queue.py), and which instances' next turn is the first of a clien
 it comes with the `Effects` of the commit that created the work; what is missing (work read back
 from the store after a restart, or created by another engine sharing it) is learned when the item
 is leased (label) or queued (age: the youngest); a durable entity's label is known from its ID.
+It also tells `FanIn` (fan_in.py) which activities each instance still waits for.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass
 
 from ..workflows import is_entity_id, require_entity_id
 from .effects import Effects
 from .eligibility import ACTIVITY, ANY_APP, ENTITY, ORCHESTRATION, WorkLabel
+from .fan_in import FanIn
 
 # The dialect whose "@name@key" instances are durable entities.
 ENTITY_DIALECT = "durabletask"
@@ -49,7 +52,17 @@ class Known:
 
 
 class WorkItems:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        ready: Callable[[str, str], None] | None = None,
+        queues: Mapping[str, Sized] | None = None,
+        shared: bool = False,
+        in_flight: Callable[[], int] = lambda: 0,
+    ) -> None:
+        # Turns held for the rest of their instance's activities: on with dispatch to go by, and
+        # off when other engines share the store.
+        enabled = ready is not None and not shared
+        self.fan_in = FanIn(ready or _nothing, {} if queues is None else queues, in_flight, enabled)
         self._labels: dict[WorkKey, WorkLabel] = {}
         # Lower is older: an instance's age is taken when it is created (a child's is its
         # parent's) or, for work not created here, when it is first queued.
@@ -104,6 +117,9 @@ class WorkItems:
         self._ages.pop(key, None)
         if isinstance(key, InstanceWork):
             self._fresh.discard(key.instance_id)
+            self.fan_in.forget(key.instance_id)
+        else:
+            self.fan_in.done(key.activity_id)
 
     def learn(self, fx: Effects) -> None:
         """The labels and ages of the work a commit created (before it is queued)."""
@@ -124,8 +140,13 @@ class WorkItems:
             app = fx.activity_apps.get(activity_id, ANY_APP)
             self._labels[act] = WorkLabel(ACTIVITY, work.name, work.version, app)
             self._ages[act] = self._age_of(work.origin)
+            self.fan_in.scheduled(activity_id, work.origin)
 
     def _age_of(self, instance_id: str) -> int:
         """The age of an instance's work; a new one ("" or not seen yet) is the youngest."""
         age = self._ages.get(InstanceWork(instance_id)) if instance_id else None
         return next(self._born) if age is None else age
+
+
+def _nothing(instance_id: str, dialect: str) -> None:
+    pass

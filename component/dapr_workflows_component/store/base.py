@@ -96,7 +96,9 @@ class StoreTx(EntityTx):
 
     # inbox
     @abc.abstractmethod
-    def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> int: ...
+    def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> None:
+        """Adds an event; its ID (`inbox` gives it) orders it after those added before it. No ID is
+        returned: a shared store sends the row without waiting for an answer."""
 
     @abc.abstractmethod
     def inbox(self, instance_id: str, visible_before: int) -> list[InboxRow]: ...
@@ -125,7 +127,8 @@ class StoreTx(EntityTx):
 
     # lifecycle events waiting for the input binding (the outbox)
     @abc.abstractmethod
-    def add_outbox(self, payload: str, created_at: int) -> int: ...
+    def add_outbox(self, payload: str, created_at: int) -> None:
+        """Adds a lifecycle event (no ID returned, as for `add_inbox`; `outbox` gives it)."""
 
     @abc.abstractmethod
     def outbox(self, after_id: int, limit: int) -> list[tuple[int, str]]: ...
@@ -251,6 +254,14 @@ class Store(abc.ABC):
 
     async def read(self, fn: Callable[[StoreTx], T]) -> T:
         """Runs `fn`, which only reads, on a consistent view of the store."""
+        return await self.run(fn)
+
+    async def run_claim(self, fn: Callable[[StoreTx], T]) -> T:
+        """Runs `fn`, which claims a lease and reads what it leases, as `run` does. A shared store
+        may commit what `fn` sent by its first answer in that same round trip; if `fn` needs a second
+        one, it runs `fn` again in a transaction of its own. So the writes before `fn`'s first
+        answer must be ones that may commit twice (a claim with the same token), and `fn` must not
+        raise after that answer to undo them."""
         return await self.run(fn)
 
     async def listen(self, on_announcement: Callable[[Announcement], None]) -> None:

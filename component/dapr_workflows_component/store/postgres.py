@@ -37,6 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .base import Announcement, Store, StoreTx, StoreUnavailable
 from .postgres_cache import HistoryCache
+from .postgres_ids import ActivityIds
 from .postgres_loop import await_only, await_started_here, run_on_loop
 from .postgres_schema import _MIGRATIONS, SCHEMA_VERSION
 from .postgres_tx import CHANNEL, LISTENER_LOCK, PostgresTx, listeners_besides, placeholders
@@ -118,6 +119,7 @@ class PostgresStore(Store):
         self._listener_pid = 0
         # Histories kept between transactions, each used only while its version is current.
         self._history = HistoryCache()
+        self._activity_ids = ActivityIds()
         try:
             with psycopg.connect(conninfo, autocommit=True, **self._connect_options) as conn:
                 self._migrate(conn)
@@ -217,7 +219,7 @@ class PostgresStore(Store):
                 conn.execute(placeholders("INSERT INTO schema_version (version) VALUES (?)"), (version,))
                 log.info("%s: applied schema migration %d", self.description, version)
 
-    def _transaction(self, fn: Callable[[StoreTx], T], writable: bool) -> T:
+    def _transaction(self, fn: Callable[[StoreTx], T], writable: bool, one_shot: bool) -> T:
         """Runs in a greenlet on the loop (`postgres_loop.py`): it waits for the pool and the
         server there, and the loop runs other tasks meanwhile."""
         begin = "BEGIN" if writable else "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
@@ -225,22 +227,23 @@ class PostgresStore(Store):
         # connection may take to make: a busy store is not taken for an unreachable one.
         await_only(self._turns.acquire(), cancellable=True)
         try:
-            return self._on_connection(fn, writable, begin)
+            return self._on_connection(fn, writable, begin, one_shot)
         finally:
             self._turns.release()
 
-    def _on_connection(self, fn: Callable[[StoreTx], T], writable: bool, begin: str) -> T:
+    def _on_connection(self, fn: Callable[[StoreTx], T], writable: bool, begin: str, one_shot: bool) -> T:
         pool = self._pool  # the one the connection goes back to, even if another replaced it
         # The pool gives a connection back itself if its caller is cancelled while it waits.
         conn = await_only(pool.getconn(), cancellable=True)
         try:
             attempt = 0
-            single_shot = not writable
+            # A read, or a claim (`run_claim`), commits in its first round trip if it needs no second.
+            single_shot = one_shot
             while True:
                 # BEGIN goes with the first statement, the statements nobody reads go with the
                 # next one or with the COMMIT, whose answer `end` waits for (a failed COMMIT
                 # raises there, before the result is returned).
-                tx = PostgresTx(conn, self._origin, writable, self._history)
+                tx = PostgresTx(conn, self._origin, writable, self._history, self._activity_ids)
                 tx.announcing = self._others_listen
                 tx._wire.single_shot = single_shot
                 try:
@@ -287,16 +290,20 @@ class PostgresStore(Store):
             await_only(conn.close())
 
     async def run(self, fn: Callable[[StoreTx], T]) -> T:
-        return await self._on_loop(fn, True)
+        return await self._on_loop(fn, True, False)
 
     async def read(self, fn: Callable[[StoreTx], T]) -> T:
-        return await self._on_loop(fn, False)
+        return await self._on_loop(fn, False, True)
 
-    async def _on_loop(self, fn: Callable[[StoreTx], T], writable: bool) -> T:
+    async def run_claim(self, fn: Callable[[StoreTx], T]) -> T:
+        # BEGIN, the claim with what it reads, COMMIT: one round trip instead of two.
+        return await self._on_loop(fn, True, True)
+
+    async def _on_loop(self, fn: Callable[[StoreTx], T], writable: bool, one_shot: bool) -> T:
         try:
             if self._pool_loop is not asyncio.get_running_loop():
                 await self._open_pool()
-            result: T = await run_on_loop(self._transaction, fn, writable)
+            result: T = await run_on_loop(self._transaction, fn, writable, one_shot)
         except psycopg.OperationalError as err:  # the server or the network is down; no commit
             reason = str(err).strip()
             unavailable = StoreUnavailable(f"the store ({self.description}) is unavailable: {reason}")

@@ -16,6 +16,7 @@ from ..workflows import Instance, RuntimeStatus
 from .base import ActivityRow, InboxRow
 from .postgres_cache import HistoryCache, TxMemo
 from .postgres_concurrency import ConcurrencySql
+from .postgres_ids import ActivityIds
 from .postgres_loop import await_only
 from .postgres_wire import Wire
 from .sql import (
@@ -140,11 +141,17 @@ class PostgresTx(ConcurrencySql, SqlTx):
     _db_now = _DB_NOW
 
     def __init__(
-        self, conn: psycopg.AsyncConnection[TupleRow], origin: str, writable: bool, cache: HistoryCache
+        self,
+        conn: psycopg.AsyncConnection[TupleRow],
+        origin: str,
+        writable: bool,
+        cache: HistoryCache,
+        activity_ids: ActivityIds,
     ) -> None:
         self._c = conn
         self._origin = origin
         self._cache = cache
+        self._activity_ids = activity_ids
         self._memo = TxMemo()  # a new one for each attempt (the store's `_transaction`)
         # False while no other engine listens: `announce` sends nothing.
         self.announcing = True
@@ -315,14 +322,13 @@ class PostgresTx(ConcurrencySql, SqlTx):
         deletes, self._memo.inbox_deletes = self._memo.inbox_deletes, []
         self._send("DELETE FROM inbox WHERE instance_id = ? OR id = ANY(?)", (instance_id, deletes))
 
-    def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> int:
+    def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> None:
+        # Nobody reads the ID: queued, without a round trip of its own.
         self._memo.inboxes.clear()
-        row = self._one(
-            "INSERT INTO inbox (instance_id, visible_at, event) VALUES (?, ?, ?) RETURNING id",
+        self._send(
+            "INSERT INTO inbox (instance_id, visible_at, event) VALUES (?, ?, ?)",
             (instance_id, visible_at, event),
         )
-        assert row is not None
-        return int(row[0])
 
     def delete_inbox(self, row_ids: list[int]) -> None:
         # Held back: sent with the next statement that reads, merged with the next ones.
@@ -334,13 +340,14 @@ class PostgresTx(ConcurrencySql, SqlTx):
     def add_activity(
         self, instance_id: str, execution_id: str, dialect: str, task_id: int, request: bytes
     ) -> int:
-        row = self._one(
-            "INSERT INTO activities (instance_id, execution_id, dialect, task_id, request) "
-            "VALUES (?, ?, ?, ?, ?) RETURNING id",
-            (instance_id, execution_id, dialect, task_id, request),
+        # The ID is taken ahead (postgres_ids.py), so the row is queued without a round trip.
+        activity_id = self._activity_ids.take(self._all)
+        self._send(
+            "INSERT INTO activities (id, instance_id, execution_id, dialect, task_id, request) "
+            "OVERRIDING SYSTEM VALUE VALUES (?, ?, ?, ?, ?, ?)",
+            (activity_id, instance_id, execution_id, dialect, task_id, request),
         )
-        assert row is not None
-        return int(row[0])
+        return activity_id
 
     def clear_activities(self, instance_id: str) -> list[int]:
         self._memo.activities.clear()
@@ -349,12 +356,8 @@ class PostgresTx(ConcurrencySql, SqlTx):
 
     # outbox
 
-    def add_outbox(self, payload: str, created_at: int) -> int:
-        row = self._one(
-            "INSERT INTO outbox (created_at, payload) VALUES (?, ?) RETURNING id", (created_at, payload)
-        )
-        assert row is not None
-        return int(row[0])
+    def add_outbox(self, payload: str, created_at: int) -> None:
+        self._send("INSERT INTO outbox (created_at, payload) VALUES (?, ?)", (created_at, payload))
 
     # leases
 

@@ -193,14 +193,13 @@ class _SQLiteTx(SqlTx):
             [(instance_id, first_seq + n, e) for n, e in enumerate(events)],
         )
 
-    def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> int:
+    def add_inbox(self, instance_id: str, event: bytes, visible_at: int) -> None:
         cur = self._c.execute(
             "INSERT INTO inbox (instance_id, visible_at, event) VALUES (?, ?, ?)",
             (instance_id, visible_at, event),
         )
         assert cur.lastrowid is not None
         self._inbox.added(InboxRow(cur.lastrowid, instance_id, visible_at, event))
-        return cur.lastrowid
 
     def inbox(self, instance_id: str, visible_before: int) -> list[InboxRow]:
         rows = self._inbox.rows(instance_id)
@@ -258,10 +257,8 @@ class _SQLiteTx(SqlTx):
         self._activities.deleted(ids)
         return ids
 
-    def add_outbox(self, payload: str, created_at: int) -> int:
-        cur = self._c.execute("INSERT INTO outbox (created_at, payload) VALUES (?, ?)", (created_at, payload))
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+    def add_outbox(self, payload: str, created_at: int) -> None:
+        self._c.execute("INSERT INTO outbox (created_at, payload) VALUES (?, ?)", (created_at, payload))
 
 
 def sqlite_path(url: str) -> str:

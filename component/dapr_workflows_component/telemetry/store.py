@@ -58,6 +58,16 @@ class ObservedStore(Store):
         self._record(start, None)
         return result
 
+    async def run_claim(self, fn: Callable[[StoreTx], T]) -> T:
+        start = time.perf_counter()
+        try:
+            result = await self.inner.run_claim(self._in_context(fn))
+        except BaseException as err:
+            self._record(start, err)
+            raise
+        self._record(start, None)
+        return result
+
     def _record(self, start: float, err: BaseException | None) -> None:
         if isinstance(err, asyncio.CancelledError):
             return  # the caller went away; the store did nothing wrong
