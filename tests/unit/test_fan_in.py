@@ -184,3 +184,20 @@ def test_a_held_turn_is_offered_when_the_hold_runs_out() -> None:
         await engine.stop()
 
     run(body())
+
+
+def test_a_hold_of_zero_seconds_holds_nothing_under_load() -> None:
+    async def body() -> None:
+        engine = await engine_on(fan_in_hold_seconds=0)
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        first = await take(engine, worker)
+        await engine.complete_orchestration(response(first, schedule(1), schedule(2)))
+        acts = [await take(engine, worker), await take(engine, worker)]
+        await start(engine, "b")  # other work waits, which would hold the turn
+        await engine.complete_activity(activity_done(acts[0], '"1"'))
+        assert not engine.dispatch.items.fan_in.is_held("a")
+        assert engine.dispatch.state(InstanceWork("a")) == WorkState.QUEUED
+        await engine.stop()
+
+    run(body())

@@ -107,7 +107,13 @@ class Dispatch:
         self.workers: dict[int, Worker] = {}
         self.ready = ReadyQueues(closing)  # the queued keys, and the signals their takers wait on
         # What each work item is (for who may take it) and its age (for the order), where known.
-        self.items = WorkItems(self.mark_ready, self.ready.queues, leasing.shared, lambda: len(self._leases))
+        self.items = WorkItems(
+            self.mark_ready,
+            self.ready.queues,
+            leasing.shared,
+            lambda: len(self._leases),
+            settings.fan_in_hold_seconds,
+        )
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
         self.kept = KeptHistories()
         self._state: dict[WorkKey, WorkState] = {}
