@@ -399,8 +399,9 @@ class Dispatch:
 
         try:
             return token, await leasing.take_turn(take, may_refuse)
-        except asyncio.CancelledError:
-            # The claim may still commit in the store's thread: give it back.
+        except BaseException:
+            # The claim may have committed anyway: in the store's thread after a cancellation, or in
+            # its own round trip before a later attempt failed (run_claim). Give it back.
             leasing.release_later(lambda t: t.release_instance(instance_id, token))
             raise
         finally:
