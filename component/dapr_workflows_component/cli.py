@@ -229,9 +229,9 @@ SERVE_OPTIONS = (
     Option(
         "fan-in-hold-seconds",
         "0.1",
-        "while other work waits, a turn of a workflow still waiting for some of its activities is "
+        "while workers hold other work, a turn of a workflow still waiting for some of its activities is "
         "offered once the last is done or after this long, whichever comes first, so that a fan-in "
-        "takes fewer turns (docs/architecture.md); idle, nothing waits; 0: never held",
+        "takes fewer turns (docs/architecture.md); idle, nothing waits; SQLite only; 0: never held",
     ),
     Option(
         "max-concurrent-workflows",

@@ -15,6 +15,9 @@ Invariants:
   unique across the engines sharing a store. A completion is applied only with the current token.
 - An instance made ready while CLAIMING or LEASED is not queued again: it is marked "arrived while
   busy" and queued when the lease ends (its turn would not see the new events otherwise).
+- A ready turn may be held instead of queued (state none) while its instance waits for more of its
+  activities and workers hold other work (fan_in.py); the last result or the hold's time limit
+  queues it.
 - A worker holds at most its capacity of leases; `held` counts them.
 - Leases live in memory only: after a restart every item is offered again, from the store.
 
@@ -109,7 +112,6 @@ class Dispatch:
         # What each work item is (for who may take it) and its age (for the order), where known.
         self.items = WorkItems(
             self.mark_ready,
-            self.ready.queues,
             leasing.shared,
             lambda: len(self._leases),
             settings.fan_in_hold_seconds,
