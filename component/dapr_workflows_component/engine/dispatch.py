@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
-from ..store import Store, StoreTx
+from ..store import Store, StoreTx, StoreUnavailable
 from ..telemetry.observer import EngineObserver
 from ..workflows import is_entity_id
 from . import eligibility
@@ -75,6 +75,8 @@ T = TypeVar("T")
 DIALECTS = ("dapr", "durabletask")
 # Random bytes of a completion token (128 bits).
 TOKEN_BYTES = 16
+# How long work whose claim the store failed waits before it is offered again.
+REOFFER_AFTER_STORE_ERROR_SECONDS = 1.0
 
 
 # (work_items.py and work_leases.py) with the rest
@@ -222,8 +224,16 @@ class Dispatch:
             log.info("worker %d serves app %r", worker_id, app_id)
             self.ready.notify(worker.dialect)
 
-    def _reoffer(self, key: WorkKey, dialect: str) -> None:
-        """Queues a taken key again."""
+    def _reoffer(self, key: WorkKey, dialect: str, later: bool = False) -> None:
+        """Queues a taken key again; `later`: after a store error, in a while, unless something else
+        queued, took or leased it meanwhile."""
+        if later:
+            def again() -> None:
+                if key not in self._state and not self.closing.is_set():
+                    self._reoffer(key, dialect)
+
+            asyncio.get_running_loop().call_later(REOFFER_AFTER_STORE_ERROR_SECONDS, again)
+            return
         self._state.pop(key, None)
         if isinstance(key, InstanceWork):
             self.mark_ready(key.instance_id, dialect)
@@ -312,6 +322,11 @@ class Dispatch:
                 self.limits.refused(key, full)
                 self._reoffer(key, dialect)
                 continue
+            except StoreUnavailable:
+                # The store failed the claim or its read: the work is still there. Offer it again
+                # once the store may be back (on SQLite nothing else would find it before a restart).
+                self._reoffer(key, dialect, later=True)
+                raise
             finally:
                 state = self._state.get(key)
                 self.limits.taken(key, state == WorkState.LEASED, state == WorkState.QUEUED)
