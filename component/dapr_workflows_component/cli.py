@@ -231,7 +231,7 @@ SERVE_OPTIONS = (
         "0.1",
         "while workers hold other work, a turn of a workflow still waiting for some of its activities is "
         "offered once the last is done or after this long, whichever comes first, so that a fan-in "
-        "takes fewer turns (docs/architecture.md); idle, nothing waits; SQLite only; 0: never held",
+        "takes fewer turns (docs/architecture.md); idle, nothing waits; 0: never held",
     ),
     Option(
         "max-concurrent-workflows",

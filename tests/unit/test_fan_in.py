@@ -94,6 +94,30 @@ def test_a_forgotten_instance_is_never_offered_and_keeps_nothing() -> None:
     run(body())
 
 
+def test_tracking_is_bounded_the_oldest_instance_gives_way_unless_it_is_held() -> None:
+    """On a shared store an instance may end on another engine unheard of here: it stays tracked
+    only until newer instances need its room."""
+
+    async def body() -> None:
+        rig = Rig()
+        rig.fan_in.max_tracked = 3
+        for n, instance_id in enumerate(["a", "b", "c"]):
+            rig.fan_in.scheduled(2 * n, instance_id)
+            rig.fan_in.scheduled(2 * n + 1, instance_id)
+        rig.in_flight = 10
+        assert rig.fan_in.holds("a", "dapr")  # "a" is held: "b" is the oldest that may go
+        rig.fan_in.scheduled(6, "d")
+        assert not rig.fan_in.holds("b", "dapr")  # no longer tracked: never held
+        assert rig.fan_in.holds("c", "dapr") and rig.fan_in.is_held("a")
+        rig.fan_in.done(3)  # an activity of "b", forgotten: nothing happens
+        assert rig.offered == []
+        rig.fan_in.done(0)
+        rig.fan_in.done(1)
+        assert rig.offered == [("a", "dapr")]  # the held one still comes out with its last result
+
+    run(body())
+
+
 def test_off_nothing_is_held() -> None:
     async def body() -> None:
         rig = Rig(enabled=False)

@@ -114,7 +114,6 @@ class Dispatch:
         # What each work item is (for who may take it) and its age (for the order), where known.
         self.items = WorkItems(
             self.mark_ready,
-            leasing.shared,
             lambda: len(self._leases),
             settings.fan_in_hold_seconds,
         )

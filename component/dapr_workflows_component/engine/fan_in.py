@@ -15,9 +15,10 @@ activity, gets its turn at most the hold's time later, and only under load; afte
 instance is not held again until it schedules more activities. A turn in flight is not affected
 (events arriving meanwhile are queued when it ends, as always).
 
-Only the activities this engine created and leases are known here, so the hold is off on a store that
-engines may share, which PostgreSQL always is (another engine may complete an activity without this
-engine hearing of it).
+Only the activities this engine created are tracked, and only their ends here are heard: on a store
+engines share, another engine's worker may complete one (or the instance may finish there) without
+this engine hearing of it. Such a turn is held for the time limit at most, and such an instance stays
+tracked until it is the oldest of `MAX_TRACKED` and a newer one needs the room, so memory is bounded.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from collections.abc import Callable
 
 # The longest a ready turn waits for the rest of its instance's outstanding activities.
 HOLD_SECONDS = 0.1
+# Instances tracked at most; the oldest gives its room to a newer one (it is then never held).
+MAX_TRACKED = 4096
 
 
 class FanIn:
@@ -36,11 +39,13 @@ class FanIn:
         in_flight: Callable[[], int],
         enabled: bool,
         hold_seconds: float = HOLD_SECONDS,
+        max_tracked: int = MAX_TRACKED,
     ) -> None:
         self._ready = ready  # offers the instance's turn (dispatch's mark_ready)
         self._in_flight = in_flight  # how many work items workers hold
         self.enabled = enabled
         self.hold_seconds = hold_seconds
+        self.max_tracked = max_tracked
         self._outstanding: dict[str, set[int]] = {}  # instance -> its activities queued or leased
         self._owner: dict[int, str] = {}  # activity -> its instance
         self._held: dict[str, tuple[str, asyncio.TimerHandle]] = {}  # instance -> (dialect, time limit)
@@ -50,6 +55,11 @@ class FanIn:
         """A commit created the instance's activity."""
         if not self.enabled:
             return
+        if instance_id not in self._outstanding and len(self._outstanding) >= self.max_tracked:
+            oldest = next((i for i in self._outstanding if i not in self._held), None)
+            if oldest is None:
+                return  # every tracked instance is held now (each for the time limit at most)
+            self.forget(oldest)
         self._owner[activity_id] = instance_id
         self._outstanding.setdefault(instance_id, set()).add(activity_id)
         self._ran_out.discard(instance_id)

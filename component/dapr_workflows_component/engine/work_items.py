@@ -55,13 +55,12 @@ class WorkItems:
     def __init__(
         self,
         ready: Callable[[str, str], None] | None = None,
-        shared: bool = False,
         in_flight: Callable[[], int] = lambda: 0,
         hold_seconds: float = HOLD_SECONDS,
     ) -> None:
-        # Turns held for the rest of their instance's activities: on with dispatch to go by, and
-        # off when other engines share the store or no hold is wanted.
-        enabled = ready is not None and not shared and hold_seconds > 0
+        # Turns held for the rest of their instance's activities: on with dispatch to go by, unless
+        # no hold is wanted.
+        enabled = ready is not None and hold_seconds > 0
         self.fan_in = FanIn(ready or _nothing, in_flight, enabled, hold_seconds)
         self._labels: dict[WorkKey, WorkLabel] = {}
         # Lower is older: an instance's age is taken when it is created (a child's is its
