@@ -154,3 +154,31 @@ def test_an_activity_whose_label_read_fails_after_its_claim_is_given_back_at_onc
             assert item.activityRequest.name == "quote"
 
     asyncio.run(body())
+
+
+def test_a_turn_claim_committed_before_its_read_failed_is_given_back_at_once(postgres_url: str) -> None:
+    """A claim commits in the round trip that makes it; a read that needs a second round trip runs
+    the transaction again whole, and when that attempt fails the first one's claim must not stay
+    (nothing would take the instance until its store lease ran out)."""
+
+    async def body() -> None:
+        async with two_engines(postgres_url) as (a, b):
+            await b.start_workflow(StartRequest(name="wf", instance_id="i"))
+
+            def read_then_fail(tx: StoreTx, token: str) -> None:
+                tx.get_instance("i")  # a second fetch: the claim's round trip has committed
+                raise RuntimeError("the store went away")
+
+            with pytest.raises(RuntimeError, match="the store went away"):
+                await a.dispatch.lease_instance(InstanceWork("i"), read_then_fail, may_refuse=False)
+
+            def lease_token() -> object:
+                return sql(postgres_url, "SELECT lease_token FROM instances WHERE instance_id = 'i'")[0][0]
+
+            # Given back now, not when its 60 s store lease expires: B's worker gets the turn.
+            await eventually(soon(lambda: lease_token() is None, in_thread=True))
+            on_b = b.connect_worker("dapr")
+            item = await take(b, on_b)
+            assert item.workflowRequest.instanceId == "i"
+
+    asyncio.run(body())

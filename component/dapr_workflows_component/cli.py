@@ -227,6 +227,13 @@ SERVE_OPTIONS = (
         "activities of the instances it already has first (docs/architecture.md); 0: no limit",
     ),
     Option(
+        "fan-in-hold-seconds",
+        "0.1",
+        "while workers hold other work, a turn of a workflow still waiting for some of its activities is "
+        "offered once the last is done or after this long, whichever comes first, so that a fan-in "
+        "takes fewer turns (docs/architecture.md); idle, nothing waits; SQLite only; 0: never held",
+    ),
+    Option(
         "max-concurrent-workflows",
         "0",
         "workflow turns running at once (leased to workers), over all the engines sharing the store "
@@ -385,6 +392,7 @@ def _engine_settings(args: argparse.Namespace) -> EngineSettings:
         worker_max_new_starts=_int(args.worker_max_new_starts, "worker-max-new-starts")
         if str(args.worker_max_new_starts).strip() != "0"
         else 0,
+        fan_in_hold_seconds=_seconds(args.fan_in_hold_seconds, "fan-in-hold-seconds", zero=True),
         poll_seconds=_seconds(args.poll_seconds, "poll-seconds"),
         store_lease_seconds=_seconds(args.store_lease_seconds, "store-lease-seconds"),
         keepalive_seconds=_seconds(args.keepalive_seconds, "keepalive-seconds"),

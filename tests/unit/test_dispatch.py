@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from dapr_workflows_component.engine import Engine
+from dapr_workflows_component.engine import Engine, dispatch
 from dapr_workflows_component.engine.dispatch import ActivityWork, InstanceWork, WorkState
 from dapr_workflows_component.engine.eligibility import (
     ACTIVITY,
@@ -334,6 +334,34 @@ def test_a_store_failure_while_reading_a_turn_leaves_the_instance_offerable_agai
         await engine.raise_event("a", "go", None)  # made ready again (or found by a sweep)
         item = await take(engine, worker)
         assert new_event_kinds(item) == ["workflowStarted", "executionStarted", "eventRaised"]
+        await engine.stop()
+
+    run(body())
+
+
+def test_work_whose_claim_the_store_failed_is_offered_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On SQLite no sweep would find it: without the engine offering it again, it waits for a
+    restart."""
+    monkeypatch.setattr(dispatch, "REOFFER_AFTER_STORE_ERROR_SECONDS", 0.05)
+
+    async def body() -> None:
+        engine = await engine_on()
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        first = await take(engine, worker)
+        await engine.complete_orchestration(response(first, schedule(1)))
+        real_read = engine.store.read
+
+        async def failing_read(fn: Callable[[StoreTx], T]) -> T:
+            engine.store.read = real_read  # type: ignore[method-assign]
+            raise StoreUnavailable("the store is down")
+
+        engine.store.read = failing_read  # type: ignore[method-assign]
+        with pytest.raises(StoreUnavailable):
+            await engine.next_work_item("dapr", worker)  # the activity's read fails
+        assert engine.dispatch.queued() == []  # for now, neither queued nor stuck "claiming"
+        act = await take(engine, worker)  # offered again: nothing else made it ready
+        assert act.activityRequest.name == "act"
         await engine.stop()
 
     run(body())

@@ -14,27 +14,25 @@ from tests.unit.engine_parts import activity_done, engine_on, next_item, respons
 
 
 class Rig:
-    """A FanIn with queues and a count of work in flight the test sets, recording what it offers."""
+    """A FanIn with a count of work in flight the test sets, recording what it offers."""
 
     def __init__(self, hold_seconds: float = 5.0, enabled: bool = True) -> None:
-        self.queued: dict[str, list[str]] = {"dapr": []}
         self.in_flight = 0
         self.offered: list[tuple[str, str]] = []
         self.fan_in = FanIn(
             lambda i, d: self.offered.append((i, d)),
-            self.queued,
             lambda: self.in_flight,
             enabled,
             hold_seconds,
         )
 
 
-def test_a_turn_is_held_while_other_work_is_queued_until_the_last_activity_is_done() -> None:
+def test_a_turn_is_held_while_workers_hold_other_work_until_the_last_activity_is_done() -> None:
     async def body() -> None:
         rig = Rig()
         for activity_id in (1, 2, 3):
             rig.fan_in.scheduled(activity_id, "a")
-        rig.queued["dapr"].append("other")
+        rig.in_flight = 10  # the workers hold other work
         rig.fan_in.done(1)
         assert rig.fan_in.holds("a", "dapr")
         assert rig.fan_in.holds("a", "dapr")  # asked again while held: still held, one time limit
@@ -67,7 +65,7 @@ def test_a_hold_runs_out_and_the_instance_is_not_held_again_until_it_schedules_m
         rig = Rig(hold_seconds=0.05)
         rig.fan_in.scheduled(1, "a")
         rig.fan_in.scheduled(2, "a")
-        rig.queued["dapr"].append("other")
+        rig.in_flight = 10  # the workers hold other work
         assert rig.fan_in.holds("a", "dapr")
         await asyncio.sleep(0.15)
         assert rig.offered == [("a", "dapr")]
@@ -85,7 +83,7 @@ def test_a_forgotten_instance_is_never_offered_and_keeps_nothing() -> None:
         rig = Rig(hold_seconds=0.05)
         rig.fan_in.scheduled(1, "a")
         rig.fan_in.scheduled(2, "a")
-        rig.queued["dapr"].append("other")
+        rig.in_flight = 10  # the workers hold other work
         assert rig.fan_in.holds("a", "dapr")
         rig.fan_in.forget("a")
         rig.fan_in.done(1)
@@ -101,7 +99,7 @@ def test_off_nothing_is_held() -> None:
         rig = Rig(enabled=False)
         rig.fan_in.scheduled(1, "a")
         rig.fan_in.scheduled(2, "a")
-        rig.queued["dapr"].append("other")
+        rig.in_flight = 10  # the workers hold other work
         assert not rig.fan_in.holds("a", "dapr")
 
     run(body())
@@ -110,7 +108,7 @@ def test_off_nothing_is_held() -> None:
 def test_without_a_running_loop_nothing_is_held() -> None:
     rig = Rig()
     rig.fan_in.scheduled(1, "a")
-    rig.queued["dapr"].append("other")
+    rig.in_flight = 10  # the workers hold other work
     assert not rig.fan_in.holds("a", "dapr")
 
 
@@ -125,23 +123,23 @@ def completed_ids(item: pb.WorkItem) -> list[int]:
 
 def test_under_load_a_fan_out_gets_one_turn_with_all_its_results() -> None:
     async def body() -> None:
-        engine = await engine_on()
+        engine = await engine_on(fan_in_hold_seconds=30)  # no time limit within the test
         worker = engine.connect_worker("dapr")
         await start(engine, "a")
         first = await take(engine, worker)
         await engine.complete_orchestration(response(first, schedule(1), schedule(2), schedule(3)))
         acts = [await take(engine, worker) for _ in range(3)]
-        await start(engine, "b")  # other work waits: the workers are busy
+        await start(engine, "b")
+        other = await take(engine, worker)  # the worker holds other work: it is busy
         await engine.complete_activity(activity_done(acts[0], '"1"'))
         await engine.complete_activity(activity_done(acts[1], '"2"'))
         assert engine.dispatch.state(InstanceWork("a")) is None  # held, not queued
         assert engine.dispatch.items.fan_in.is_held("a")
         await engine.complete_activity(activity_done(acts[2], '"3"'))
         assert engine.dispatch.state(InstanceWork("a")) == WorkState.QUEUED
-        turns = [await take(engine, worker), await take(engine, worker)]
-        by_instance = {t.workflowRequest.instanceId: t for t in turns}
-        assert completed_ids(by_instance["a"]) == [1, 2, 3]
+        assert completed_ids(await take(engine, worker)) == [1, 2, 3]
         assert await next_item(engine, worker) is None  # nothing else: no turn with a part of them
+        assert other.workflowRequest.instanceId == "b"
         await engine.stop()
 
     run(body())
@@ -173,14 +171,50 @@ def test_a_held_turn_is_offered_when_the_hold_runs_out() -> None:
         await engine.complete_orchestration(response(first, schedule(1), schedule(2)))
         acts = [await take(engine, worker), await take(engine, worker)]
         await start(engine, "b")
+        await take(engine, worker)  # the worker holds other work: it is busy
         await engine.complete_activity(activity_done(acts[0], '"1"'))
         assert engine.dispatch.items.fan_in.is_held("a")
         await asyncio.sleep(0.15)
         assert engine.dispatch.state(InstanceWork("a")) == WorkState.QUEUED
-        turns = {
-            t.workflowRequest.instanceId: t for t in [await take(engine, worker), await take(engine, worker)]
-        }
-        assert completed_ids(turns["a"]) == [1]
+        assert completed_ids(await take(engine, worker)) == [1]
+        await engine.stop()
+
+    run(body())
+
+
+def test_a_hold_of_zero_seconds_holds_nothing_under_load() -> None:
+    async def body() -> None:
+        engine = await engine_on(fan_in_hold_seconds=0)
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        first = await take(engine, worker)
+        await engine.complete_orchestration(response(first, schedule(1), schedule(2)))
+        acts = [await take(engine, worker), await take(engine, worker)]
+        await start(engine, "b")
+        await take(engine, worker)  # the worker holds other work, which would hold the turn
+        await engine.complete_activity(activity_done(acts[0], '"1"'))
+        assert not engine.dispatch.items.fan_in.is_held("a")
+        assert engine.dispatch.state(InstanceWork("a")) == WorkState.QUEUED
+        await engine.stop()
+
+    run(body())
+
+
+def test_queued_work_no_worker_takes_does_not_hold_a_turn() -> None:
+    """Work that waits queued (here: the worker has not asked for it; in a deployment: another app's,
+    or outside every worker's filters) is no sign of load: the worker holds only a's activities."""
+
+    async def body() -> None:
+        engine = await engine_on(fan_in_hold_seconds=30)
+        worker = engine.connect_worker("dapr")
+        await start(engine, "a")
+        first = await take(engine, worker)
+        await engine.complete_orchestration(response(first, schedule(1), schedule(2), schedule(3)))
+        acts = [await take(engine, worker) for _ in range(3)]
+        await start(engine, "b")  # queued, not taken
+        await engine.complete_activity(activity_done(acts[0], '"1"'))
+        assert not engine.dispatch.items.fan_in.is_held("a")
+        assert engine.dispatch.state(InstanceWork("a")) == WorkState.QUEUED
         await engine.stop()
 
     run(body())

@@ -6,7 +6,6 @@ who may take it where it was not known (labels.py) and holds the lease.
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -30,7 +29,8 @@ async def lease_activity(d: Dispatch, key: ActivityWork, dialect: str, worker_id
     token = d.next_token()
     try:
         row = await d.leasing.take_activity(key.activity_id, token, d.limits.activity_check(key))
-    except asyncio.CancelledError:
+    except BaseException:
+        # The claim may have committed anyway (see Dispatch.lease_instance): give it back.
         d.leasing.release_later(lambda t: t.release_activity(key.activity_id, token))
         raise
     finally:

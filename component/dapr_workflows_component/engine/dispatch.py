@@ -15,6 +15,9 @@ Invariants:
   unique across the engines sharing a store. A completion is applied only with the current token.
 - An instance made ready while CLAIMING or LEASED is not queued again: it is marked "arrived while
   busy" and queued when the lease ends (its turn would not see the new events otherwise).
+- A ready turn may be held instead of queued (state none) while its instance waits for more of its
+  activities and workers hold other work (fan_in.py); the last result or the hold's time limit
+  queues it.
 - A worker holds at most its capacity of leases; `held` counts them.
 - Leases live in memory only: after a restart every item is offered again, from the store.
 
@@ -44,7 +47,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
-from ..store import Store, StoreTx
+from ..store import Store, StoreTx, StoreUnavailable
 from ..telemetry.observer import EngineObserver
 from ..workflows import is_entity_id
 from . import eligibility
@@ -72,6 +75,8 @@ T = TypeVar("T")
 DIALECTS = ("dapr", "durabletask")
 # Random bytes of a completion token (128 bits).
 TOKEN_BYTES = 16
+# How long work whose claim the store failed waits before it is offered again.
+REOFFER_AFTER_STORE_ERROR_SECONDS = 1.0
 
 
 # (work_items.py and work_leases.py) with the rest
@@ -107,7 +112,12 @@ class Dispatch:
         self.workers: dict[int, Worker] = {}
         self.ready = ReadyQueues(closing)  # the queued keys, and the signals their takers wait on
         # What each work item is (for who may take it) and its age (for the order), where known.
-        self.items = WorkItems(self.mark_ready, self.ready.queues, leasing.shared, lambda: len(self._leases))
+        self.items = WorkItems(
+            self.mark_ready,
+            leasing.shared,
+            lambda: len(self._leases),
+            settings.fan_in_hold_seconds,
+        )
         # Stateful-history workers: what each stream keeps (it then gets only newer events).
         self.kept = KeptHistories()
         self._state: dict[WorkKey, WorkState] = {}
@@ -214,8 +224,16 @@ class Dispatch:
             log.info("worker %d serves app %r", worker_id, app_id)
             self.ready.notify(worker.dialect)
 
-    def _reoffer(self, key: WorkKey, dialect: str) -> None:
-        """Queues a taken key again."""
+    def _reoffer(self, key: WorkKey, dialect: str, later: bool = False) -> None:
+        """Queues a taken key again; `later`: after a store error, in a while, unless something else
+        queued, took or leased it meanwhile."""
+        if later:
+            def again() -> None:
+                if key not in self._state and not self.closing.is_set():
+                    self._reoffer(key, dialect)
+
+            asyncio.get_running_loop().call_later(REOFFER_AFTER_STORE_ERROR_SECONDS, again)
+            return
         self._state.pop(key, None)
         if isinstance(key, InstanceWork):
             self.mark_ready(key.instance_id, dialect)
@@ -304,6 +322,11 @@ class Dispatch:
                 self.limits.refused(key, full)
                 self._reoffer(key, dialect)
                 continue
+            except StoreUnavailable:
+                # The store failed the claim or its read: the work is still there. Offer it again
+                # once the store may be back (on SQLite nothing else would find it before a restart).
+                self._reoffer(key, dialect, later=True)
+                raise
             finally:
                 state = self._state.get(key)
                 self.limits.taken(key, state == WorkState.LEASED, state == WorkState.QUEUED)
@@ -393,8 +416,9 @@ class Dispatch:
 
         try:
             return token, await leasing.take_turn(take, may_refuse)
-        except asyncio.CancelledError:
-            # The claim may still commit in the store's thread: give it back.
+        except BaseException:
+            # The claim may have committed anyway: in the store's thread after a cancellation, or in
+            # its own round trip before a later attempt failed (run_claim). Give it back.
             leasing.release_later(lambda t: t.release_instance(instance_id, token))
             raise
         finally:

@@ -1,27 +1,29 @@
-"""Fan-in: while other work waits, the turn of an instance that still waits for some of its
-activities is held until the last of them is done (for `HOLD_SECONDS` at most).
+"""Fan-in: while workers have other work, the turn of an instance that still waits for some of its
+activities is held until the last of them is done (for `--fan-in-hold-seconds` at most).
 
 A workflow that schedules several activities at once gets their results one by one. Offered at once,
 the first result makes a turn that sees it alone, and the results that come while that turn runs make
 another: about three turns for a fan-out of ten, each a work item, a replay in the worker, a
-completion call and a transaction, where two would do. While work is queued, the workers have other
-work to do anyway, so such a turn waits for the rest of the results instead.
+completion call and a transaction, where two would do. While the workers hold other work, they have
+enough to do anyway, so such a turn waits for the rest of the results instead.
 
 What is held is only the offer of the turn: every result is committed to the instance's inbox as it
-comes, and the turn sees all that arrived. Idle (nothing queued), nothing is held, so a lone workflow
-runs as before. A workflow waiting for the first of several results, or for a timer racing an
-activity, gets its turn at most `HOLD_SECONDS` later, and only under load; after a hold ran out the
+comes, and the turn sees all that arrived. Idle (workers hold nothing but the instance's own
+activities), nothing is held, so a lone workflow runs as before, whatever waits queued that no worker
+can take. A workflow waiting for the first of several results, or for a timer racing an
+activity, gets its turn at most the hold's time later, and only under load; after a hold ran out the
 instance is not held again until it schedules more activities. A turn in flight is not affected
 (events arriving meanwhile are queued when it ends, as always).
 
-Only the activities this engine created and leases are known here, so the hold is off when other
-engines share the store (one of them may complete an activity without this engine hearing of it).
+Only the activities this engine created and leases are known here, so the hold is off on a store that
+engines may share, which PostgreSQL always is (another engine may complete an activity without this
+engine hearing of it).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable
 
 # The longest a ready turn waits for the rest of its instance's outstanding activities.
 HOLD_SECONDS = 0.1
@@ -31,13 +33,11 @@ class FanIn:
     def __init__(
         self,
         ready: Callable[[str, str], None],
-        queues: Mapping[str, Sized],
         in_flight: Callable[[], int],
         enabled: bool,
         hold_seconds: float = HOLD_SECONDS,
     ) -> None:
         self._ready = ready  # offers the instance's turn (dispatch's mark_ready)
-        self._queues = queues  # per dialect, the queued work
         self._in_flight = in_flight  # how many work items workers hold
         self.enabled = enabled
         self.hold_seconds = hold_seconds
@@ -86,7 +86,7 @@ class FanIn:
         if instance_id in self._held:
             return True
         outstanding = self._outstanding.get(instance_id)
-        if not outstanding or instance_id in self._ran_out or not self._busy(dialect, len(outstanding)):
+        if not outstanding or instance_id in self._ran_out or not self._busy(len(outstanding)):
             return False
         try:
             loop = asyncio.get_running_loop()
@@ -95,10 +95,12 @@ class FanIn:
         self._held[instance_id] = (dialect, loop.call_later(self.hold_seconds, self._run_out, instance_id))
         return True
 
-    def _busy(self, dialect: str, outstanding: int) -> bool:
-        """Whether workers have other work to do than the instance's activities: queued work, or
-        more work items held than the instance has outstanding."""
-        return bool(self._queues.get(dialect)) or self._in_flight() > outstanding
+    def _busy(self, outstanding: int) -> bool:
+        """Whether workers have other work to do than the instance's activities: more work items
+        held than the instance has outstanding. Queued work does not count: some of it may be work
+        no connected worker can take (another app's, one outside every worker's filters), and
+        workers with room take what they can, so takeable queued work soon shows as held."""
+        return self._in_flight() > outstanding
 
     def is_held(self, instance_id: str) -> bool:
         return instance_id in self._held

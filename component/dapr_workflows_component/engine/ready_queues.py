@@ -9,7 +9,7 @@ key queued, a worker's app or filters changed, a concurrency slot freed (concurr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 from .eligibility import WorkLabel
 from .signals import Signal, wait_any
@@ -29,11 +29,6 @@ class ReadyQueues:
         for dialect in dialects:
             self._queues[dialect] = WorkQueue()
             self._wake[dialect] = Signal()
-
-    @property
-    def queues(self) -> Mapping[str, WorkQueue[WorkKey]]:
-        """Per dialect, its queue: for parts that only read how much waits (dispatch takes and puts)."""
-        return self._queues
 
     def knows(self, dialect: str) -> bool:
         return dialect in self._queues

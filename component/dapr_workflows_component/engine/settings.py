@@ -23,6 +23,9 @@ class EngineSettings:
     worker_max_in_flight: int = 100
     # Of those, new starts' first turns at most (new_starts.py); 0: no limit of their own.
     worker_max_new_starts: int = 4
+    # Under load, the longest a ready turn waits for the rest of its instance's activities (fan_in.py);
+    # 0: never held.
+    fan_in_hold_seconds: float = 0.1
     history_cache_size: int = 10_000
     # The cached histories' bytes at most (history_cache.py).
     history_cache_bytes: int = 64 * 1024 * 1024

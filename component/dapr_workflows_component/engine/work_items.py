@@ -13,13 +13,13 @@ It also tells `FanIn` (fan_in.py) which activities each instance still waits for
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..workflows import is_entity_id, require_entity_id
 from .effects import Effects
 from .eligibility import ACTIVITY, ANY_APP, ENTITY, ORCHESTRATION, WorkLabel
-from .fan_in import FanIn
+from .fan_in import HOLD_SECONDS, FanIn
 
 # The dialect whose "@name@key" instances are durable entities.
 ENTITY_DIALECT = "durabletask"
@@ -55,14 +55,14 @@ class WorkItems:
     def __init__(
         self,
         ready: Callable[[str, str], None] | None = None,
-        queues: Mapping[str, Sized] | None = None,
         shared: bool = False,
         in_flight: Callable[[], int] = lambda: 0,
+        hold_seconds: float = HOLD_SECONDS,
     ) -> None:
         # Turns held for the rest of their instance's activities: on with dispatch to go by, and
-        # off when other engines share the store.
-        enabled = ready is not None and not shared
-        self.fan_in = FanIn(ready or _nothing, {} if queues is None else queues, in_flight, enabled)
+        # off when other engines share the store or no hold is wanted.
+        enabled = ready is not None and not shared and hold_seconds > 0
+        self.fan_in = FanIn(ready or _nothing, in_flight, enabled, hold_seconds)
         self._labels: dict[WorkKey, WorkLabel] = {}
         # Lower is older: an instance's age is taken when it is created (a child's is its
         # parent's) or, for work not created here, when it is first queued.

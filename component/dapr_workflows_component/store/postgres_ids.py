@@ -6,8 +6,9 @@ of its own for each turn that schedules activities. Instead the store takes IDs 
 sequence in blocks, one round trip per block, and inserts each row with its ID, queued with the
 statements nobody waits for. A sequence never hands a value out twice, whatever rolls back, so IDs
 stay unique across engines; an ID left unused (a transaction rolled back, an engine stopped) is a
-gap, as a rolled-back insert leaves one anyway. IDs still grow within one engine; between engines a
-lower ID may commit after a higher one, as it may with the column's own default.
+gap, as a rolled-back insert leaves one anyway. IDs need not grow, even within one engine (two of its
+transactions may each take a block, and the blocks interleave); a lower ID may commit after a higher
+one, as it may with the column's own default. Nothing but the sweep's order depends on it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ..store import Announcement, Store, StoreTx, StoreUnavailable
@@ -39,29 +39,20 @@ class ObservedStore(Store):
         self._in_context = _as_is if store.runs_in_caller else _in_callers_context
 
     async def run(self, fn: Callable[[StoreTx], T]) -> T:
-        start = time.perf_counter()
-        try:
-            result = await self.inner.run(self._in_context(fn))
-        except BaseException as err:
-            self._record(start, err)
-            raise
-        self._record(start, None)
-        return result
+        return await self._observed(self.inner.run, fn)
 
     async def read(self, fn: Callable[[StoreTx], T]) -> T:
-        start = time.perf_counter()
-        try:
-            result = await self.inner.read(self._in_context(fn))
-        except BaseException as err:
-            self._record(start, err)
-            raise
-        self._record(start, None)
-        return result
+        return await self._observed(self.inner.read, fn)
 
     async def run_claim(self, fn: Callable[[StoreTx], T]) -> T:
+        return await self._observed(self.inner.run_claim, fn)
+
+    async def _observed(
+        self, call: Callable[[Callable[[StoreTx], T]], Awaitable[T]], fn: Callable[[StoreTx], T]
+    ) -> T:
         start = time.perf_counter()
         try:
-            result = await self.inner.run_claim(self._in_context(fn))
+            result = await call(self._in_context(fn))
         except BaseException as err:
             self._record(start, err)
             raise
