@@ -316,18 +316,23 @@ def test_a_waiter_hears_of_the_change_it_waits_for() -> None:
     run(body())
 
 
+def fail_next_read(engine: Engine) -> None:
+    """The store's next read fails as a store that is down does; the ones after it work."""
+    real_read = engine.store.read
+
+    async def failing_read(fn: Callable[[StoreTx], T]) -> T:
+        engine.store.read = real_read  # type: ignore[method-assign]
+        raise StoreUnavailable("the store is down")
+
+    engine.store.read = failing_read  # type: ignore[method-assign]
+
+
 def test_a_store_failure_while_reading_a_turn_leaves_the_instance_offerable_again() -> None:
     async def body() -> None:
         engine = await engine_on()
         worker = engine.connect_worker("dapr")
         await start(engine, "a")
-        real_read = engine.store.read
-
-        async def failing_read(fn: Callable[[StoreTx], T]) -> T:
-            engine.store.read = real_read  # type: ignore[method-assign]
-            raise StoreUnavailable("the store is down")
-
-        engine.store.read = failing_read  # type: ignore[method-assign]
+        fail_next_read(engine)
         with pytest.raises(StoreUnavailable):
             await engine.next_work_item("dapr", worker)
         assert engine.dispatch.state(InstanceWork("a")) is None  # not stuck "claiming"
@@ -350,13 +355,7 @@ def test_work_whose_claim_the_store_failed_is_offered_again(monkeypatch: pytest.
         await start(engine, "a")
         first = await take(engine, worker)
         await engine.complete_orchestration(response(first, schedule(1)))
-        real_read = engine.store.read
-
-        async def failing_read(fn: Callable[[StoreTx], T]) -> T:
-            engine.store.read = real_read  # type: ignore[method-assign]
-            raise StoreUnavailable("the store is down")
-
-        engine.store.read = failing_read  # type: ignore[method-assign]
+        fail_next_read(engine)
         with pytest.raises(StoreUnavailable):
             await engine.next_work_item("dapr", worker)  # the activity's read fails
         assert engine.dispatch.queued() == []  # for now, neither queued nor stuck "claiming"

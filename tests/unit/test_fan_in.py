@@ -27,6 +27,14 @@ class Rig:
         )
 
 
+def hold_a_with_two_outstanding(rig: Rig) -> None:
+    """Instance "a" waits for activities 1 and 2 while the workers hold other work: it is held."""
+    rig.fan_in.scheduled(1, "a")
+    rig.fan_in.scheduled(2, "a")
+    rig.in_flight = 10  # the workers hold other work
+    assert rig.fan_in.holds("a", "dapr")
+
+
 def test_a_turn_is_held_while_workers_hold_other_work_until_the_last_activity_is_done() -> None:
     async def body() -> None:
         rig = Rig()
@@ -63,10 +71,7 @@ def test_other_work_in_flight_also_counts_but_the_instances_own_activities_do_no
 def test_a_hold_runs_out_and_the_instance_is_not_held_again_until_it_schedules_more() -> None:
     async def body() -> None:
         rig = Rig(hold_seconds=0.05)
-        rig.fan_in.scheduled(1, "a")
-        rig.fan_in.scheduled(2, "a")
-        rig.in_flight = 10  # the workers hold other work
-        assert rig.fan_in.holds("a", "dapr")
+        hold_a_with_two_outstanding(rig)
         await asyncio.sleep(0.15)
         assert rig.offered == [("a", "dapr")]
         assert not rig.fan_in.holds("a", "dapr")
@@ -81,10 +86,7 @@ def test_a_hold_runs_out_and_the_instance_is_not_held_again_until_it_schedules_m
 def test_a_forgotten_instance_is_never_offered_and_keeps_nothing() -> None:
     async def body() -> None:
         rig = Rig(hold_seconds=0.05)
-        rig.fan_in.scheduled(1, "a")
-        rig.fan_in.scheduled(2, "a")
-        rig.in_flight = 10  # the workers hold other work
-        assert rig.fan_in.holds("a", "dapr")
+        hold_a_with_two_outstanding(rig)
         rig.fan_in.forget("a")
         rig.fan_in.done(1)
         await asyncio.sleep(0.15)
