@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from dapr_workflows_component.engine import Engine
 from dapr_workflows_component.engine.dispatch import InstanceWork, WorkState
 from dapr_workflows_component.engine.fan_in import FanIn
 from dapr_workflows_component.protos import dapr_dialect_pb2 as pb
@@ -147,14 +148,20 @@ def completed_ids(item: pb.WorkItem) -> list[int]:
     ]
 
 
+async def fan_out_taken(engine: Engine, activities: int) -> tuple[int, list[pb.WorkItem]]:
+    """A worker, and instance "a" started with `activities` activities scheduled at once, all of
+    them taken by the worker."""
+    worker = engine.connect_worker("dapr")
+    await start(engine, "a")
+    first = await take(engine, worker)
+    await engine.complete_orchestration(response(first, *(schedule(k) for k in range(1, activities + 1))))
+    return worker, [await take(engine, worker) for _ in range(activities)]
+
+
 def test_under_load_a_fan_out_gets_one_turn_with_all_its_results() -> None:
     async def body() -> None:
         engine = await engine_on(fan_in_hold_seconds=30)  # no time limit within the test
-        worker = engine.connect_worker("dapr")
-        await start(engine, "a")
-        first = await take(engine, worker)
-        await engine.complete_orchestration(response(first, schedule(1), schedule(2), schedule(3)))
-        acts = [await take(engine, worker) for _ in range(3)]
+        worker, acts = await fan_out_taken(engine, 3)
         await start(engine, "b")
         other = await take(engine, worker)  # the worker holds other work: it is busy
         await engine.complete_activity(activity_done(acts[0], '"1"'))
@@ -174,11 +181,7 @@ def test_under_load_a_fan_out_gets_one_turn_with_all_its_results() -> None:
 def test_idle_the_first_result_is_offered_at_once() -> None:
     async def body() -> None:
         engine = await engine_on()
-        worker = engine.connect_worker("dapr")
-        await start(engine, "a")
-        first = await take(engine, worker)
-        await engine.complete_orchestration(response(first, schedule(1), schedule(2)))
-        acts = [await take(engine, worker), await take(engine, worker)]
+        worker, acts = await fan_out_taken(engine, 2)
         await engine.complete_activity(activity_done(acts[0], '"1"'))
         assert engine.dispatch.state(InstanceWork("a")) == WorkState.QUEUED
         assert completed_ids(await take(engine, worker)) == [1]
@@ -191,11 +194,7 @@ def test_a_held_turn_is_offered_when_the_hold_runs_out() -> None:
     async def body() -> None:
         engine = await engine_on()
         engine.dispatch.items.fan_in.hold_seconds = 0.05
-        worker = engine.connect_worker("dapr")
-        await start(engine, "a")
-        first = await take(engine, worker)
-        await engine.complete_orchestration(response(first, schedule(1), schedule(2)))
-        acts = [await take(engine, worker), await take(engine, worker)]
+        worker, acts = await fan_out_taken(engine, 2)
         await start(engine, "b")
         await take(engine, worker)  # the worker holds other work: it is busy
         await engine.complete_activity(activity_done(acts[0], '"1"'))
@@ -211,11 +210,7 @@ def test_a_held_turn_is_offered_when_the_hold_runs_out() -> None:
 def test_a_hold_of_zero_seconds_holds_nothing_under_load() -> None:
     async def body() -> None:
         engine = await engine_on(fan_in_hold_seconds=0)
-        worker = engine.connect_worker("dapr")
-        await start(engine, "a")
-        first = await take(engine, worker)
-        await engine.complete_orchestration(response(first, schedule(1), schedule(2)))
-        acts = [await take(engine, worker), await take(engine, worker)]
+        worker, acts = await fan_out_taken(engine, 2)
         await start(engine, "b")
         await take(engine, worker)  # the worker holds other work, which would hold the turn
         await engine.complete_activity(activity_done(acts[0], '"1"'))
@@ -232,11 +227,7 @@ def test_queued_work_no_worker_takes_does_not_hold_a_turn() -> None:
 
     async def body() -> None:
         engine = await engine_on(fan_in_hold_seconds=30)
-        worker = engine.connect_worker("dapr")
-        await start(engine, "a")
-        first = await take(engine, worker)
-        await engine.complete_orchestration(response(first, schedule(1), schedule(2), schedule(3)))
-        acts = [await take(engine, worker) for _ in range(3)]
+        _, acts = await fan_out_taken(engine, 3)
         await start(engine, "b")  # queued, not taken
         await engine.complete_activity(activity_done(acts[0], '"1"'))
         assert not engine.dispatch.items.fan_in.is_held("a")
